@@ -1,0 +1,1 @@
+"""The model context: ModelRequest, from request to approval, training and completion."""

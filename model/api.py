@@ -1,0 +1,127 @@
+"""HTTP routes of the model service: thin, each one call into handlers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from model import handlers
+from model.domain import ModelRequest
+from model.repository import ModelUnitOfWork
+from servicekit.http import body_of
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class NewModelRequest(Schema):
+    user_id: str = Field(min_length=1, max_length=255)
+    model_name: str = Field(min_length=1, max_length=255)
+    # The seed's clients send state=request; the server decides the state.
+    state: Literal["request", "requested"] | None = None
+
+
+class ApproveById(Schema):
+    id: int = Field(gt=0)
+
+
+class Rejection(Schema):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Cancellation(Schema):
+    reason: str | None = Field(None, max_length=2000)
+
+
+class ModelRequestOut(Schema):
+    id: int
+    user_id: str
+    model_name: str
+    state: str
+    reason: str | None
+    progress: int
+    step: int
+    total_steps: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, req: ModelRequest) -> ModelRequestOut:
+        return cls(
+            id=req.id,
+            user_id=req.user_id,
+            model_name=req.model_name,
+            state=req.state.value,
+            reason=req.reason,
+            progress=req.progress,
+            step=req.step,
+            total_steps=req.total_steps,
+            created_at=req.created_at,
+            updated_at=req.updated_at,
+        )
+
+
+def unit_of_work(request: Request) -> ModelUnitOfWork:
+    return request.app.state.uow_factory()
+
+
+Uow = Annotated[ModelUnitOfWork, Depends(unit_of_work)]
+RequestId = Annotated[int, Path(gt=0)]
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
+async def create(
+    uow: Uow, body: Annotated[NewModelRequest, Depends(body_of(NewModelRequest))]
+) -> ModelRequestOut:
+    return ModelRequestOut.of(await handlers.request_model(uow, body.user_id, body.model_name))
+
+
+@router.get("")
+async def list_all(
+    uow: Uow,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ModelRequestOut]:
+    return [
+        ModelRequestOut.of(r) for r in await handlers.list_requests(uow, user_id, limit, offset)
+    ]
+
+
+@router.get("/{id}")
+async def read(uow: Uow, id: RequestId) -> ModelRequestOut:
+    return ModelRequestOut.of(await handlers.get(uow, id))
+
+
+@router.put("")
+async def approve_by_body(
+    uow: Uow, body: Annotated[ApproveById, Depends(body_of(ApproveById))]
+) -> ModelRequestOut:
+    """The seed's approve call: ``PUT /models`` with ``{"id": N}``."""
+    return ModelRequestOut.of(await handlers.approve(uow, body.id))
+
+
+@router.put("/{id}")
+async def approve(uow: Uow, id: RequestId) -> ModelRequestOut:
+    return ModelRequestOut.of(await handlers.approve(uow, id))
+
+
+@router.put("/{id}/reject")
+async def reject(
+    uow: Uow, id: RequestId, body: Annotated[Rejection, Depends(body_of(Rejection))]
+) -> ModelRequestOut:
+    return ModelRequestOut.of(await handlers.reject(uow, id, body.reason))
+
+
+@router.put("/{id}/cancel")
+async def cancel(
+    uow: Uow, id: RequestId, body: Annotated[Cancellation, Depends(body_of(Cancellation))]
+) -> ModelRequestOut:
+    return ModelRequestOut.of(await handlers.cancel(uow, id, body.reason))

@@ -1,0 +1,71 @@
+"""Loading and storing ModelRequests; the unit of work that carries the repository."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from model.domain import ModelRequest, State
+from model.tables import model_request_ids, model_requests
+from servicekit.db import EventSource, UnitOfWork
+
+_COLUMNS = (
+    "user_id",
+    "model_name",
+    "state",
+    "reason",
+    "step",
+    "total_steps",
+    "created_at",
+    "updated_at",
+)
+
+
+class ModelRequestRepository:
+    def __init__(self, session: AsyncSession, track: Callable[[EventSource], None]) -> None:
+        self.session = session
+        self.track = track
+
+    async def next_id(self) -> int:
+        return int(await self.session.scalar(model_request_ids.next_value()))
+
+    async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None:
+        """Load one request; locked by default so changes to one request serialize."""
+        query = select(model_requests).where(model_requests.c.id == id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).mappings().first()
+        if row is None:
+            return None
+        req = ModelRequest(**{**row, "state": State(row["state"])})
+        self.track(req)
+        return req
+
+    async def list(
+        self, user_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ModelRequest]:
+        query = select(model_requests).order_by(model_requests.c.id).limit(limit).offset(offset)
+        if user_id is not None:
+            query = query.where(model_requests.c.user_id == user_id)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [ModelRequest(**{**row, "state": State(row["state"])}) for row in rows]
+
+    async def save(self, req: ModelRequest) -> None:
+        self.track(req)
+        values = {c: getattr(req, c) for c in _COLUMNS}
+        values["state"] = req.state.value
+        await self.session.execute(
+            insert(model_requests)
+            .values(id=req.id, **values)
+            .on_conflict_do_update(index_elements=[model_requests.c.id], set_=values)
+        )
+
+
+class ModelUnitOfWork(UnitOfWork):
+    requests: ModelRequestRepository
+
+    def on_begin(self) -> None:
+        self.requests = ModelRequestRepository(self.session, self.track)

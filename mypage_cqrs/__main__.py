@@ -1,0 +1,5 @@
+from mypage_cqrs.bootstrap import build
+from servicekit.app import serve
+
+app, runtime = build()
+serve(app, runtime)

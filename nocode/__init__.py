@@ -1,0 +1,1 @@
+"""The ``nocode`` command: starts the platform, serves one service, migrates."""

@@ -1,0 +1,3 @@
+from nocode.cli import app
+
+app()

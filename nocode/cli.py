@@ -1,0 +1,79 @@
+"""The ``nocode`` command line."""
+
+from __future__ import annotations
+
+import runpy
+import signal
+import time
+from types import FrameType
+
+import typer
+
+from nocode.services import SERVICE_NAMES
+
+app = typer.Typer(help="Nocode AI request platform.", no_args_is_help=True, add_completion=False)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+@app.command()
+def up() -> None:
+    """Start the whole platform in the foreground; Ctrl-C or SIGTERM stops it."""
+    from nocode.launcher import Platform
+
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    platform = Platform()
+    code = 0
+    try:
+        typer.echo("nocode: starting PostgreSQL and the broker, creating topics, migrating...")
+        platform.start_infrastructure()
+        platform.start_services()
+        platform.wait_ready()
+        typer.echo("\nnocode is up:")
+        for name, where in platform.listing():
+            typer.echo(f"  {name:<12} {where}")
+        typer.echo(
+            "\nTry: curl -s localhost:8080/models -d userId=test -d modelName=TestModel10\n"
+            "Ctrl-C stops everything.\n"
+        )
+        while not (exited := platform.exited()):
+            time.sleep(0.5)
+        typer.echo(f"nocode: service exited unexpectedly: {exited}; stopping", err=True)
+        code = 1
+    except _Stop as stop:
+        typer.echo(f"\nnocode: {stop}, stopping...")
+    except Exception as exc:
+        typer.echo(f"nocode: {exc}", err=True)
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        platform.stop()
+        typer.echo("nocode: stopped.")
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(service: str = typer.Argument(..., help=f"one of {', '.join(SERVICE_NAMES)}")) -> None:
+    """Run one service in the foreground (the entry point of its container)."""
+    if service not in SERVICE_NAMES:
+        raise typer.BadParameter(
+            f"unknown service {service!r}; choose one of {', '.join(SERVICE_NAMES)}"
+        )
+    runpy.run_module(service, run_name="__main__", alter_sys=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply every service's migrations to its database (*_DATABASE_URL, or the embedded one)."""
+    from nocode.launcher import Platform
+
+    for name, done in Platform().migrate().items():
+        typer.echo(f"{name}: {'migrated' if done else 'no migrations'}")

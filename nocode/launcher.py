@@ -1,0 +1,183 @@
+"""Starts the whole platform on one machine: what ``nocode up`` does.
+
+Embedded PostgreSQL (one database per service) and the embedded broker start
+unless real endpoints are configured; topics are created, every database is
+migrated, then each service runs as its own process, the way its container would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topics import ALL_TOPICS
+from nocode.embedded_broker import EmbeddedBroker
+from nocode.embedded_postgres import EmbeddedPostgres
+from nocode.services import GATEWAY_ROUTES, SERVICES, ServiceSpec
+from servicekit import migrations
+from servicekit.kafka import ensure_topics, wait_for_broker
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LauncherSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(REPO_ROOT / ".nocode", validation_alias="NOCODE_DATA_DIR")
+    postgres_port: int = Field(55432, validation_alias="NOCODE_POSTGRES_PORT")
+    broker_port: int = Field(9092, validation_alias="NOCODE_BROKER_PORT")
+    kafka_bootstrap_servers: str | None = Field(None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_partitions: int = Field(3, validation_alias="KAFKA_PARTITIONS")
+    kafka_replication_factor: int = Field(1, validation_alias="KAFKA_REPLICATION_FACTOR")
+    ready_timeout_s: float = Field(60.0, validation_alias="NOCODE_READY_TIMEOUT_S")
+
+
+@dataclass
+class Platform:
+    settings: LauncherSettings = field(default_factory=LauncherSettings)
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    broker: EmbeddedBroker | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    postgres_started: bool = False
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.postgres = EmbeddedPostgres(s.data_dir / "postgres", s.postgres_port)
+
+    def port(self, spec: ServiceSpec) -> int:
+        return int(self.env.get(f"{spec.env_prefix}_PORT", spec.default_port))
+
+    def database_url(self, spec: ServiceSpec) -> str:
+        return self.env.get(f"{spec.env_prefix}_DATABASE_URL") or self.postgres.url(spec.name)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.settings.kafka_bootstrap_servers:
+            return self.settings.kafka_bootstrap_servers
+        assert self.broker is not None
+        return self.broker.bootstrap_servers
+
+    def start_infrastructure(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        embedded_dbs = [
+            sp.name for sp in SERVICES if not self.env.get(f"{sp.env_prefix}_DATABASE_URL")
+        ]
+        if embedded_dbs:
+            self.postgres.start()
+            self.postgres_started = True
+            asyncio.run(self.postgres.create_databases(embedded_dbs))
+        if not s.kafka_bootstrap_servers:
+            self.broker = EmbeddedBroker(s.broker_port, log_file=s.data_dir / "broker.log")
+            self.broker.start()
+        asyncio.run(self._prepare_topics())
+        self.migrate()
+
+    async def _prepare_topics(self) -> None:
+        await wait_for_broker(self.bootstrap_servers)
+        await ensure_topics(
+            self.bootstrap_servers,
+            ALL_TOPICS,
+            self.settings.kafka_partitions,
+            self.settings.kafka_replication_factor,
+        )
+
+    def migrate(self) -> dict[str, bool]:
+        return {
+            spec.name: migrations.upgrade(spec.name, self.database_url(spec)) for spec in SERVICES
+        }
+
+    def service_env(self, spec: ServiceSpec) -> dict[str, str]:
+        env = {
+            **self.env,
+            f"{spec.env_prefix}_PORT": str(self.port(spec)),
+            f"{spec.env_prefix}_DATABASE_URL": self.database_url(spec),
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "PYTHONUNBUFFERED": "1",
+        }
+        if spec.name == "gateway" and "GATEWAY_ROUTES" not in self.env:
+            by_name = {sp.name: sp for sp in SERVICES}
+            routes = {
+                p: f"http://127.0.0.1:{self.port(by_name[n])}" for p, n in GATEWAY_ROUTES.items()
+            }
+            env["GATEWAY_ROUTES"] = json.dumps(routes)
+        return env
+
+    def start_services(self, stdout: int | None = None) -> None:
+        for spec in SERVICES:
+            self.processes[spec.name] = subprocess.Popen(
+                [sys.executable, "-m", "nocode", "serve", spec.name],
+                env=self.service_env(spec),
+                cwd=REPO_ROOT,
+                stdout=stdout,
+                stderr=subprocess.STDOUT if stdout is not None else None,
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        pending = {spec.name: spec for spec in SERVICES}
+        while pending:
+            for name, spec in list(pending.items()):
+                proc = self.processes[name]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+                if _ready(self.port(spec)):
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"not ready after {self.settings.ready_timeout_s}s: {sorted(pending)}"
+                )
+            time.sleep(0.1)
+
+    def exited(self) -> dict[str, int]:
+        return {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.processes.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+        if self.broker:
+            self.broker.stop()
+        if self.postgres_started:
+            self.postgres.stop()
+
+    def listing(self) -> list[tuple[str, str]]:
+        rows = [(spec.name, f"http://127.0.0.1:{self.port(spec)}") for spec in SERVICES]
+        rows.append(
+            ("kafka", self.bootstrap_servers + ("" if self.broker is None else " (embedded)"))
+        )
+        if self.postgres_started:
+            rows.append(
+                (
+                    "postgres",
+                    f"{self.postgres.url('<service>', 'postgresql')} (embedded, data in "
+                    f"{self.postgres.data_dir})",
+                )
+            )
+        return rows
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False

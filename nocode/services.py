@@ -1,0 +1,35 @@
+"""The platform's services, their default ports and the gateway routes to them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    default_port: int
+
+    @property
+    def env_prefix(self) -> str:
+        return self.name.upper()
+
+
+SERVICES = (
+    ServiceSpec("gateway", 8080),
+    ServiceSpec("model", 8082),
+    ServiceSpec("notice", 8083),
+    ServiceSpec("core", 8084),
+    ServiceSpec("target", 8085),
+    ServiceSpec("mypage_cqrs", 8086),
+)
+SERVICE_NAMES = tuple(s.name for s in SERVICES)
+
+# Path prefix at the gateway -> the service behind it.
+GATEWAY_ROUTES = {
+    "/models": "model",
+    "/notices": "notice",
+    "/cores": "core",
+    "/targets": "target",
+    "/myRequests": "mypage_cqrs",
+}

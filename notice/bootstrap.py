@@ -1,0 +1,14 @@
+"""Composition root: settings in, a runnable service out (health and metrics for now)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from notice.settings import NoticeSettings
+from servicekit.app import create_app
+from servicekit.runtime import ServiceRuntime
+
+
+def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
+    runtime = ServiceRuntime(settings or NoticeSettings())
+    return create_app(runtime), runtime

@@ -1,0 +1,116 @@
+"""The FastAPI application every service runs: health, metrics, request context, errors."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit import metrics
+from servicekit.context import current_traceparent
+from servicekit.http import install_error_handlers
+from servicekit.logging import configure_logging
+from servicekit.runtime import ServiceRuntime
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
+    settings = runtime.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=f"nocode {settings.service_name}", lifespan=lifespan)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health_router(runtime))
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    return app
+
+
+def health_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["health"])
+
+    @router.get("/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/ready")
+    async def ready() -> JSONResponse:
+        checks = await runtime.ready()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503
+        )
+
+    return router
+
+
+class RequestContextMiddleware:
+    """Binds request id and trace context for logs and the outbox; records RED metrics."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = current_traceparent.set(headers.get("traceparent"))
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_traceparent.reset(token)
+            structlog.contextvars.unbind_contextvars("request_id")
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if not route.startswith(("/metrics", "/health")):
+                method = scope["method"]
+                metrics.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+                metrics.HTTP_LATENCY.labels(self.service, method, route).observe(
+                    time.perf_counter() - started
+                )
+
+
+def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
+    """Run one service in the foreground (what ``nocode serve NAME`` and images do)."""
+    s = runtime.settings
+    configure_logging(s.service_name, s.log_level)
+    uvicorn.run(app, host=s.host, port=s.port, access_log=False, log_config=None, lifespan="on")

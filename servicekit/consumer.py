@@ -1,0 +1,179 @@
+"""Consumer runtime: an idempotent, retrying, dead-lettering Kafka consumer.
+
+For each record: decode the envelope, then in one transaction claim its event id
+in the inbox and apply the handler; commit the offset only after that transaction
+committed. A redelivered event finds its id in the inbox and changes nothing. A
+handler that keeps failing is retried with backoff; after ``max_attempts`` the
+record goes to the service's dead-letter topic with the error in a header, and
+the partition moves on. A record that cannot be decoded goes there at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from sqlalchemy import MetaData
+from sqlalchemy.dialects.postgresql import insert
+
+from contracts import Event
+from contracts.topics import dead_letter_topic
+from servicekit import metrics
+from servicekit.context import current_traceparent
+from servicekit.db import UnitOfWork
+from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
+from servicekit.tables import inbox_table
+
+log = structlog.get_logger(__name__)
+
+INBOX = inbox_table(MetaData())
+
+Handler = Callable[[Any, Any], Awaitable[None]]
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        service: str,
+        topics: tuple[str, ...],
+        bootstrap_servers: str,
+        uow_factory: Callable[[], UnitOfWork],
+        handlers: Mapping[type[Event], Handler],
+        dead_letter_producer: AIOKafkaProducer,
+        max_attempts: int = 5,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 5.0,
+        group_id: str | None = None,
+    ) -> None:
+        self.service = service
+        self.group_id = group_id or service
+        self.topics = topics
+        self.bootstrap_servers = bootstrap_servers
+        self.uow_factory = uow_factory
+        self.handlers = {contract.ce_type(): handler for contract, handler in handlers.items()}
+        self.dlt_producer = dead_letter_producer
+        self.dead_letter_topic = dead_letter_topic(service)
+        self.max_attempts = max_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        while True:
+            consumer = AIOKafkaConsumer(
+                *self.topics,
+                bootstrap_servers=self.bootstrap_servers,
+                group_id=self.group_id,
+                client_id=self.service,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                log.info("consumer started", topics=list(self.topics), group=self.group_id)
+                async for record in consumer:
+                    await self.process(record)
+                    await consumer.commit(
+                        {TopicPartition(record.topic, record.partition): record.offset + 1}
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker gone: start again, uncommitted records come back
+                log.warning("consumer interrupted", error=str(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                self._consumer = None
+                await consumer.stop()
+
+    async def process(self, record: ConsumerRecord) -> None:
+        """Apply one record, retrying; dead-letter it when it cannot be applied."""
+        ce_type = header_map(record.headers).get("ce_type", "")
+        handler = self.handlers.get(ce_type)
+        if ce_type and handler is None:
+            metrics.EVENTS_CONSUMED.labels(self.service, record.topic, ce_type, "ignored").inc()
+            return
+        try:
+            envelope = decode(record.value, record.headers)
+        except UndecodableMessage as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return
+        assert handler is not None
+        log_ = log.bind(event_id=envelope.id, event_type=ce_type, request_id=envelope.subject)
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                outcome = await self._apply(record, envelope, handler)
+                metrics.EVENT_PROCESSING.labels(self.service, record.topic).observe(
+                    time.perf_counter() - started
+                )
+                metrics.EVENTS_CONSUMED.labels(self.service, record.topic, ce_type, outcome).inc()
+                log_.debug("event consumed", outcome=outcome)
+                return
+            except Exception as exc:
+                if attempt >= self.max_attempts:
+                    log_.error("event dead-lettered", attempts=attempt, error=repr(exc))
+                    await self._dead_letter(record, exc, attempts=attempt)
+                    return
+                delay = min(self.backoff_initial_s * 2 ** (attempt - 1), self.backoff_max_s)
+                metrics.EVENTS_RETRIED.labels(self.service, record.topic).inc()
+                log_.warning(
+                    "event failed, retrying", attempt=attempt, retry_in_s=delay, error=repr(exc)
+                )
+                await asyncio.sleep(delay)
+
+    async def _apply(self, record: ConsumerRecord, envelope: Envelope, handler: Handler) -> str:
+        token = current_traceparent.set(envelope.traceparent)
+        try:
+            async with self.uow_factory() as uow:
+                claimed = await uow.session.execute(
+                    insert(INBOX)
+                    .values(
+                        event_id=envelope.id,
+                        consumer=self.group_id,
+                        topic=record.topic,
+                        ce_type=envelope.type,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(INBOX.c.event_id)
+                )
+                if claimed.first() is None:
+                    return "duplicate"
+                await handler(uow, envelope.event)
+                await uow.commit()
+                return "applied"
+        finally:
+            current_traceparent.reset(token)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord, error: BaseException, attempts: int
+    ) -> None:
+        headers = [
+            *(record.headers or ()),
+            ("dlt_error", f"{type(error).__name__}: {error}"[:4000].encode()),
+            ("dlt_original_topic", record.topic.encode()),
+            ("dlt_original_partition", str(record.partition).encode()),
+            ("dlt_original_offset", str(record.offset).encode()),
+            ("dlt_consumer_group", self.group_id.encode()),
+            ("dlt_attempts", str(attempts).encode()),
+        ]
+        # Retry until the broker takes it: moving on without parking it would lose it.
+        while True:
+            try:
+                await self.dlt_producer.send_and_wait(
+                    self.dead_letter_topic, record.value, key=record.key, headers=headers
+                )
+                break
+            except Exception as exc:
+                log.warning("dead-letter publish failed", error=str(exc))
+                await asyncio.sleep(1.0)
+        metrics.EVENTS_DEAD_LETTERED.labels(self.service, record.topic).inc()
+        ce_type = header_map(record.headers).get("ce_type", "unknown")
+        metrics.EVENTS_CONSUMED.labels(self.service, record.topic, ce_type, "dead_lettered").inc()

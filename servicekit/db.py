@@ -1,0 +1,92 @@
+"""Async SQLAlchemy engine and the unit of work every handler runs in.
+
+A unit of work is one transaction. Events raised by aggregates the unit of work
+has seen are written to the outbox inside that same transaction on commit, so a
+state change and the event announcing it are stored together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from contracts import Event
+from servicekit.outbox import OutboxWriter
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain libpq URL asyncpg's own connect() accepts."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+class EventSource(Protocol):
+    def pull_events(self) -> list[Event]: ...
+
+
+class UnitOfWork:
+    """One transaction: ``async with uow: ...; await uow.commit()``.
+
+    Leaving the block without commit rolls back. Services subclass it to add
+    their repositories (built on :attr:`session`) and register aggregates with
+    :meth:`track` so their events reach the outbox.
+    """
+
+    session: AsyncSession
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], outbox: OutboxWriter
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.outbox = outbox
+        self._seen: list[EventSource] = []
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessionmaker()
+        await self.session.begin()
+        self._seen = []
+        self.on_begin()
+        return self
+
+    def on_begin(self) -> None:
+        """Hook for subclasses to build repositories on the fresh session."""
+
+    def track(self, aggregate: EventSource) -> None:
+        if aggregate not in self._seen:
+            self._seen.append(aggregate)
+
+    async def commit(self) -> None:
+        for aggregate in self._seen:
+            for event in aggregate.pull_events():
+                await self.outbox.add(self.session, event)
+        await self.session.commit()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.session.in_transaction():
+            await self.session.rollback()
+        await self.session.close()
+
+
+UnitOfWorkFactory = Callable[[], Any]

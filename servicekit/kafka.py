@@ -1,0 +1,69 @@
+"""aiokafka clients configured the one way the platform uses them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from servicekit.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    # acks="all" without idempotence: Tansu refuses InitProducerId, and consumers
+    # deduplicate by event id anyway.
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        acks="all",
+        enable_idempotence=False,
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        linger_ms=5,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: tuple[str, ...] | list[str], partitions: int, replication: int
+) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="nocode-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+        if missing:
+            response = await admin.create_topics(missing)
+            for topic, code, message in _topic_errors(response):
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise KafkaError(f"cannot create topic {topic}: {message}")
+            log.info("topics created", topics=[t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    errors = getattr(response, "topic_errors", [])
+    return [(e[0], e[1], e[2] if len(e) > 2 else None) for e in errors]

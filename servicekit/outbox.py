@@ -1,0 +1,198 @@
+"""Transactional outbox: the writer and the relay.
+
+The writer adds an event to the caller's session, so the event row commits (or
+not) with the state change. The relay is the only thing that talks to Kafka on
+the producing side: it publishes unpublished rows in id order, keyed by request
+id, and marks them published. Per-key commit order holds because every handler
+locks the aggregate row it changes, so two transactions writing events for the
+same request never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import MetaData, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from contracts import Event
+from servicekit import metrics
+from servicekit.context import current_traceparent
+from servicekit.envelope import Envelope, encode_headers
+from servicekit.tables import OUTBOX_CHANNEL, outbox_table
+
+log = structlog.get_logger(__name__)
+
+OUTBOX = outbox_table(MetaData())
+RELAY_LOCK_KEY = 0x6E6F636F6465  # one relay per service database publishes at a time
+PRUNE_EVERY = timedelta(minutes=5)
+
+
+class OutboxWriter:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    async def add(self, session: AsyncSession, event: Event) -> None:
+        """Stage ``event`` in the caller's transaction, with the current trace context."""
+        envelope = Envelope.wrap(event, self.source, current_traceparent.get())
+        await session.execute(
+            insert(OUTBOX).values(
+                event_id=envelope.id,
+                topic=event.topic,
+                key=envelope.subject,
+                ce_type=envelope.type,
+                source=envelope.source,
+                occurred_at=envelope.time,
+                payload=event.to_value(),
+                traceparent=envelope.traceparent,
+            )
+        )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows; woken by LISTEN/NOTIFY, polling as a fallback."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        engine: AsyncEngine,
+        dsn: str,
+        producer: AIOKafkaProducer,
+        batch_size: int = 200,
+        poll_interval_s: float = 1.0,
+        retention: timedelta | None = None,
+        send_timeout_s: float = 15.0,
+    ) -> None:
+        self.service = service
+        self.engine = engine
+        self.dsn = dsn
+        self.producer = producer
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self.retention = retention
+        self.send_timeout_s = send_timeout_s
+        self._wake = asyncio.Event()
+        self._pruned_at = datetime.min.replace(tzinfo=UTC)
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._run_as_leader()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the relay must outlive DB and broker outages
+                log.warning("outbox relay interrupted", error=str(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _run_as_leader(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
+        try:
+            # Standby relays (other replicas) poll the lock; only the holder publishes.
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):  # noqa: ASYNC110
+                await asyncio.sleep(self.poll_interval_s * 5)
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            log.info("outbox relay leading", service=self.service)
+            failures = 0
+            while not conn.is_closed():
+                self._wake.clear()
+                try:
+                    published = await self.publish_batch()
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
+                    delay = min(0.2 * 2**failures, 5.0)
+                    log.warning("outbox publish failed", error=str(exc), retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if published < self.batch_size:
+                    await self._prune()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many rows were published."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(OUTBOX)
+                    .where(OUTBOX.c.published_at.is_(None))
+                    .order_by(OUTBOX.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            backlog = await conn.scalar(
+                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+            )
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+        if not rows:
+            return 0
+        sends = []
+        for row in rows:
+            headers = encode_headers(
+                id=row.event_id,
+                type=row.ce_type,
+                source=row.source,
+                time=row.occurred_at,
+                subject=row.key,
+                traceparent=row.traceparent,
+            )
+            sends.append(
+                await asyncio.wait_for(
+                    self.producer.send(
+                        row.topic, orjson.dumps(row.payload), key=row.key.encode(), headers=headers
+                    ),
+                    self.send_timeout_s,
+                )
+            )
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        # Mark only what the broker acknowledged, up to the first failure; the rest
+        # is sent again on the next pass (consumers deduplicate by event id).
+        done = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                break
+            done.append(row)
+        if done:
+            now = datetime.now(UTC)
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(OUTBOX)
+                    .where(OUTBOX.c.id.in_([r.id for r in done]))
+                    .values(published_at=now)
+                )
+            for row in done:
+                metrics.OUTBOX_PUBLISHED.labels(self.service, row.topic).inc()
+                metrics.OUTBOX_LAG.labels(self.service).observe(
+                    max(0.0, (now - row.created_at).total_seconds())
+                )
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, (backlog or 0) - len(done)))
+        if len(done) < len(rows):
+            failed = results[len(done)]
+            raise failed if isinstance(failed, Exception) else RuntimeError(str(failed))
+        return len(done)
+
+    async def _prune(self) -> None:
+        now = datetime.now(UTC)
+        if self.retention is None or now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        cutoff = now - self.retention
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(OUTBOX).where(
+                    OUTBOX.c.published_at.is_not(None), OUTBOX.c.published_at < cutoff
+                )
+            )

@@ -1,0 +1,144 @@
+"""The moving parts of one service process: database, producer, relay, consumers.
+
+A service's ``bootstrap.py`` builds a :class:`ServiceRuntime`, says what it
+publishes and consumes, and hands it to :func:`servicekit.app.create_app`, whose
+lifespan starts and stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts import Event
+from servicekit.consumer import EventConsumer, Handler
+from servicekit.db import UnitOfWork, asyncpg_dsn, make_engine, ping
+from servicekit.kafka import make_producer
+from servicekit.outbox import OutboxRelay, OutboxWriter
+from servicekit.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topics: tuple[str, ...]
+    handlers: Mapping[type[Event], Handler]
+    uow_factory: Callable[[], UnitOfWork]
+
+
+class ServiceRuntime:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.database_url, settings.db_pool_size)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+        self.outbox = OutboxWriter(settings.source)
+        self.publishes = False
+        self.subscriptions: list[Subscription] = []
+        self.producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[EventConsumer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def publish_from_outbox(self) -> None:
+        self.publishes = True
+
+    def consume(
+        self,
+        topics: tuple[str, ...],
+        handlers: Mapping[type[Event], Handler],
+        uow_factory: Callable[[], UnitOfWork],
+    ) -> None:
+        self.subscriptions.append(Subscription(topics, handlers, uow_factory))
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._connect_then_run(), name="messaging"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+        await self.engine.dispose()
+
+    async def ready(self) -> dict[str, str]:
+        """What readiness depends on: the database and the broker, each ``ok`` or why not."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(self.engine), 2.0)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        try:
+            if self.producer is None:
+                raise ConnectionError("not connected yet")
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), 2.0)
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        return checks
+
+    async def _connect_then_run(self) -> None:
+        # Requests are served while the broker is down (the outbox holds the events),
+        # so the producer connects in the background and keeps trying.
+        producer = await self._connect_producer()
+        self.producer = producer
+        s = self.settings
+        runs = []
+        if self.publishes:
+            retention = (
+                timedelta(hours=s.outbox_retention_hours) if s.outbox_retention_hours else None
+            )
+            self.relay = OutboxRelay(
+                service=s.service_name,
+                engine=self.engine,
+                dsn=asyncpg_dsn(s.database_url),
+                producer=producer,
+                batch_size=s.outbox_batch_size,
+                poll_interval_s=s.outbox_poll_interval_s,
+                retention=retention,
+            )
+            runs.append(self.relay.run())
+        for sub in self.subscriptions:
+            consumer = EventConsumer(
+                service=s.service_name,
+                topics=sub.topics,
+                bootstrap_servers=s.kafka_bootstrap_servers,
+                uow_factory=sub.uow_factory,
+                handlers=sub.handlers,
+                dead_letter_producer=producer,
+                max_attempts=s.consumer_max_attempts,
+                backoff_initial_s=s.consumer_backoff_initial_s,
+                backoff_max_s=s.consumer_backoff_max_s,
+            )
+            self.consumers.append(consumer)
+            runs.append(consumer.run())
+        await asyncio.gather(*runs)
+
+    async def _connect_producer(self) -> AIOKafkaProducer:
+        delay = 0.2
+        while True:
+            producer = make_producer(self.settings)
+            try:
+                await producer.start()
+                return producer
+            except Exception as exc:
+                log.warning("broker not reachable yet", error=str(exc), retry_in_s=delay)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
