@@ -55,11 +55,8 @@ class EmbeddedBroker:
         raise TimeoutError(f"broker did not listen on {url} within {timeout_s}s")
 
     def stop(self) -> None:
+        # Memory storage has nothing to flush, and Tansu lingers ~5 s on SIGTERM.
         if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.kill()
+            self.process.wait()
         self.process = None

@@ -20,7 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON
 
 OUTBOX_CHANNEL = "outbox"
 
@@ -34,7 +34,7 @@ def _outbox_columns() -> list[Column]:
         Column("ce_type", String(255), nullable=False),
         Column("source", String(255), nullable=False),
         Column("occurred_at", DateTime(timezone=True), nullable=False),
-        Column("payload", JSONB, nullable=False),
+        Column("payload", JSON, nullable=False),  # json, not jsonb: keeps the key order
         Column("traceparent", String(64)),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),

@@ -1,0 +1,78 @@
+"""Composition root: builds the gateway application and serves it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from gateway.health import live_handler, ready_handler
+from gateway.metrics import metrics_handler
+from gateway.middlewares import MIDDLEWARES
+from gateway.proxy import proxy_handler
+from gateway.routes import RouteTable
+from gateway.settings import GatewaySettings
+from gateway.state import LOGGER, ROUTE_TABLE, SETTINGS, UPSTREAM_SESSION
+from servicekit.logging import configure_logging
+
+SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
+"""Options for whatever serves the app (``run_app``, ``AppRunner``, ``TestServer``).
+
+Without ``auto_decompress=False`` aiohttp inflates compressed request bodies, and the
+gateway would send them on still labelled with their Content-Encoding.
+"""
+
+
+async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+    """The one client session shared by every proxied request, open for the app's life."""
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(limit=settings.upstream_connections, limit_per_host=0)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s),
+        # Bodies pass through as the upstream encoded them.
+        auto_decompress=False,
+        # A shared jar would hand one user's cookies to the next user's requests.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # Send only the headers the client sent, not aiohttp's defaults.
+        skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+    ) as session:
+        app[UPSTREAM_SESSION] = session
+        yield
+
+
+def build_app(settings: GatewaySettings) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES)
+    app[SETTINGS] = settings
+    app[ROUTE_TABLE] = RouteTable(settings.routes)
+    app[LOGGER] = structlog.get_logger("gateway", service=settings.service_name)
+    app.cleanup_ctx.append(upstream_session)
+
+    app.router.add_get("/health/live", live_handler)
+    app.router.add_get("/health/ready", ready_handler)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_route("*", "/{path:.*}", proxy_handler)
+    return app
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(settings.service_name, settings.log_level)
+    app = build_app(settings)
+    app[LOGGER].info(
+        "starting",
+        host=settings.host,
+        port=settings.port,
+        routes={route.prefix: route.upstream for route in app[ROUTE_TABLE]},
+    )
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=None,  # the request_context middleware logs each request
+        print=None,  # stdout carries JSON logs only
+        **SERVER_OPTIONS,
+    )

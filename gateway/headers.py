@@ -1,0 +1,114 @@
+"""Which headers cross the gateway, in each direction, and the ones it adds."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
+
+X_REQUEST_ID = "X-Request-ID"
+X_FORWARDED_FOR = "X-Forwarded-For"
+X_FORWARDED_PROTO = "X-Forwarded-Proto"
+X_FORWARDED_HOST = "X-Forwarded-Host"
+
+# RFC 9110 section 7.6.1, plus the de-facto Keep-Alive and Proxy-Connection.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Headers the gateway recomputes or sets itself instead of passing the client's on.
+_REQUEST_REPLACED = frozenset(
+    {
+        "host",
+        "content-length",
+        "expect",
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+)
+_RESPONSE_REPLACED = frozenset({"x-request-id"})
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def request_id_from(headers: CIMultiDictProxy[str]) -> str:
+    """The client's X-Request-ID if it is a sane token, else a fresh one."""
+    given = headers.get(X_REQUEST_ID)
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Header names listed in Connection, which are hop-by-hop for this one hop."""
+    return {
+        token.strip().lower()
+        for value in headers.getall(hdrs.CONNECTION, ())
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+def _is_hop_by_hop(name: str, connection_tokens: set[str]) -> bool:
+    return name in _HOP_BY_HOP or name.startswith("proxy-") or name in connection_tokens
+
+
+def upstream_request_headers(
+    headers: CIMultiDictProxy[str],
+    *,
+    request_id: str,
+    client_ip: str | None,
+    scheme: str,
+    host: str | None,
+) -> CIMultiDict[str]:
+    """The headers to send upstream for a client request carrying ``headers``."""
+    tokens = _connection_tokens(headers)
+    forwarded: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if _is_hop_by_hop(lower, tokens) or lower in _REQUEST_REPLACED:
+            continue
+        forwarded.add(name, value)
+
+    prior = ", ".join(headers.getall(X_FORWARDED_FOR, ()))
+    if client_ip:
+        forwarded[X_FORWARDED_FOR] = f"{prior}, {client_ip}" if prior else client_ip
+    elif prior:
+        forwarded[X_FORWARDED_FOR] = prior
+    forwarded[X_FORWARDED_PROTO] = scheme
+    if host:
+        forwarded[X_FORWARDED_HOST] = host
+    forwarded[X_REQUEST_ID] = request_id
+    return forwarded
+
+
+def downstream_response_headers(
+    headers: CIMultiDictProxy[str], *, keep_content_length: bool
+) -> CIMultiDict[str]:
+    """The upstream response headers to pass back to the client.
+
+    Content-Length is dropped because the gateway sends the body it read and aiohttp counts
+    it, except when there is no body to count (HEAD, 304) and the upstream's figure is the
+    one the client needs. Content-Encoding stays: the body is passed on still encoded.
+    """
+    tokens = _connection_tokens(headers)
+    passed: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if _is_hop_by_hop(lower, tokens) or lower in _RESPONSE_REPLACED:
+            continue
+        if lower == "content-length" and not keep_content_length:
+            continue
+        passed.add(name, value)
+    return passed

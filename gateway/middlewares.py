@@ -1,0 +1,78 @@
+"""The gateway's middlewares, outermost first in :data:`MIDDLEWARES`.
+
+1. :func:`request_context_middleware` gives every request an id, turns any failure into a
+   JSON error, and records metrics and an access log line.
+2. :func:`identity_middleware` is where authentication goes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from multidict import CIMultiDict
+
+from gateway.errors import json_error
+from gateway.headers import X_REQUEST_ID, request_id_from
+from gateway.metrics import REQUEST_DURATION, REQUESTS, method_label
+from gateway.state import LOGGER, REQUEST_CONTEXT, RequestContext
+
+USER_HEADER_PREFIX = "x-user-"
+
+
+@web.middleware
+async def request_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    context = RequestContext(request_id=request_id_from(request.headers))
+    request[REQUEST_CONTEXT] = context
+    log = request.app[LOGGER]
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own text may carry details (sizes, limits); the reason phrase is enough.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = json_error(exc.status, exc.reason, headers=allow)
+    except Exception:
+        log.exception("unhandled_error", request_id=context.request_id)
+        response = json_error(500, "internal error")
+
+    response.headers[X_REQUEST_ID] = context.request_id
+    elapsed = time.perf_counter() - started
+    REQUESTS.labels(context.route, method_label(request.method), str(response.status)).inc()
+    REQUEST_DURATION.labels(context.route).observe(elapsed)
+    log.info(
+        "request",
+        request_id=context.request_id,
+        method=request.method,
+        path=request.rel_url.raw_path,
+        route=context.route,
+        status=response.status,
+        duration_ms=round(elapsed * 1000, 2),
+    )
+    return response
+
+
+@web.middleware
+async def identity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authentication seam: establishes who is calling, for the services behind the gateway.
+
+    Today there is no authentication, so nobody is established; the one duty already in
+    force is that ``X-User-*`` headers are the gateway's to set, so any a client sends are
+    removed before the request goes further. When authentication arrives, this middleware
+    verifies the caller's credentials (answering 401 without them where a route needs them)
+    and adds the ``X-User-*`` headers describing the verified user.
+    """
+    if any(name.lower().startswith(USER_HEADER_PREFIX) for name in request.headers):
+        trusted = CIMultiDict(
+            (name, value)
+            for name, value in request.headers.items()
+            if not name.lower().startswith(USER_HEADER_PREFIX)
+        )
+        request = request.clone(headers=trusted)
+    return await handler(request)
+
+
+MIDDLEWARES: list[Middleware] = [request_context_middleware, identity_middleware]

@@ -1,0 +1,74 @@
+"""Session fixtures: a real PostgreSQL and a real Kafka-protocol broker, over TCP.
+
+PostgreSQL is the embedded one unless ``NOCODE_TEST_POSTGRES_URL`` names a server
+(an admin URL, e.g. ``postgresql://postgres@db:5432/postgres``). Each test gets its
+own database and its own embedded broker (Tansu starts in milliseconds), so no
+test sees another's rows, topics or consumer offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from contracts.topics import ALL_TOPICS
+from nocode.embedded_broker import EmbeddedBroker
+from nocode.embedded_postgres import EmbeddedPostgres
+from servicekit import migrations
+from servicekit.kafka import ensure_topics
+from tests.support import free_port
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("NOCODE_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
+    server.start()
+    try:
+        yield server.url(driver="postgresql")
+    finally:
+        server.stop()
+
+
+async def create_database(admin_url: str, prefix: str) -> str:
+    """A new empty database; returns its SQLAlchemy asyncpg URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+@pytest.fixture
+async def model_db(postgres_admin_url: str) -> str:
+    url = await create_database(postgres_admin_url, "model")
+    await asyncio.to_thread(migrations.upgrade, "model", url)
+    return url
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    server = EmbeddedBroker(free_port(), log_file=tmp_path / "broker.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def topics(broker: EmbeddedBroker) -> AsyncIterator[str]:
+    await ensure_topics(broker.bootstrap_servers, ALL_TOPICS, 3, 1)
+    yield broker.bootstrap_servers

@@ -1,0 +1,84 @@
+"""Transactional outbox: state and event commit together; the relay publishes them."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from contracts.topics import MODEL_EVENTS
+from model import handlers
+from model.repository import ModelUnitOfWork
+from model.tables import model_requests, outbox
+from tests.connected.model_service import model_service
+from tests.support import ce, read_topic
+
+pytestmark = pytest.mark.connected
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_created_request_reaches_the_topic_with_cloudevents_headers(
+    model_db: str, topics: str
+) -> None:
+    async with model_service(model_db, topics) as (client, runtime):
+        created = await client.post(
+            "/models",
+            json={"userId": "test", "modelName": "TestModel10"},
+            headers={"traceparent": TRACEPARENT},
+        )
+        assert created.status_code == 201
+        request_id = created.json()["id"]
+        [record] = await read_topic(topics, MODEL_EVENTS, expect=1)
+
+        async with runtime.engine.connect() as conn:
+            row = (await conn.execute(select(outbox))).one()
+
+    headers = ce(record)
+    assert headers["ce_specversion"] == "1.0"
+    assert headers["ce_type"] == "nocode.model.Requested"
+    assert headers["ce_source"] == "/nocode/model"
+    assert headers["ce_subject"] == str(request_id)
+    assert headers["ce_id"] == row.event_id
+    assert headers["ce_time"].endswith("Z")
+    assert headers["content-type"] == "application/json"
+    assert headers["traceparent"] == TRACEPARENT
+    assert record.key == str(request_id).encode()
+    value = orjson.loads(record.value)
+    assert list(value) == ["eventType", "timestamp", "id", "state", "userId", "modelName"]
+    assert value | {"timestamp": 0} == {
+        "eventType": "Requested", "timestamp": 0, "id": request_id, "state": "requested",
+        "userId": "test", "modelName": "TestModel10",
+    }
+    # Published rows stay as the service's event log, marked published.
+    assert row.published_at is not None
+
+
+async def test_events_of_one_request_arrive_in_order(model_db: str, topics: str) -> None:
+    async with model_service(model_db, topics) as (client, _):
+        ids = [(await client.post("/models", data={"userId": "u", "modelName": f"m{i}"})).json()["id"]
+               for i in range(3)]
+        for id in ids:
+            assert (await client.put(f"/models/{id}")).status_code == 200
+            assert (await client.put(f"/models/{id}/cancel")).status_code == 200
+        records = await read_topic(topics, MODEL_EVENTS, expect=9)
+
+    by_key: dict[bytes, list[str]] = {}
+    for r in records:
+        by_key.setdefault(r.key, []).append(orjson.loads(r.value)["eventType"])
+    assert by_key == {str(i).encode(): ["Requested", "Approved", "RequestCanceled"] for i in ids}
+
+
+async def test_a_rolled_back_change_leaves_neither_state_nor_event(model_db: str, topics: str) -> None:
+    async with model_service(model_db, topics) as (_, runtime):
+        uow = ModelUnitOfWork(runtime.sessionmaker, runtime.outbox)
+        with pytest.raises(RuntimeError):
+            async with uow:
+                req = handlers.ModelRequest.request(await uow.requests.next_id(), "u", "m")
+                await uow.requests.save(req)
+                await uow.outbox.add(uow.session, req.pull_events()[0])
+                raise RuntimeError("crash before commit")
+        async with runtime.engine.connect() as conn:
+            counts = [await conn.scalar(select(func.count()).select_from(t))
+                      for t in (model_requests, outbox)]
+    assert counts == [0, 0]
