@@ -49,6 +49,8 @@ class EventConsumer:
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
         group_id: str | None = None,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -61,7 +63,8 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self._consumer: AIOKafkaConsumer | None = None
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
 
     async def run(self) -> None:
         while True:
@@ -72,10 +75,11 @@ class EventConsumer:
                 client_id=self.service,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                session_timeout_ms=self.session_timeout_ms,
+                heartbeat_interval_ms=self.heartbeat_interval_ms,
             )
             try:
                 await consumer.start()
-                self._consumer = consumer
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
                 async for record in consumer:
                     await self.process(record)
@@ -88,7 +92,6 @@ class EventConsumer:
                 log.warning("consumer interrupted", error=str(exc))
                 await asyncio.sleep(1.0)
             finally:
-                self._consumer = None
                 await consumer.stop()
 
     async def process(self, record: ConsumerRecord) -> None:

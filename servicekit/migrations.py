@@ -31,6 +31,7 @@ def alembic_config(service: str, database_url: str) -> Config:
     if path is None:
         raise ValueError(f"{service} has no migrations")
     cfg = Config()
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("script_location", str(path))
     cfg.set_main_option("version_locations", str(path / "versions"))
     cfg.attributes["database_url"] = database_url

@@ -4,15 +4,18 @@ The writer adds an event to the caller's session, so the event row commits (or
 not) with the state change. The relay is the only thing that talks to Kafka on
 the producing side: it publishes unpublished rows in id order, keyed by request
 id, and marks them published. Per-key commit order holds because every handler
-locks the aggregate row it changes, so two transactions writing events for the
-same request never interleave.
+locks the aggregate row it changes (so a request's rows get ids in commit order)
+and the relay never has two rows of one key in flight. Delivery is at least once
+(a crash between send and mark resends); consumers deduplicate by event id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import orjson
@@ -32,6 +35,7 @@ log = structlog.get_logger(__name__)
 OUTBOX = outbox_table(MetaData())
 RELAY_LOCK_KEY = 0x6E6F636F6465  # one relay per service database publishes at a time
 PRUNE_EVERY = timedelta(minutes=5)
+Row = Any  # a row of OUTBOX
 
 
 class OutboxWriter:
@@ -139,50 +143,65 @@ class OutboxRelay:
         metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
         if not rows:
             return 0
-        sends = []
-        for row in rows:
-            headers = encode_headers(
-                id=row.event_id,
-                type=row.ce_type,
-                source=row.source,
-                time=row.occurred_at,
-                subject=row.key,
-                traceparent=row.traceparent,
-            )
-            sends.append(
-                await asyncio.wait_for(
-                    self.producer.send(
-                        row.topic, orjson.dumps(row.payload), key=row.key.encode(), headers=headers
-                    ),
-                    self.send_timeout_s,
-                )
-            )
-        results = await asyncio.gather(*sends, return_exceptions=True)
-        # Mark only what the broker acknowledged, up to the first failure; the rest
-        # is sent again on the next pass (consumers deduplicate by event id).
-        done = []
-        for row, result in zip(rows, results, strict=True):
-            if isinstance(result, BaseException):
-                break
-            done.append(row)
-        if done:
+        acked, failure = await self._publish_in_key_order(rows)
+        if acked:
             now = datetime.now(UTC)
             async with self.engine.begin() as conn:
                 await conn.execute(
                     update(OUTBOX)
-                    .where(OUTBOX.c.id.in_([r.id for r in done]))
+                    .where(OUTBOX.c.id.in_([r.id for r in acked]))
                     .values(published_at=now)
                 )
-            for row in done:
+            for row in acked:
                 metrics.OUTBOX_PUBLISHED.labels(self.service, row.topic).inc()
                 metrics.OUTBOX_LAG.labels(self.service).observe(
                     max(0.0, (now - row.created_at).total_seconds())
                 )
-            metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, (backlog or 0) - len(done)))
-        if len(done) < len(rows):
-            failed = results[len(done)]
-            raise failed if isinstance(failed, Exception) else RuntimeError(str(failed))
-        return len(done)
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, (backlog or 0) - len(acked)))
+        if failure is not None:
+            raise failure
+        return len(acked)
+
+    async def _publish_in_key_order(self, rows: list[Row]) -> tuple[list[Row], Exception | None]:
+        """Send rows in waves holding at most one row per key, so a failed send can never
+        be overtaken by a later event of the same request; a key stops at its first failure.
+        Returns the rows the broker acknowledged and the first error, if any."""
+        queues: dict[str, deque[Row]] = {}
+        for row in rows:
+            queues.setdefault(row.key, deque()).append(row)
+        acked: list[Row] = []
+        failure: Exception | None = None
+        while queues:
+            wave = [queue.popleft() for queue in queues.values()]
+            results = await asyncio.gather(
+                *(self._send(row) for row in wave), return_exceptions=True
+            )
+            for row, result in zip(wave, results, strict=True):
+                if isinstance(result, Exception):
+                    failure = failure or result
+                    del queues[row.key]
+                    continue
+                acked.append(row)
+                if not queues[row.key]:
+                    del queues[row.key]
+        return acked, failure
+
+    async def _send(self, row: Row) -> None:
+        headers = encode_headers(
+            id=row.event_id,
+            type=row.ce_type,
+            source=row.source,
+            time=row.occurred_at,
+            subject=row.key,
+            traceparent=row.traceparent,
+        )
+        delivery = await asyncio.wait_for(
+            self.producer.send(
+                row.topic, orjson.dumps(row.payload), key=row.key.encode(), headers=headers
+            ),
+            self.send_timeout_s,
+        )
+        await asyncio.wait_for(delivery, self.send_timeout_s)
 
     async def _prune(self) -> None:
         now = datetime.now(UTC)

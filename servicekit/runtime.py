@@ -124,6 +124,8 @@ class ServiceRuntime:
                 max_attempts=s.consumer_max_attempts,
                 backoff_initial_s=s.consumer_backoff_initial_s,
                 backoff_max_s=s.consumer_backoff_max_s,
+                session_timeout_ms=s.kafka_session_timeout_ms,
+                heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
             )
             self.consumers.append(consumer)
             runs.append(consumer.run())

@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     kafka_replication_factor: int = Field(1, validation_alias="KAFKA_REPLICATION_FACTOR")
     kafka_request_timeout_ms: int = Field(10_000, validation_alias="KAFKA_REQUEST_TIMEOUT_MS")
 
+    kafka_session_timeout_ms: int = Field(10_000, validation_alias="KAFKA_SESSION_TIMEOUT_MS")
+    kafka_heartbeat_interval_ms: int = Field(3_000, validation_alias="KAFKA_HEARTBEAT_INTERVAL_MS")
+
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 
     outbox_batch_size: int = Field(200, validation_alias="OUTBOX_BATCH_SIZE")

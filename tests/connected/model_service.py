@@ -22,6 +22,9 @@ def model_settings(database_url: str, bootstrap: str, **overrides: object) -> Mo
         consumer_backoff_initial_s=0.05,
         outbox_poll_interval_s=0.5,
         kafka_request_timeout_ms=3000,
+        # Tansu holds a group join for half the session timeout.
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=500,
         **overrides,
     )
 

@@ -47,8 +47,12 @@ async def test_created_request_reaches_the_topic_with_cloudevents_headers(
     value = orjson.loads(record.value)
     assert list(value) == ["eventType", "timestamp", "id", "state", "userId", "modelName"]
     assert value | {"timestamp": 0} == {
-        "eventType": "Requested", "timestamp": 0, "id": request_id, "state": "requested",
-        "userId": "test", "modelName": "TestModel10",
+        "eventType": "Requested",
+        "timestamp": 0,
+        "id": request_id,
+        "state": "requested",
+        "userId": "test",
+        "modelName": "TestModel10",
     }
     # Published rows stay as the service's event log, marked published.
     assert row.published_at is not None
@@ -56,8 +60,10 @@ async def test_created_request_reaches_the_topic_with_cloudevents_headers(
 
 async def test_events_of_one_request_arrive_in_order(model_db: str, topics: str) -> None:
     async with model_service(model_db, topics) as (client, _):
-        ids = [(await client.post("/models", data={"userId": "u", "modelName": f"m{i}"})).json()["id"]
-               for i in range(3)]
+        ids = [
+            (await client.post("/models", data={"userId": "u", "modelName": f"m{i}"})).json()["id"]
+            for i in range(3)
+        ]
         for id in ids:
             assert (await client.put(f"/models/{id}")).status_code == 200
             assert (await client.put(f"/models/{id}/cancel")).status_code == 200
@@ -69,7 +75,9 @@ async def test_events_of_one_request_arrive_in_order(model_db: str, topics: str)
     assert by_key == {str(i).encode(): ["Requested", "Approved", "RequestCanceled"] for i in ids}
 
 
-async def test_a_rolled_back_change_leaves_neither_state_nor_event(model_db: str, topics: str) -> None:
+async def test_a_rolled_back_change_leaves_neither_state_nor_event(
+    model_db: str, topics: str
+) -> None:
     async with model_service(model_db, topics) as (_, runtime):
         uow = ModelUnitOfWork(runtime.sessionmaker, runtime.outbox)
         with pytest.raises(RuntimeError):
@@ -79,6 +87,8 @@ async def test_a_rolled_back_change_leaves_neither_state_nor_event(model_db: str
                 await uow.outbox.add(uow.session, req.pull_events()[0])
                 raise RuntimeError("crash before commit")
         async with runtime.engine.connect() as conn:
-            counts = [await conn.scalar(select(func.count()).select_from(t))
-                      for t in (model_requests, outbox)]
+            counts = [
+                await conn.scalar(select(func.count()).select_from(t))
+                for t in (model_requests, outbox)
+            ]
     assert counts == [0, 0]

@@ -51,7 +51,11 @@ def test_request_announces_requested_in_the_seed_shape() -> None:
     value = event.to_value()
     assert list(value) == ["eventType", "timestamp", "id", "state", "userId", "modelName"]
     assert value["eventType"] == "Requested" and value["id"] == 15
-    assert (value["state"], value["userId"], value["modelName"]) == ("requested", "test", "TestModel5")
+    assert (value["state"], value["userId"], value["modelName"]) == (
+        "requested",
+        "test",
+        "TestModel5",
+    )
     assert req.pull_events() == []
 
 
@@ -114,5 +118,7 @@ def test_failure_keeps_the_reason() -> None:
     req.fail("vertica unreachable")
     [event] = req.pull_events()
     assert (req.state, event.reason, event.previous_state) == (
-        State.FAILED, "vertica unreachable", "inProgress",
+        State.FAILED,
+        "vertica unreachable",
+        "inProgress",
     )
