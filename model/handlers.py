@@ -103,7 +103,7 @@ async def _apply(
     name = event.event_type()
     req = await uow.requests.get(int(event.request_id))
     if req is None:
-        log.warning("core event for unknown model request", event_type=name, request_id=event.request_id)
+        log.warning("core event for unknown request", event_type=name, request_id=event.request_id)
         CORE_EVENTS_REFUSED.labels(name, "unknown").inc()
         return
     try:
@@ -112,7 +112,7 @@ async def _apply(
         # A cancelled request stays cancelled whatever core says: core's compensation
         # check should have stopped it, this is the last line of defence.
         level = log.warning if req.state == State.CANCELED else log.info
-        level("core event refused", event_type=name, request_id=req.id, state=req.state, why=str(exc))
+        level("core event refused", event_type=name, request_id=req.id, why=str(exc))
         CORE_EVENTS_REFUSED.labels(name, req.state.value).inc()
         return
     await uow.requests.save(req)

@@ -21,8 +21,6 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )
-    kafka_partitions: int = Field(3, validation_alias="KAFKA_PARTITIONS")
-    kafka_replication_factor: int = Field(1, validation_alias="KAFKA_REPLICATION_FACTOR")
     kafka_request_timeout_ms: int = Field(10_000, validation_alias="KAFKA_REQUEST_TIMEOUT_MS")
 
     kafka_session_timeout_ms: int = Field(10_000, validation_alias="KAFKA_SESSION_TIMEOUT_MS")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.connected
 async def test_requests_made_while_the_broker_is_down_are_all_published_once_in_order(
     model_db: str, broker: EmbeddedBroker, topics: str
 ) -> None:
-    async with model_service(model_db, topics) as (client, runtime):
+    async with model_service(model_db, topics) as (client, _):
         await client.post("/models", json={"userId": "warmup", "modelName": "before-outage"})
         await read_topic(topics, MODEL_EVENTS, expect=1)
 

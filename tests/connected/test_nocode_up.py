@@ -1,0 +1,77 @@
+"""``nocode up`` as a user runs it: starts everything, stops cleanly on SIGTERM, keeps data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nocode.services import SERVICES
+from tests.support import free_port
+
+pytestmark = pytest.mark.connected
+
+
+def start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nocode", "up"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    while "nocode is up" not in log.read_text(errors="replace"):
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, "nocode up did not come up in 90 s"
+        time.sleep(0.2)
+    return proc
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Path) -> None:
+    ports = {s.env_prefix: free_port() for s in SERVICES}
+    # Only embedded infrastructure: drop any endpoints the caller's environment names.
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_DATABASE_URL", "_PORT")) and k != "KAFKA_BOOTSTRAP_SERVERS"
+    }
+    env = {
+        **inherited,
+        "NOCODE_DATA_DIR": str(tmp_path / "data"),
+        "NOCODE_POSTGRES_PORT": str(free_port()),
+        "NOCODE_BROKER_PORT": str(free_port()),
+        **{f"{prefix}_PORT": str(port) for prefix, port in ports.items()},
+    }
+    gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
+
+    up = start_up(env, tmp_path / "first.log")
+    banner = (tmp_path / "first.log").read_text()
+    for spec in SERVICES:
+        assert f"http://127.0.0.1:{ports[spec.env_prefix]}" in banner
+    created = httpx.post(f"{gateway}/models", data={"userId": "test", "modelName": "Kept"})
+    assert created.status_code == 201
+    up.send_signal(signal.SIGTERM)
+    assert up.wait(60) == 0
+    assert "nocode: stopped." in (tmp_path / "first.log").read_text()
+    assert not any(listening(p) for p in ports.values())
+    assert not listening(int(env["NOCODE_POSTGRES_PORT"]))
+
+    again = start_up(env, tmp_path / "second.log")
+    try:
+        kept = httpx.get(f"{gateway}/models/{created.json()['id']}")
+        assert kept.status_code == 200 and kept.json()["modelName"] == "Kept"
+    finally:
+        again.send_signal(signal.SIGINT)
+        assert again.wait(60) == 0
