@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 
 OUTBOX = outbox_table(MetaData())
 RELAY_LOCK_KEY = 0x6E6F636F6465  # one relay per service database publishes at a time
-PRUNE_EVERY = timedelta(minutes=5)
+PRUNE_EVERY = timedelta(minutes=5)  # at most; a shorter retention prunes as often
 Row = Any  # a row of OUTBOX
 
 
@@ -205,7 +205,7 @@ class OutboxRelay:
 
     async def _prune(self) -> None:
         now = datetime.now(UTC)
-        if self.retention is None or now - self._pruned_at < PRUNE_EVERY:
+        if self.retention is None or now - self._pruned_at < min(PRUNE_EVERY, self.retention):
             return
         self._pruned_at = now
         cutoff = now - self.retention

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 from sqlalchemy import func, select
@@ -10,6 +12,8 @@ from contracts.topics import MODEL_EVENTS
 from model import handlers
 from model.repository import ModelUnitOfWork
 from model.tables import model_requests, outbox
+from servicekit import migrations
+from tests.conftest import create_database
 from tests.connected.model_service import model_service
 from tests.support import ce, read_topic
 
@@ -92,3 +96,37 @@ async def test_a_rolled_back_change_leaves_neither_state_nor_event(
                 for t in (model_requests, outbox)
             ]
     assert counts == [0, 0]
+
+
+async def test_published_events_are_kept_until_the_retention_setting_prunes_them(
+    model_db: str, postgres_admin_url: str, topics: str
+) -> None:
+    async def outbox_rows(engine) -> int:  # type: ignore[no-untyped-def]
+        async with engine.connect() as conn:
+            return await conn.scalar(select(func.count()).select_from(outbox))
+
+    async with model_service(model_db, topics) as (client, runtime):
+        await client.post("/models", json={"userId": "u", "modelName": "kept"})
+        await read_topic(topics, MODEL_EVENTS, expect=1)
+        await asyncio.sleep(1.5)
+        kept = await outbox_rows(runtime.engine)
+
+    other_db = await create_database(postgres_admin_url, "model")
+    await asyncio.to_thread(migrations.upgrade, "model", other_db)
+    one_second = 1 / 3600
+    async with model_service(other_db, topics, outbox_retention_hours=one_second) as (
+        client,
+        runtime,
+    ):
+        await client.post("/models", json={"userId": "u", "modelName": "pruned"})
+        published = await read_topic(topics, MODEL_EVENTS, expect=2)
+        for _ in range(100):
+            if await outbox_rows(runtime.engine) == 0:
+                break
+            await asyncio.sleep(0.1)
+        left = await outbox_rows(runtime.engine)
+        request = (await client.get("/models/1")).json()
+
+    assert kept == 1
+    assert len(published) == 2 and left == 0
+    assert request["modelName"] == "pruned"
