@@ -33,33 +33,33 @@ async def request_model(uow: ModelUnitOfWork, user_id: str, model_name: str) -> 
         req = ModelRequest.request(await uow.requests.next_id(), user_id, model_name)
         await uow.requests.save(req)
         await uow.commit()
+    log.info("model request created", model_request_id=req.id, user_id=user_id)
     return req
 
 
 async def approve(uow: ModelUnitOfWork, id: int) -> ModelRequest:
-    async with uow:
-        req = await _get(uow, id)
-        req.approve()
-        await uow.requests.save(req)
-        await uow.commit()
-    return req
+    return await _change(uow, id, ModelRequest.approve)
 
 
 async def reject(uow: ModelUnitOfWork, id: int, reason: str) -> ModelRequest:
-    async with uow:
-        req = await _get(uow, id)
-        req.reject(reason)
-        await uow.requests.save(req)
-        await uow.commit()
-    return req
+    return await _change(uow, id, lambda req: req.reject(reason))
 
 
 async def cancel(uow: ModelUnitOfWork, id: int, reason: str | None = None) -> ModelRequest:
+    return await _change(uow, id, lambda req: req.cancel(reason))
+
+
+async def _change(
+    uow: ModelUnitOfWork, id: int, change: Callable[[ModelRequest], None]
+) -> ModelRequest:
+    """Load the request locked, apply one domain action, store it with its events."""
     async with uow:
         req = await _get(uow, id)
-        req.cancel(reason)
+        previous = req.state
+        change(req)
         await uow.requests.save(req)
         await uow.commit()
+    log.info("model request changed", model_request_id=id, previous=previous, state=req.state)
     return req
 
 
@@ -103,7 +103,9 @@ async def _apply(
     name = event.event_type()
     req = await uow.requests.get(int(event.request_id))
     if req is None:
-        log.warning("core event for unknown request", event_type=name, request_id=event.request_id)
+        log.warning(
+            "core event for unknown request", event_type=name, model_request_id=event.request_id
+        )
         CORE_EVENTS_REFUSED.labels(name, "unknown").inc()
         return
     try:
@@ -112,7 +114,7 @@ async def _apply(
         # A cancelled request stays cancelled whatever core says: core's compensation
         # check should have stopped it, this is the last line of defence.
         level = log.warning if req.state == State.CANCELED else log.info
-        level("core event refused", event_type=name, request_id=req.id, why=str(exc))
+        level("core event refused", event_type=name, model_request_id=req.id, why=str(exc))
         CORE_EVENTS_REFUSED.labels(name, req.state.value).inc()
         return
     await uow.requests.save(req)

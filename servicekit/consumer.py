@@ -49,8 +49,8 @@ class EventConsumer:
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
         group_id: str | None = None,
-        session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 3_000,
+        session_timeout_ms: int = 6_000,
+        heartbeat_interval_ms: int = 2_000,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -107,7 +107,7 @@ class EventConsumer:
             await self._dead_letter(record, exc, attempts=1)
             return
         assert handler is not None
-        log_ = log.bind(event_id=envelope.id, event_type=ce_type, request_id=envelope.subject)
+        log_ = log.bind(event_id=envelope.id, event_type=ce_type, subject=envelope.subject)
         attempt = 0
         while True:
             attempt += 1

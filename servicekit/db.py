@@ -7,9 +7,8 @@ state change and the event announcing it are stored together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Protocol, Self
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -87,6 +86,3 @@ class UnitOfWork:
         if self.session.in_transaction():
             await self.session.rollback()
         await self.session.close()
-
-
-UnitOfWorkFactory = Callable[[], Any]
