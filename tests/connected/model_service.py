@@ -14,19 +14,19 @@ from tests.support import free_port, serving
 
 
 def model_settings(database_url: str, bootstrap: str, **overrides: object) -> ModelSettings:
-    return ModelSettings(
-        database_url=database_url,
-        kafka_bootstrap_servers=bootstrap,
-        port=free_port(),
-        consumer_max_attempts=3,
-        consumer_backoff_initial_s=0.05,
-        outbox_poll_interval_s=0.5,
-        kafka_request_timeout_ms=3000,
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "kafka_bootstrap_servers": bootstrap,
+        "port": free_port(),
+        "consumer_max_attempts": 3,
+        "consumer_backoff_initial_s": 0.05,
+        "outbox_poll_interval_s": 0.5,
+        "kafka_request_timeout_ms": 3000,
         # Tansu holds a group join for half the session timeout.
-        kafka_session_timeout_ms=2000,
-        kafka_heartbeat_interval_ms=500,
-        **overrides,
-    )
+        "kafka_session_timeout_ms": 2000,
+        "kafka_heartbeat_interval_ms": 500,
+    }
+    return ModelSettings(**(values | overrides))
 
 
 @contextlib.asynccontextmanager

@@ -130,3 +130,12 @@ async def test_published_events_are_kept_until_the_retention_setting_prunes_them
     assert kept == 1
     assert len(published) == 2 and left == 0
     assert request["modelName"] == "pruned"
+
+
+async def test_the_relay_is_woken_by_notify_not_by_its_polling(model_db: str, topics: str) -> None:
+    # With polling every 60 s, an event seen within 10 s can only have come through NOTIFY.
+    async with model_service(model_db, topics, outbox_poll_interval_s=60) as (client, _):
+        await asyncio.sleep(0.5)  # the relay is idle, waiting
+        await client.post("/models", json={"userId": "u", "modelName": "woken"})
+        records = await read_topic(topics, MODEL_EVENTS, expect=1, timeout_s=10)
+    assert [orjson.loads(r.value)["modelName"] for r in records] == ["woken"]
