@@ -1,0 +1,77 @@
+"""The kernel's consumer runtime on its own, with an effect that is not idempotent by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from contracts.core import ModelCompleted
+from contracts.topics import CORE_EVENTS, dead_letter_topic
+from servicekit.consumer import EventConsumer
+from servicekit.db import UnitOfWork, make_engine
+from servicekit.envelope import Envelope
+from servicekit.outbox import OutboxWriter
+from tests.support import read_topic
+
+pytestmark = pytest.mark.connected
+
+
+async def test_redelivered_event_applies_its_effect_once(model_db: str, topics: str) -> None:
+    engine = make_engine(model_db)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE effects (n serial PRIMARY KEY, request_id text)"))
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    attempts: list[str] = []
+
+    async def count_effect(uow: UnitOfWork, event: ModelCompleted) -> None:
+        attempts.append(event.request_id)
+        if event.request_id == "flaky" and attempts.count("flaky") < 3:
+            raise ConnectionError("downstream blip")  # retried, then succeeds
+        await uow.session.execute(
+            text("INSERT INTO effects (request_id) VALUES (:r)"), {"r": event.request_id}
+        )
+
+    producer = AIOKafkaProducer(bootstrap_servers=topics, acks="all")
+    await producer.start()
+    consumer = EventConsumer(
+        service="model",
+        topics=(CORE_EVENTS,),
+        bootstrap_servers=topics,
+        uow_factory=lambda: UnitOfWork(sessions, OutboxWriter("/test")),
+        handlers={ModelCompleted: count_effect},
+        dead_letter_producer=producer,
+        max_attempts=5,
+        backoff_initial_s=0.01,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+    )
+    once = ModelCompleted(id=1, request_id="once")
+    flaky = ModelCompleted(id=2, request_id="flaky")
+    last = ModelCompleted(id=3, request_id="last")
+    for event in (once, once, flaky, once, last):
+        env = Envelope.wrap(event, "/nocode/core")
+        await producer.send_and_wait(CORE_EVENTS, env.value(), key=b"k", headers=env.headers())
+    task = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(200):
+            async with engine.connect() as conn:
+                done = (await conn.execute(text("SELECT request_id FROM effects ORDER BY n"))).all()
+            if len(done) >= 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        parked = await read_topic(topics, dead_letter_topic("model"), expect=0, timeout_s=1)
+        await producer.stop()
+        await engine.dispose()
+
+    assert [r.request_id for r in done] == ["once", "flaky", "last"]
+    assert attempts == ["once", "flaky", "flaky", "flaky", "last"]
+    assert parked == []
