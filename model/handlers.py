@@ -7,13 +7,14 @@ raises are committed together.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import TracebackType
+from typing import Protocol, Self
 
 import structlog
 from prometheus_client import Counter
 
 from contracts import core
 from model.domain import ModelRequest, State
-from model.repository import ModelUnitOfWork
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 
@@ -25,10 +26,27 @@ CORE_EVENTS_REFUSED = Counter(
     ["event", "state"],
 )
 
-UowFactory = Callable[[], ModelUnitOfWork]
+
+class ModelRequests(Protocol):
+    async def next_id(self) -> int: ...
+    async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None: ...
+    async def list(self, user_id: str | None, limit: int, offset: int) -> list[ModelRequest]: ...
+    async def save(self, req: ModelRequest) -> None: ...
 
 
-async def request_model(uow: ModelUnitOfWork, user_id: str, model_name: str) -> ModelRequest:
+class ModelUow(Protocol):
+    """The unit of work handlers need: ``repository.ModelUnitOfWork``, or a fake in tests."""
+
+    requests: ModelRequests
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    async def commit(self) -> None: ...
+
+
+async def request_model(uow: ModelUow, user_id: str, model_name: str) -> ModelRequest:
     async with uow:
         req = ModelRequest.request(await uow.requests.next_id(), user_id, model_name)
         await uow.requests.save(req)
@@ -37,21 +55,19 @@ async def request_model(uow: ModelUnitOfWork, user_id: str, model_name: str) -> 
     return req
 
 
-async def approve(uow: ModelUnitOfWork, id: int) -> ModelRequest:
+async def approve(uow: ModelUow, id: int) -> ModelRequest:
     return await _change(uow, id, ModelRequest.approve)
 
 
-async def reject(uow: ModelUnitOfWork, id: int, reason: str) -> ModelRequest:
+async def reject(uow: ModelUow, id: int, reason: str) -> ModelRequest:
     return await _change(uow, id, lambda req: req.reject(reason))
 
 
-async def cancel(uow: ModelUnitOfWork, id: int, reason: str | None = None) -> ModelRequest:
+async def cancel(uow: ModelUow, id: int, reason: str | None = None) -> ModelRequest:
     return await _change(uow, id, lambda req: req.cancel(reason))
 
 
-async def _change(
-    uow: ModelUnitOfWork, id: int, change: Callable[[ModelRequest], None]
-) -> ModelRequest:
+async def _change(uow: ModelUow, id: int, change: Callable[[ModelRequest], None]) -> ModelRequest:
     """Load the request locked, apply one domain action, store it with its events."""
     async with uow:
         req = await _get(uow, id)
@@ -63,19 +79,19 @@ async def _change(
     return req
 
 
-async def get(uow: ModelUnitOfWork, id: int) -> ModelRequest:
+async def get(uow: ModelUow, id: int) -> ModelRequest:
     async with uow:
         return await _get(uow, id, for_update=False)
 
 
 async def list_requests(
-    uow: ModelUnitOfWork, user_id: str | None, limit: int, offset: int
+    uow: ModelUow, user_id: str | None, limit: int, offset: int
 ) -> list[ModelRequest]:
     async with uow:
         return await uow.requests.list(user_id, limit, offset)
 
 
-async def _get(uow: ModelUnitOfWork, id: int, *, for_update: bool = True) -> ModelRequest:
+async def _get(uow: ModelUow, id: int, *, for_update: bool = True) -> ModelRequest:
     req = await uow.requests.get(id, for_update=for_update)
     if req is None:
         raise NotFound("model request", id)
@@ -85,20 +101,20 @@ async def _get(uow: ModelUnitOfWork, id: int, *, for_update: bool = True) -> Mod
 # Events from core. The consumer runtime owns the unit of work and commits it.
 
 
-async def on_progress(uow: ModelUnitOfWork, event: core.ModelProgressed) -> None:
+async def on_progress(uow: ModelUow, event: core.ModelProgressed) -> None:
     await _apply(uow, event, lambda req: req.record_progress(event.step, event.total_steps))
 
 
-async def on_completed(uow: ModelUnitOfWork, event: core.ModelCompleted) -> None:
+async def on_completed(uow: ModelUow, event: core.ModelCompleted) -> None:
     await _apply(uow, event, ModelRequest.complete)
 
 
-async def on_failed(uow: ModelUnitOfWork, event: core.ModelFailed) -> None:
+async def on_failed(uow: ModelUow, event: core.ModelFailed) -> None:
     await _apply(uow, event, lambda req: req.fail(event.reason))
 
 
 async def _apply(
-    uow: ModelUnitOfWork, event: core.CoreJobEvent, change: Callable[[ModelRequest], None]
+    uow: ModelUow, event: core.CoreJobEvent, change: Callable[[ModelRequest], None]
 ) -> None:
     name = event.event_type()
     req = await uow.requests.get(int(event.request_id))

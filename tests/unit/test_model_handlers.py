@@ -1,0 +1,105 @@
+"""Model handlers against a fake unit of work: what is stored and what is announced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from contracts import Event
+from contracts.core import ModelCompleted, ModelProgressed
+from model import handlers
+from model.domain import ModelRequest, State
+from servicekit.db import EventSource
+from servicekit.http import NotFound
+from servicekit.statemachine import IllegalTransition
+
+
+class FakeRepository:
+    def __init__(self, track: Callable[[EventSource], None]) -> None:
+        self.rows: dict[int, ModelRequest] = {}
+        self.track = track
+
+    async def next_id(self) -> int:
+        return len(self.rows) + 1
+
+    async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None:
+        req = self.rows.get(id)
+        if req is not None:
+            self.track(req)
+        return req
+
+    async def list(self, user_id: str | None, limit: int, offset: int) -> list[ModelRequest]:
+        return list(self.rows.values())[offset : offset + limit]
+
+    async def save(self, req: ModelRequest) -> None:
+        self.track(req)
+        self.rows[req.id] = req
+
+
+class FakeUnitOfWork:
+    """Keeps rows in memory; ``outbox`` holds what a real commit would have written."""
+
+    def __init__(self) -> None:
+        self.seen: list[EventSource] = []
+        self.requests = FakeRepository(self.seen.append)
+        self.outbox: list[Event] = []
+        self.commits = 0
+
+    async def __aenter__(self) -> FakeUnitOfWork:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.seen.clear()
+
+    async def commit(self) -> None:
+        for aggregate in self.seen:
+            self.outbox.extend(aggregate.pull_events())
+        self.commits += 1
+
+
+@pytest.fixture
+def uow() -> FakeUnitOfWork:
+    return FakeUnitOfWork()
+
+
+async def test_request_then_approve_announces_both(uow: FakeUnitOfWork) -> None:
+    req = await handlers.request_model(uow, "test", "TestModel10")
+    await handlers.approve(uow, req.id)
+    assert uow.requests.rows[req.id].state == State.APPROVED
+    assert [e.event_type() for e in uow.outbox] == ["Requested", "Approved"]
+    assert uow.commits == 2
+
+
+async def test_unknown_request_is_not_found_and_nothing_committed(uow: FakeUnitOfWork) -> None:
+    with pytest.raises(NotFound, match="model request 42 not found"):
+        await handlers.cancel(uow, 42)
+    assert uow.commits == 0 and uow.outbox == []
+
+
+async def test_illegal_action_commits_nothing(uow: FakeUnitOfWork) -> None:
+    req = await handlers.request_model(uow, "test", "m")
+    await handlers.reject(uow, req.id, "no budget")
+    with pytest.raises(IllegalTransition, match="cannot approve model request 1: it is rejected"):
+        await handlers.approve(uow, req.id)
+    assert [e.event_type() for e in uow.outbox] == ["Requested", "Rejected"]
+    assert uow.commits == 2
+
+
+async def test_core_completion_of_a_cancelled_request_is_refused(uow: FakeUnitOfWork) -> None:
+    req = await handlers.request_model(uow, "test", "m")
+    await handlers.approve(uow, req.id)
+    await handlers.on_progress(uow, ModelProgressed(id=1, request_id="1", step=1, total_steps=3))
+    await handlers.cancel(uow, req.id)
+    before = len(uow.outbox)
+
+    await handlers.on_completed(uow, ModelCompleted(id=1, request_id="1"))
+    await uow.commit()  # the consumer runtime commits after the handler
+
+    assert uow.requests.rows[1].state == State.CANCELED
+    assert len(uow.outbox) == before
+
+
+async def test_core_event_for_an_unknown_request_changes_nothing(uow: FakeUnitOfWork) -> None:
+    await handlers.on_completed(uow, ModelCompleted(id=1, request_id="99"))
+    assert uow.requests.rows == {} and uow.outbox == []
