@@ -64,6 +64,19 @@ def _is_hop_by_hop(name: str, connection_tokens: set[str]) -> bool:
     return name in _HOP_BY_HOP or name.startswith("proxy-") or name in connection_tokens
 
 
+def _end_to_end(
+    headers: CIMultiDictProxy[str], drop: frozenset[str] | set[str]
+) -> CIMultiDict[str]:
+    """``headers`` without hop-by-hop ones and without those named (lower case) in ``drop``."""
+    tokens = _connection_tokens(headers)
+    kept: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if not (_is_hop_by_hop(lower, tokens) or lower in drop):
+            kept.add(name, value)
+    return kept
+
+
 def upstream_request_headers(
     headers: CIMultiDictProxy[str],
     *,
@@ -73,14 +86,7 @@ def upstream_request_headers(
     host: str | None,
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a client request carrying ``headers``."""
-    tokens = _connection_tokens(headers)
-    forwarded: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lower = name.lower()
-        if _is_hop_by_hop(lower, tokens) or lower in _REQUEST_REPLACED:
-            continue
-        forwarded.add(name, value)
-
+    forwarded = _end_to_end(headers, _REQUEST_REPLACED)
     prior = ", ".join(headers.getall(X_FORWARDED_FOR, ()))
     if client_ip:
         forwarded[X_FORWARDED_FOR] = f"{prior}, {client_ip}" if prior else client_ip
@@ -102,13 +108,5 @@ def downstream_response_headers(
     it, except when there is no body to count (HEAD, 304) and the upstream's figure is the
     one the client needs. Content-Encoding stays: the body is passed on still encoded.
     """
-    tokens = _connection_tokens(headers)
-    passed: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lower = name.lower()
-        if _is_hop_by_hop(lower, tokens) or lower in _RESPONSE_REPLACED:
-            continue
-        if lower == "content-length" and not keep_content_length:
-            continue
-        passed.add(name, value)
-    return passed
+    drop = _RESPONSE_REPLACED if keep_content_length else {*_RESPONSE_REPLACED, "content-length"}
+    return _end_to_end(headers, drop)
