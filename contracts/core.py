@@ -53,3 +53,27 @@ class TargetFailed(CoreJobEvent):
     type: Literal["model", "target"] = "target"
     state: str = "failed"
     reason: str
+
+
+class JobCanceled(CoreJobEvent):
+    """A job stopped without completing: its request was cancelled (before a step, or
+    found cancelled by the compensation check). No completion goes out for it."""
+
+    state: str = "canceled"
+    reason: str
+
+
+class LmsSent(CoreJobEvent):
+    """MIDAS accepted the LMS bulk send for a completed target (``requestId``)."""
+
+    type: Literal["model", "target"] = "target"
+    state: str = "lmsSent"
+    midas_send_id: str
+
+
+class LmsFailed(CoreJobEvent):
+    """MIDAS kept refusing the LMS bulk send; core gave up after its attempts."""
+
+    type: Literal["model", "target"] = "target"
+    state: str = "lmsFailed"
+    reason: str

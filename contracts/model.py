@@ -22,15 +22,27 @@ class Requested(ModelRequestEvent):
 
 
 class Approved(ModelRequestEvent):
-    pass
+    previous_state: str = "requested"
 
 
 class Rejected(ModelRequestEvent):
+    previous_state: str = "requested"
     reason: str
 
 
 class RequestCanceled(ModelRequestEvent):
+    previous_state: str
     reason: str | None = None
+
+
+class CompletionRefused(ModelRequestEvent):
+    """Compensation: core announced a completion the request's state did not allow
+    (it was cancelled after core's check). The request stays as it is (``state``);
+    core ends its job as cancelled and the read side learns the completion is void.
+    """
+
+    job_id: int
+    reason: str
 
 
 class StateChanged(ModelRequestEvent):

@@ -23,12 +23,25 @@ class TargetRequested(TargetRequestEvent):
 
 
 class TargetApproved(TargetRequestEvent):
-    pass
+    previous_state: str = "requested"
 
 
 class TargetRejected(TargetRequestEvent):
+    previous_state: str = "requested"
     reason: str
 
 
 class TargetCanceled(TargetRequestEvent):
+    """By the user, or by compensation when the target's model was cancelled, rejected
+    or failed (``reason`` says which)."""
+
+    previous_state: str
+    reason: str | None = None
+
+
+class TargetStateChanged(TargetRequestEvent):
+    """Extraction moved the target on: ``completed`` or ``failed`` (as core reported,
+    and as the target's state allowed)."""
+
+    previous_state: str
     reason: str | None = None

@@ -85,18 +85,26 @@ class ModelRequest:
         return self.step * 100 // self.total_steps if self.total_steps else 0
 
     def approve(self) -> None:
-        self._move(Action.APPROVE)
-        self._announce(events.Approved)
+        previous = self._move(Action.APPROVE)
+        self._announce(events.Approved, previous_state=previous.value)
 
     def reject(self, reason: str) -> None:
-        self._move(Action.REJECT)
+        previous = self._move(Action.REJECT)
         self.reason = reason
-        self._announce(events.Rejected, reason=reason)
+        self._announce(events.Rejected, previous_state=previous.value, reason=reason)
 
     def cancel(self, reason: str | None = None) -> None:
-        self._move(Action.CANCEL)
+        previous = self._move(Action.CANCEL)
         self.reason = reason
-        self._announce(events.RequestCanceled, reason=reason)
+        self._announce(events.RequestCanceled, previous_state=previous.value, reason=reason)
+
+    def refuse_completion(self, job_id: int) -> None:
+        """Core completed a job this request's state does not allow: say so (compensation)."""
+        self._announce(
+            events.CompletionRefused,
+            job_id=job_id,
+            reason=f"completion refused: model request {self.id} is {self.state.value}",
+        )
 
     def record_progress(self, step: int, total_steps: int) -> None:
         """A training step finished. Steps that arrive late (not beyond the last) change nothing."""

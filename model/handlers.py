@@ -106,7 +106,11 @@ async def on_progress(uow: ModelUow, event: core.ModelProgressed) -> None:
 
 
 async def on_completed(uow: ModelUow, event: core.ModelCompleted) -> None:
-    await _apply(uow, event, ModelRequest.complete)
+    refused = await _apply(uow, event, ModelRequest.complete)
+    if refused is not None and refused.state == State.CANCELED:
+        # The cancel landed after core's compensation check: tell core and the read side.
+        refused.refuse_completion(event.id)
+        await uow.requests.save(refused)
 
 
 async def on_failed(uow: ModelUow, event: core.ModelFailed) -> None:
@@ -115,7 +119,8 @@ async def on_failed(uow: ModelUow, event: core.ModelFailed) -> None:
 
 async def _apply(
     uow: ModelUow, event: core.CoreJobEvent, change: Callable[[ModelRequest], None]
-) -> None:
+) -> ModelRequest | None:
+    """Apply a core event; returns the request if its state refused the event."""
     name = event.event_type()
     req = await uow.requests.get(int(event.request_id))
     if req is None:
@@ -123,7 +128,7 @@ async def _apply(
             "core event for unknown request", event_type=name, model_request_id=event.request_id
         )
         CORE_EVENTS_REFUSED.labels(name, "unknown").inc()
-        return
+        return None
     try:
         change(req)
     except IllegalTransition as exc:
@@ -132,8 +137,9 @@ async def _apply(
         level = log.warning if req.state == State.CANCELED else log.info
         level("core event refused", event_type=name, model_request_id=req.id, why=str(exc))
         CORE_EVENTS_REFUSED.labels(name, req.state.value).inc()
-        return
+        return req
     await uow.requests.save(req)
+    return None
 
 
 CORE_HANDLERS = {

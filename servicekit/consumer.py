@@ -26,6 +26,7 @@ from servicekit import metrics
 from servicekit.context import current_traceparent
 from servicekit.db import UnitOfWork
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
+from servicekit.resilience import backoff_delay
 from servicekit.tables import inbox_table
 
 log = structlog.get_logger(__name__)
@@ -125,7 +126,7 @@ class EventConsumer:
                     log_.error("event dead-lettered", attempts=attempt, error=repr(exc))
                     await self._dead_letter(record, exc, attempts=attempt)
                     return
-                delay = min(self.backoff_initial_s * 2 ** (attempt - 1), self.backoff_max_s)
+                delay = backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s)
                 metrics.EVENTS_RETRIED.labels(self.service, record.topic).inc()
                 log_.warning(
                     "event failed, retrying", attempt=attempt, retry_in_s=delay, error=repr(exc)

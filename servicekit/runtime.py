@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,6 +22,7 @@ from servicekit.consumer import EventConsumer, Handler
 from servicekit.db import UnitOfWork, asyncpg_dsn, make_engine, ping
 from servicekit.kafka import make_producer
 from servicekit.outbox import OutboxRelay, OutboxWriter
+from servicekit.resilience import backoff_delay
 from servicekit.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -32,6 +33,9 @@ class Subscription:
     topics: tuple[str, ...]
     handlers: Mapping[type[Event], Handler]
     uow_factory: Callable[[], UnitOfWork]
+
+
+Worker = Callable[[], Awaitable[None]]
 
 
 class ServiceRuntime:
@@ -47,6 +51,7 @@ class ServiceRuntime:
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
         self.consumers: list[EventConsumer] = []
+        self.workers: dict[str, Worker] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def publish_from_outbox(self) -> None:
@@ -60,8 +65,34 @@ class ServiceRuntime:
     ) -> None:
         self.subscriptions.append(Subscription(topics, handlers, uow_factory))
 
+    def run_worker(self, name: str, worker: Worker) -> None:
+        """Run ``worker`` in the background while the service runs (restarted if it crashes).
+
+        Workers need only the database (they publish through the outbox), so they
+        start at once, broker or not.
+        """
+        self.workers[name] = worker
+
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._connect_then_run(), name="messaging"))
+        for name, worker in self.workers.items():
+            self._tasks.append(asyncio.create_task(self._supervise(name, worker), name=name))
+
+    async def _supervise(self, name: str, worker: Worker) -> None:
+        attempt = 0
+        while True:
+            try:
+                await worker()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                delay = backoff_delay(attempt, 0.5, 10.0)
+                log.error(
+                    "worker crashed, restarting", worker=name, error=repr(exc), retry_in_s=delay
+                )
+                await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -51,11 +51,36 @@ async def create_database(admin_url: str, prefix: str) -> str:
     return f"{base}/{name}"
 
 
+async def migrated_database(admin_url: str, service: str) -> str:
+    """A new database with ``service``'s migrations applied; returns its URL."""
+    url = await create_database(admin_url, service)
+    await asyncio.to_thread(migrations.upgrade, service, url)
+    return url
+
+
 @pytest.fixture
 async def model_db(postgres_admin_url: str) -> str:
-    url = await create_database(postgres_admin_url, "model")
-    await asyncio.to_thread(migrations.upgrade, "model", url)
-    return url
+    return await migrated_database(postgres_admin_url, "model")
+
+
+@pytest.fixture
+async def target_db(postgres_admin_url: str) -> str:
+    return await migrated_database(postgres_admin_url, "target")
+
+
+@pytest.fixture
+async def core_db(postgres_admin_url: str) -> str:
+    return await migrated_database(postgres_admin_url, "core")
+
+
+@pytest.fixture
+async def notice_db(postgres_admin_url: str) -> str:
+    return await migrated_database(postgres_admin_url, "notice")
+
+
+@pytest.fixture
+async def mypage_db(postgres_admin_url: str) -> str:
+    return await migrated_database(postgres_admin_url, "mypage_cqrs")
 
 
 @pytest.fixture

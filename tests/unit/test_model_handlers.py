@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from contracts import Event
-from contracts.core import ModelCompleted, ModelProgressed
+from contracts.core import ModelCompleted, ModelFailed, ModelProgressed
 from model import handlers
 from model.domain import ModelRequest, State
 from servicekit.db import EventSource
@@ -97,7 +97,29 @@ async def test_core_completion_of_a_cancelled_request_is_refused(uow: FakeUnitOf
     await uow.commit()  # the consumer runtime commits after the handler
 
     assert uow.requests.rows[1].state == State.CANCELED
-    assert len(uow.outbox) == before
+    compensation = uow.outbox[before:]
+    assert [e.event_type() for e in compensation] == ["CompletionRefused"]
+    assert compensation[0].to_value() | {"timestamp": 0} == {
+        "eventType": "CompletionRefused",
+        "timestamp": 0,
+        "id": 1,
+        "state": "requestCanceled",
+        "userId": "test",
+        "modelName": "m",
+        "jobId": 1,
+        "reason": "completion refused: model request 1 is requestCanceled",
+    }
+
+
+async def test_a_late_failure_of_a_cancelled_request_announces_nothing(
+    uow: FakeUnitOfWork,
+) -> None:
+    req = await handlers.request_model(uow, "test", "m")
+    await handlers.cancel(uow, req.id)
+    before = len(uow.outbox)
+    await handlers.on_failed(uow, ModelFailed(id=1, request_id="1", reason="boom"))
+    await uow.commit()
+    assert uow.requests.rows[1].state == State.CANCELED and len(uow.outbox) == before
 
 
 async def test_core_event_for_an_unknown_request_changes_nothing(uow: FakeUnitOfWork) -> None:
