@@ -1,0 +1,3 @@
+from simulators.app import main
+
+main()
