@@ -9,7 +9,7 @@ from types import FrameType
 
 import typer
 
-from nocode.services import SERVICE_NAMES
+from nocode.services import SERVICE_NAMES, SIMULATORS
 
 app = typer.Typer(help="Nocode AI request platform.", no_args_is_help=True, add_completion=False)
 
@@ -63,9 +63,9 @@ def up() -> None:
 @app.command()
 def serve(service: str = typer.Argument(..., help=f"one of {', '.join(SERVICE_NAMES)}")) -> None:
     """Run one service in the foreground (the entry point of its container)."""
-    if service not in SERVICE_NAMES:
+    if service not in (*SERVICE_NAMES, SIMULATORS.name):
         raise typer.BadParameter(
-            f"unknown service {service!r}; choose one of {', '.join(SERVICE_NAMES)}"
+            f"unknown service {service!r}; choose one of {', '.join(SERVICE_NAMES)}, simulators"
         )
     runpy.run_module(service, run_name="__main__", alter_sys=True)
 

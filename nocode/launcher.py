@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from nocode.embedded_postgres import EmbeddedPostgres
-from nocode.services import GATEWAY_ROUTES, SERVICES, ServiceSpec
+from nocode.services import EXTERNAL_ENDPOINTS, GATEWAY_ROUTES, SERVICES, SIMULATORS, ServiceSpec
 from servicekit import migrations
 from servicekit.kafka import ensure_topics, wait_for_broker
 
@@ -60,6 +60,15 @@ class Platform:
 
     def database_url(self, spec: ServiceSpec) -> str:
         return self.env.get(f"{spec.env_prefix}_DATABASE_URL") or self.postgres.url(spec.name)
+
+    @property
+    def simulated(self) -> list[str]:
+        """The external endpoints not configured, which the simulators stand in for."""
+        return [var for var in EXTERNAL_ENDPOINTS if not self.env.get(var)]
+
+    @property
+    def processes_to_run(self) -> list[ServiceSpec]:
+        return [*SERVICES, SIMULATORS] if self.simulated else list(SERVICES)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -106,8 +115,11 @@ class Platform:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "PYTHONUNBUFFERED": "1",
         }
+        simulators = f"http://127.0.0.1:{self.port(SIMULATORS)}"
+        env |= {var: simulators + EXTERNAL_ENDPOINTS[var] for var in self.simulated}
+        by_name = {sp.name: sp for sp in SERVICES}
+        env.setdefault("MODEL_SERVICE_URL", f"http://127.0.0.1:{self.port(by_name['model'])}")
         if spec.name == "gateway" and "GATEWAY_ROUTES" not in self.env:
-            by_name = {sp.name: sp for sp in SERVICES}
             routes = {
                 p: f"http://127.0.0.1:{self.port(by_name[n])}" for p, n in GATEWAY_ROUTES.items()
             }
@@ -115,7 +127,7 @@ class Platform:
         return env
 
     def start_services(self, stdout: int | None = None) -> None:
-        for spec in SERVICES:
+        for spec in self.processes_to_run:
             self.processes[spec.name] = subprocess.Popen(
                 [sys.executable, "-m", "nocode", "serve", spec.name],
                 env=self.service_env(spec),
@@ -126,7 +138,7 @@ class Platform:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout_s
-        pending = {spec.name: spec for spec in SERVICES}
+        pending = {spec.name: spec for spec in self.processes_to_run}
         while pending:
             for name, spec in list(pending.items()):
                 proc = self.processes[name]
@@ -161,6 +173,9 @@ class Platform:
 
     def listing(self) -> list[tuple[str, str]]:
         rows = [(spec.name, f"http://127.0.0.1:{self.port(spec)}") for spec in SERVICES]
+        if self.simulated:
+            where = f"http://127.0.0.1:{self.port(SIMULATORS)}"
+            rows.append(("simulators", f"{where} (stand-ins for {', '.join(self.simulated)})"))
         rows.append(
             ("kafka", self.bootstrap_servers + ("" if self.broker is None else " (embedded)"))
         )

@@ -25,6 +25,16 @@ SERVICES = (
 )
 SERVICE_NAMES = tuple(s.name for s in SERVICES)
 
+# Stand-ins for Vertica, MIDAS and Swing chat; started unless every endpoint is configured.
+SIMULATORS = ServiceSpec("simulators", 8090)
+
+# Endpoint setting -> its path on the simulators' server.
+EXTERNAL_ENDPOINTS = {
+    "VERTICA_URL": "/vertica",
+    "MIDAS_URL": "/midas",
+    "CHAT_WEBHOOK_URL": "/chat/webhook",
+}
+
 # Path prefix at the gateway -> the service behind it.
 GATEWAY_ROUTES = {
     "/models": "model",

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nocode.services import SERVICES
+from nocode.services import SERVICES, SIMULATORS
 from tests.support import free_port
 
 pytestmark = pytest.mark.connected
@@ -40,7 +40,7 @@ def listening(port: int) -> bool:
 
 
 def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Path) -> None:
-    ports = {s.env_prefix: free_port() for s in SERVICES}
+    ports = {s.env_prefix: free_port() for s in (*SERVICES, SIMULATORS)}
     # Only embedded infrastructure: drop any endpoints the caller's environment names.
     inherited = {
         k: v
@@ -58,7 +58,7 @@ def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Pat
 
     up = start_up(env, tmp_path / "first.log")
     banner = (tmp_path / "first.log").read_text()
-    for spec in SERVICES:
+    for spec in (*SERVICES, SIMULATORS):
         assert f"http://127.0.0.1:{ports[spec.env_prefix]}" in banner
     created = httpx.post(f"{gateway}/models", data={"userId": "test", "modelName": "Kept"})
     assert created.status_code == 201

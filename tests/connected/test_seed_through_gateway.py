@@ -11,7 +11,7 @@ import pytest
 
 from contracts.topics import MODEL_EVENTS
 from nocode.launcher import LauncherSettings, Platform
-from nocode.services import SERVICES
+from nocode.services import SERVICES, SIMULATORS
 from tests.support import ce, free_port, read_topic
 
 pytestmark = pytest.mark.connected
@@ -25,7 +25,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "LOG_LEVEL": "INFO",
-        **{f"{s.env_prefix}_PORT": str(free_port()) for s in SERVICES},
+        **{f"{s.env_prefix}_PORT": str(free_port()) for s in (*SERVICES, SIMULATORS)},
     }
     settings = LauncherSettings(
         data_dir=data_dir, postgres_port=free_port(), broker_port=free_port()
@@ -131,6 +131,6 @@ def test_bad_input_is_named_and_changes_nothing(gateway: httpx.Client) -> None:
 
 
 def test_every_service_answers_health(platform: Platform) -> None:
-    for spec in SERVICES:
+    for spec in (*SERVICES, SIMULATORS):
         url = f"http://127.0.0.1:{platform.port(spec)}/health/ready"
         assert httpx.get(url).status_code == 200, spec.name
