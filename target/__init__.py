@@ -1,4 +1,1 @@
-"""The target context: target requests, from request to approval and extraction.
-
-Filled by the saga issue; for now it answers health and metrics.
-"""
+"""The target context: TargetRequest, from request to approval, extraction and completion."""

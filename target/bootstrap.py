@@ -1,14 +1,28 @@
-"""Composition root: settings in, a runnable service out (health and metrics for now)."""
+"""Composition root: settings in, a runnable target service out."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.topics import CORE_EVENTS, MODEL_EVENTS
 from servicekit.app import create_app
 from servicekit.runtime import ServiceRuntime
+from target.api import router
+from target.handlers import HANDLERS
+from target.repository import TargetUnitOfWork
 from target.settings import TargetSettings
 
 
 def build(settings: TargetSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
-    runtime = ServiceRuntime(settings or TargetSettings())
-    return create_app(runtime), runtime
+    settings = settings or TargetSettings()
+    runtime = ServiceRuntime(settings)
+
+    def uow_factory() -> TargetUnitOfWork:
+        return TargetUnitOfWork(runtime.sessionmaker, runtime.outbox)
+
+    runtime.publish_from_outbox()
+    # Model's events keep target's record of model states; core's move extractions on.
+    runtime.consume((MODEL_EVENTS, CORE_EVENTS), HANDLERS, uow_factory)
+    app = create_app(runtime, router)
+    app.state.uow_factory = uow_factory
+    return app, runtime

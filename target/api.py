@@ -1,0 +1,127 @@
+"""HTTP routes of the target service: thin, each one call into handlers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from servicekit.http import body_of
+from target import handlers
+from target.handlers import TargetView
+from target.repository import TargetUnitOfWork
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class NewTargetRequest(Schema):
+    user_id: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=1, max_length=255)
+    model_request_id: int = Field(gt=0)
+    # The seed's clients send state=request; the server decides the state.
+    state: Literal["request", "requested"] | None = None
+
+
+class ApproveById(Schema):
+    id: int = Field(gt=0)
+
+
+class Rejection(Schema):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Cancellation(Schema):
+    reason: str | None = Field(None, max_length=2000)
+
+
+class TargetRequestOut(Schema):
+    id: int
+    user_id: str
+    type: str
+    model_request_id: int
+    model_state: str | None  # target's own record of the model, from model's events
+    state: str
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: TargetView) -> TargetRequestOut:
+        req = view.target
+        return cls(
+            id=req.id,
+            user_id=req.user_id,
+            type=req.type,
+            model_request_id=req.model_request_id,
+            model_state=view.model_state,
+            state=req.state.value,
+            reason=req.reason,
+            created_at=req.created_at,
+            updated_at=req.updated_at,
+        )
+
+
+def unit_of_work(request: Request) -> TargetUnitOfWork:
+    return request.app.state.uow_factory()
+
+
+Uow = Annotated[TargetUnitOfWork, Depends(unit_of_work)]
+RequestId = Annotated[int, Path(gt=0)]
+
+router = APIRouter(prefix="/targets", tags=["targets"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
+async def create(
+    uow: Uow, body: Annotated[NewTargetRequest, Depends(body_of(NewTargetRequest))]
+) -> TargetRequestOut:
+    view = await handlers.request_target(uow, body.user_id, body.type, body.model_request_id)
+    return TargetRequestOut.of(view)
+
+
+@router.get("")
+async def list_all(
+    uow: Uow,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[TargetRequestOut]:
+    views = await handlers.list_targets(uow, user_id, limit, offset)
+    return [TargetRequestOut.of(v) for v in views]
+
+
+@router.get("/{id}")
+async def read(uow: Uow, id: RequestId) -> TargetRequestOut:
+    return TargetRequestOut.of(await handlers.get(uow, id))
+
+
+@router.put("")
+async def approve_by_body(
+    uow: Uow, body: Annotated[ApproveById, Depends(body_of(ApproveById))]
+) -> TargetRequestOut:
+    """The seed's approve call: ``PUT /targets`` with ``{"id": N}``."""
+    return TargetRequestOut.of(await handlers.approve(uow, body.id))
+
+
+@router.put("/{id}")
+async def approve(uow: Uow, id: RequestId) -> TargetRequestOut:
+    return TargetRequestOut.of(await handlers.approve(uow, id))
+
+
+@router.put("/{id}/reject")
+async def reject(
+    uow: Uow, id: RequestId, body: Annotated[Rejection, Depends(body_of(Rejection))]
+) -> TargetRequestOut:
+    return TargetRequestOut.of(await handlers.reject(uow, id, body.reason))
+
+
+@router.put("/{id}/cancel")
+async def cancel(
+    uow: Uow, id: RequestId, body: Annotated[Cancellation, Depends(body_of(Cancellation))]
+) -> TargetRequestOut:
+    return TargetRequestOut.of(await handlers.cancel(uow, id, body.reason))

@@ -1,0 +1,187 @@
+"""TargetRequest: a pure aggregate whose lifecycle is a transition table.
+
+requested --approve--> approved --complete--> completed
+                                --fail-----> failed
+requested --reject--> rejected
+requested / approved --cancel--> canceled
+
+Approval also needs the target's model to have completed. Target knows that only
+from model's events, kept as a :class:`ModelRecord` per model request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from contracts import Event
+from contracts import target as events
+from servicekit.statemachine import IllegalTransition, TransitionTable
+
+
+class State(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+
+
+class Action(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"
+    COMPLETE = "complete"
+    FAIL = "fail"
+
+
+LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
+    "target request",
+    {
+        (State.REQUESTED, Action.APPROVE): State.APPROVED,
+        (State.REQUESTED, Action.REJECT): State.REJECTED,
+        (State.REQUESTED, Action.CANCEL): State.CANCELED,
+        (State.APPROVED, Action.CANCEL): State.CANCELED,
+        (State.APPROVED, Action.COMPLETE): State.COMPLETED,
+        (State.APPROVED, Action.FAIL): State.FAILED,
+    },
+)
+
+# Model request states, as model publishes them (model's language, not its code).
+MODEL_COMPLETED = "completed"
+MODEL_TERMINAL = frozenset({"completed", "rejected", "requestCanceled", "failed"})
+# A model in one of these will never complete: its targets are cancelled (compensation).
+MODEL_GONE = frozenset({"rejected", "requestCanceled", "failed"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ModelNotCompleted(IllegalTransition):
+    """Approval refused because the target's model has not completed (as far as target knows)."""
+
+    def __init__(self, target: TargetRequest, model_state: str | None) -> None:
+        super().__init__(LIFECYCLE.entity, target.id, target.state, Action.APPROVE)
+        known = model_state if model_state is not None else "unknown to target yet"
+        self.args = (
+            f"cannot approve target request {target.id}: "
+            f"its model request {target.model_request_id} is {known}, not completed",
+        )
+        self.model_request_id = target.model_request_id
+        self.model_state = model_state
+
+
+class ModelGone(IllegalTransition):
+    """A new target for a model that will never complete: refused.
+
+    ``currentState`` is the model's state and ``action`` is ``request``.
+    """
+
+    def __init__(self, model_request_id: int, model_state: str) -> None:
+        Exception.__init__(
+            self,
+            f"cannot request a target of model request {model_request_id}: "
+            f"the model request is {model_state}",
+        )
+        self.entity = "model request"
+        self.id = model_request_id
+        self.state = model_state  # type: ignore[assignment]  # model's wire value
+        self.action = "request"  # type: ignore[assignment]
+        self.model_request_id = model_request_id
+        self.model_state = model_state
+
+
+@dataclass(eq=False)
+class ModelRecord:
+    """Target's own copy of one model request's state, built only from model's events."""
+
+    model_request_id: int
+    state: str
+    updated_at: datetime = field(default_factory=_now)
+
+    @property
+    def gone(self) -> bool:
+        return self.state in MODEL_GONE
+
+    def record(self, state: str) -> bool:
+        """Take the state model announced; False when that changes nothing.
+
+        A terminal state is never overwritten by a non-terminal one (a late or
+        replayed progress event cannot bring a cancelled model back).
+        """
+        if state == self.state or (self.state in MODEL_TERMINAL and state not in MODEL_TERMINAL):
+            return False
+        self.state = state
+        self.updated_at = _now()
+        return True
+
+
+@dataclass(eq=False)
+class TargetRequest:
+    id: int
+    user_id: str
+    type: str
+    model_request_id: int
+    state: State = State.REQUESTED
+    reason: str | None = None
+    created_at: datetime = field(default_factory=_now)
+    updated_at: datetime = field(default_factory=_now)
+    events: list[Event] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def request(cls, id: int, user_id: str, type: str, model_request_id: int) -> TargetRequest:
+        req = cls(id=id, user_id=user_id, type=type, model_request_id=model_request_id)
+        req._announce(events.TargetRequested)
+        return req
+
+    def approve(self, model_state: str | None) -> None:
+        """Approve, if the target's state allows it and its model has completed."""
+        LIFECYCLE.next(self.id, self.state, Action.APPROVE)  # the target's own state first
+        if model_state != MODEL_COMPLETED:
+            raise ModelNotCompleted(self, model_state)
+        previous = self._move(Action.APPROVE)
+        self._announce(events.TargetApproved, previous_state=previous.value)
+
+    def reject(self, reason: str) -> None:
+        previous = self._move(Action.REJECT)
+        self.reason = reason
+        self._announce(events.TargetRejected, previous_state=previous.value, reason=reason)
+
+    def cancel(self, reason: str | None = None) -> None:
+        previous = self._move(Action.CANCEL)
+        self.reason = reason
+        self._announce(events.TargetCanceled, previous_state=previous.value, reason=reason)
+
+    def complete(self) -> None:
+        previous = self._move(Action.COMPLETE)
+        self._announce(events.TargetStateChanged, previous_state=previous.value)
+
+    def fail(self, reason: str) -> None:
+        previous = self._move(Action.FAIL)
+        self.reason = reason
+        self._announce(events.TargetStateChanged, previous_state=previous.value, reason=reason)
+
+    def pull_events(self) -> list[Event]:
+        pulled, self.events = self.events, []
+        return pulled
+
+    def _move(self, action: Action) -> State:
+        previous = self.state
+        self.state = LIFECYCLE.next(self.id, self.state, action)
+        self.updated_at = _now()
+        return previous
+
+    def _announce(self, event_type: type[events.TargetRequestEvent], **extra: object) -> None:
+        self.events.append(
+            event_type(
+                id=self.id,
+                state=self.state.value,
+                user_id=self.user_id,
+                type=self.type,
+                model_request_id=self.model_request_id,
+                **extra,
+            )
+        )

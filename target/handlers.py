@@ -1,0 +1,242 @@
+"""What the target context does: commands from the API, events from model and core.
+
+Every handler runs in one unit of work, so the target rows, target's record of
+model states and the events they raise are committed together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import NamedTuple, Protocol, Self
+
+import structlog
+from prometheus_client import Counter
+
+from contracts import core
+from contracts import model as model_events
+from servicekit.http import NotFound
+from servicekit.statemachine import IllegalTransition
+from target.domain import ModelGone, ModelRecord, TargetRequest
+
+log = structlog.get_logger(__name__)
+
+CORE_EVENTS_REFUSED = Counter(
+    "target_core_events_refused_total",
+    "Events from core the target's state did not allow (e.g. completion of a cancelled target)",
+    ["event", "state"],
+)
+
+
+class TargetRequests(Protocol):
+    async def next_id(self) -> int: ...
+    async def get(self, id: int, *, for_update: bool = True) -> TargetRequest | None: ...
+    async def list(self, user_id: str | None, limit: int, offset: int) -> list[TargetRequest]: ...
+    async def open_for_model(self, model_request_id: int) -> list[TargetRequest]: ...
+    async def save(self, req: TargetRequest) -> None: ...
+
+
+class ModelRecords(Protocol):
+    async def lock(self, model_request_id: int, *, shared: bool = False) -> None: ...
+    async def get(self, model_request_id: int) -> ModelRecord | None: ...
+    async def states(self, model_request_ids: Iterable[int]) -> dict[int, str]: ...
+    async def save(self, record: ModelRecord) -> None: ...
+
+
+class TargetUow(Protocol):
+    """The unit of work handlers need: ``repository.TargetUnitOfWork``, or a fake in tests."""
+
+    targets: TargetRequests
+    models: ModelRecords
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    async def commit(self) -> None: ...
+
+
+class TargetView(NamedTuple):
+    """A target with what target knows of its model's state (None: nothing yet)."""
+
+    target: TargetRequest
+    model_state: str | None
+
+
+async def request_target(
+    uow: TargetUow, user_id: str, type: str, model_request_id: int
+) -> TargetView:
+    """Accepted whatever model and core are doing, unless the model will never complete."""
+    async with uow:
+        await uow.models.lock(model_request_id, shared=True)
+        model = await uow.models.get(model_request_id)
+        if model is not None and model.gone:
+            raise ModelGone(model_request_id, model.state)
+        req = TargetRequest.request(await uow.targets.next_id(), user_id, type, model_request_id)
+        await uow.targets.save(req)
+        await uow.commit()
+    log.info(
+        "target request created",
+        target_request_id=req.id,
+        user_id=user_id,
+        model_request_id=model_request_id,
+        model_state=model.state if model else None,
+    )
+    return TargetView(req, model.state if model else None)
+
+
+async def approve(uow: TargetUow, id: int) -> TargetView:
+    return await _change(uow, id, lambda req, model_state: req.approve(model_state))
+
+
+async def reject(uow: TargetUow, id: int, reason: str) -> TargetView:
+    return await _change(uow, id, lambda req, _: req.reject(reason))
+
+
+async def cancel(uow: TargetUow, id: int, reason: str | None = None) -> TargetView:
+    return await _change(uow, id, lambda req, _: req.cancel(reason))
+
+
+async def _change(
+    uow: TargetUow, id: int, change: Callable[[TargetRequest, str | None], None]
+) -> TargetView:
+    """Load the target locked, apply one domain action, store it with its events."""
+    async with uow:
+        req = await _get(uow, id)
+        model = await uow.models.get(req.model_request_id)
+        model_state = model.state if model else None
+        previous = req.state
+        change(req, model_state)
+        await uow.targets.save(req)
+        await uow.commit()
+    log.info(
+        "target request changed",
+        target_request_id=id,
+        previous=previous,
+        state=req.state,
+        reason=req.reason,
+    )
+    return TargetView(req, model_state)
+
+
+async def get(uow: TargetUow, id: int) -> TargetView:
+    async with uow:
+        req = await _get(uow, id, for_update=False)
+        model = await uow.models.get(req.model_request_id)
+        return TargetView(req, model.state if model else None)
+
+
+async def list_targets(
+    uow: TargetUow, user_id: str | None, limit: int, offset: int
+) -> list[TargetView]:
+    async with uow:
+        found = await uow.targets.list(user_id, limit, offset)
+        states = await uow.models.states(r.model_request_id for r in found)
+        return [TargetView(r, states.get(r.model_request_id)) for r in found]
+
+
+async def _get(uow: TargetUow, id: int, *, for_update: bool = True) -> TargetRequest:
+    req = await uow.targets.get(id, for_update=for_update)
+    if req is None:
+        raise NotFound("target request", id)
+    return req
+
+
+# Events from model and core. The consumer runtime owns the unit of work and commits it.
+
+
+async def on_model_event(uow: TargetUow, event: model_events.ModelRequestEvent) -> None:
+    """Keep target's record of the model's state; when the model will never complete,
+    cancel its open targets in the same transaction (compensation)."""
+    await uow.models.lock(event.id)
+    record = await uow.models.get(event.id)
+    if record is None:
+        record = ModelRecord(event.id, event.state)
+    elif not record.record(event.state):
+        log.debug(
+            "model state unchanged",
+            event_type=event.event_type(),
+            model_request_id=event.id,
+            state=record.state,
+            announced=event.state,
+        )
+        return
+    await uow.models.save(record)
+    log.info(
+        "model state recorded",
+        event_type=event.event_type(),
+        model_request_id=event.id,
+        state=record.state,
+    )
+    if record.gone:
+        await _compensate(uow, record)
+
+
+async def _compensate(uow: TargetUow, model: ModelRecord) -> None:
+    reason = f"model request {model.model_request_id} was {model.state}"
+    for req in await uow.targets.open_for_model(model.model_request_id):
+        previous = req.state
+        req.cancel(reason)
+        await uow.targets.save(req)
+        log.info(
+            "target request cancelled by compensation",
+            target_request_id=req.id,
+            model_request_id=model.model_request_id,
+            previous=previous,
+            reason=reason,
+        )
+
+
+async def on_completed(uow: TargetUow, event: core.TargetCompleted) -> None:
+    await _apply(uow, event, TargetRequest.complete)
+
+
+async def on_failed(uow: TargetUow, event: core.TargetFailed) -> None:
+    await _apply(uow, event, lambda req: req.fail(event.reason))
+
+
+async def _apply(
+    uow: TargetUow, event: core.CoreJobEvent, change: Callable[[TargetRequest], None]
+) -> None:
+    """Apply a core event to the target it is about; a refused one changes nothing."""
+    name = event.event_type()
+    digits = event.request_id.isascii() and event.request_id.isdigit()
+    req = await uow.targets.get(int(event.request_id)) if digits else None
+    if req is None:
+        log.warning(
+            "core event for unknown target", event_type=name, target_request_id=event.request_id
+        )
+        CORE_EVENTS_REFUSED.labels(name, "unknown").inc()
+        return
+    previous = req.state
+    try:
+        change(req)
+    except IllegalTransition as exc:
+        # E.g. the target was cancelled while core extracted it: it stays cancelled.
+        log.warning("core event refused", event_type=name, target_request_id=req.id, why=str(exc))
+        CORE_EVENTS_REFUSED.labels(name, req.state.value).inc()
+        return
+    await uow.targets.save(req)
+    log.info(
+        "target request changed",
+        event_type=name,
+        target_request_id=req.id,
+        previous=previous,
+        state=req.state,
+        reason=req.reason,
+    )
+
+
+MODEL_HANDLERS = {
+    contract: on_model_event
+    for contract in (
+        model_events.Requested,
+        model_events.Approved,
+        model_events.Rejected,
+        model_events.RequestCanceled,
+        model_events.StateChanged,
+        model_events.CompletionRefused,
+    )
+}
+CORE_HANDLERS = {core.TargetCompleted: on_completed, core.TargetFailed: on_failed}
+HANDLERS = {**MODEL_HANDLERS, **CORE_HANDLERS}

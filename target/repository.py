@@ -1,0 +1,118 @@
+"""Loading and storing TargetRequests and model records; the unit of work that carries them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import RowMapping, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit.db import EventSource, UnitOfWork
+from target.domain import ModelRecord, State, TargetRequest
+from target.tables import model_requests, target_ids, targets
+
+_COLUMNS = ("user_id", "type", "model_request_id", "state", "reason", "created_at", "updated_at")
+_OPEN = (State.REQUESTED.value, State.APPROVED.value)
+
+
+class TargetRepository:
+    def __init__(self, session: AsyncSession, track: Callable[[EventSource], None]) -> None:
+        self.session = session
+        self.track = track
+
+    async def next_id(self) -> int:
+        return int(await self.session.scalar(target_ids.next_value()))
+
+    async def get(self, id: int, *, for_update: bool = True) -> TargetRequest | None:
+        """Load one target; locked by default so changes to one target serialize."""
+        query = select(targets).where(targets.c.id == id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).mappings().first()
+        if row is None:
+            return None
+        req = _target(row)
+        self.track(req)
+        return req
+
+    async def list(
+        self, user_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[TargetRequest]:
+        query = select(targets).order_by(targets.c.id).limit(limit).offset(offset)
+        if user_id is not None:
+            query = query.where(targets.c.user_id == user_id)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [_target(row) for row in rows]
+
+    async def open_for_model(self, model_request_id: int) -> list[TargetRequest]:
+        """The targets of one model that are still requested or approved, locked."""
+        query = (
+            select(targets)
+            .where(targets.c.model_request_id == model_request_id, targets.c.state.in_(_OPEN))
+            .order_by(targets.c.id)
+            .with_for_update()
+        )
+        found = [_target(row) for row in (await self.session.execute(query)).mappings().all()]
+        for req in found:
+            self.track(req)
+        return found
+
+    async def save(self, req: TargetRequest) -> None:
+        self.track(req)
+        values = {c: getattr(req, c) for c in _COLUMNS}
+        values["state"] = req.state.value
+        await self.session.execute(
+            insert(targets)
+            .values(id=req.id, **values)
+            .on_conflict_do_update(index_elements=[targets.c.id], set_=values)
+        )
+
+
+class ModelRecordRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, model_request_id: int, *, shared: bool = False) -> None:
+        """Serialize, until the transaction ends, new targets of a model (``shared``) with
+        the changes of its state (exclusive), whether or not target knows the model yet:
+        a target accepted concurrently with the model's cancellation is then either
+        refused or cancelled by it, never left behind."""
+        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        key = func.hashtextextended(f"target.model_requests:{model_request_id}", 0)
+        await self.session.execute(select(getattr(func, lock)(key)))
+
+    async def get(self, model_request_id: int) -> ModelRecord | None:
+        query = select(model_requests).where(model_requests.c.model_request_id == model_request_id)
+        row = (await self.session.execute(query)).mappings().first()
+        return ModelRecord(**row) if row is not None else None
+
+    async def states(self, model_request_ids: Iterable[int]) -> dict[int, str]:
+        ids = set(model_request_ids)
+        if not ids:
+            return {}
+        query = select(model_requests.c.model_request_id, model_requests.c.state).where(
+            model_requests.c.model_request_id.in_(ids)
+        )
+        return {row.model_request_id: row.state for row in await self.session.execute(query)}
+
+    async def save(self, record: ModelRecord) -> None:
+        values = {"state": record.state, "updated_at": record.updated_at}
+        await self.session.execute(
+            insert(model_requests)
+            .values(model_request_id=record.model_request_id, **values)
+            .on_conflict_do_update(index_elements=[model_requests.c.model_request_id], set_=values)
+        )
+
+
+def _target(row: RowMapping) -> TargetRequest:
+    return TargetRequest(**{**row, "state": State(row["state"])})
+
+
+class TargetUnitOfWork(UnitOfWork):
+    targets: TargetRepository
+    models: ModelRecordRepository
+
+    def on_begin(self) -> None:
+        self.targets = TargetRepository(self.session, self.track)
+        self.models = ModelRecordRepository(self.session)
