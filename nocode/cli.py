@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import signal
 import time
@@ -77,3 +78,23 @@ def migrate() -> None:
 
     for name, done in Platform().migrate().items():
         typer.echo(f"{name}: {'migrated' if done else 'no migrations'}")
+
+
+@app.command()
+def demo() -> None:
+    """Drive the seed's scenario through the gateway of a running platform (`nocode up`)."""
+    from nocode.demo import run
+
+    raise typer.Exit(0 if run() else 1)
+
+
+@app.command()
+def replay(view: str = typer.Argument(..., help="the read model to rebuild: mypage")) -> None:
+    """Rebuild a read model from the start of the topics into a fresh table and swap it in."""
+    if view != "mypage":
+        raise typer.BadParameter(f"unknown view {view!r}; the only one is mypage")
+    from mypage_cqrs.replay import rebuild
+    from mypage_cqrs.settings import MypageCqrsSettings
+
+    report = asyncio.run(rebuild(MypageCqrsSettings()))
+    typer.echo(f"mypage: {report}")
