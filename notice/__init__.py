@@ -1,1 +1,1 @@
-"""The notice context: chat notifications for every state change (filled by the saga issue)."""
+"""The notice context: a chat message for every state change of a model or target request."""

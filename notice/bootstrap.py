@@ -1,14 +1,39 @@
-"""Composition root: settings in, a runnable service out (health and metrics for now)."""
+"""Composition root: settings in, a runnable notice service out."""
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 
+from contracts.topics import CORE_EVENTS, MODEL_EVENTS, TARGET_EVENTS
+from notice.api import router
+from notice.handlers import HANDLERS
+from notice.repository import NoticeUnitOfWork
+from notice.sender import RetryPolicy, Sender, WebhookChat
 from notice.settings import NoticeSettings
 from servicekit.app import create_app
 from servicekit.runtime import ServiceRuntime
 
 
 def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
-    runtime = ServiceRuntime(settings or NoticeSettings())
-    return create_app(runtime), runtime
+    settings = settings or NoticeSettings()
+    runtime = ServiceRuntime(settings)
+
+    def uow_factory() -> NoticeUnitOfWork:
+        return NoticeUnitOfWork(runtime.sessionmaker, runtime.outbox)
+
+    async def send_notifications() -> None:
+        policy = RetryPolicy(
+            settings.notice_max_attempts,
+            settings.notice_backoff_initial_s,
+            settings.notice_backoff_max_s,
+        )
+        async with httpx.AsyncClient(timeout=settings.chat_timeout_s) as client:
+            chat = WebhookChat(client, settings.chat_webhook_url)
+            await Sender(uow_factory, chat, policy, settings.notice_poll_interval_s).run()
+
+    runtime.consume((MODEL_EVENTS, TARGET_EVENTS, CORE_EVENTS), HANDLERS, uow_factory)
+    runtime.run_worker("sender", send_notifications)
+    app = create_app(runtime, router)
+    app.state.uow_factory = uow_factory
+    return app, runtime

@@ -12,3 +12,13 @@ class NoticeSettings(ServiceSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:55432/notice",
         validation_alias="NOTICE_DATABASE_URL",
     )
+
+    chat_webhook_url: str = Field(
+        "http://127.0.0.1:8090/chat/webhook", validation_alias="CHAT_WEBHOOK_URL"
+    )
+    chat_timeout_s: float = Field(5.0, validation_alias="CHAT_TIMEOUT_S")
+    # Attempts per notification, the first included; then it is ``failed``.
+    notice_max_attempts: int = Field(8, validation_alias="NOTICE_MAX_ATTEMPTS")
+    notice_backoff_initial_s: float = Field(1.0, validation_alias="NOTICE_BACKOFF_INITIAL_S")
+    notice_backoff_max_s: float = Field(60.0, validation_alias="NOTICE_BACKOFF_MAX_S")
+    notice_poll_interval_s: float = Field(0.5, validation_alias="NOTICE_POLL_INTERVAL_S")

@@ -1,0 +1,152 @@
+"""Storing and claiming notifications; the targets notice knows; the unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notice.messages import Notice, TargetInfo
+from notice.tables import FAILED, PENDING, SENT, notice_targets, notifications
+from servicekit.db import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: int
+    event_id: str
+    event_type: str
+    user_id: str | None
+    request_kind: str
+    request_id: int
+    text: str
+    status: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, notice: Notice, event_id: str, event_type: str) -> bool:
+        """Store a pending notification; False if one for this event exists already."""
+        stored = await self.session.execute(
+            insert(notifications)
+            .values(
+                event_id=event_id,
+                event_type=event_type,
+                user_id=notice.user_id,
+                request_kind=notice.request_kind,
+                request_id=notice.request_id,
+                text=notice.text,
+                status=PENDING,
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
+            .returning(notifications.c.id)
+        )
+        return stored.first() is not None
+
+    async def get(self, id: int) -> Notification | None:
+        row = (
+            (await self.session.execute(select(notifications).where(notifications.c.id == id)))
+            .mappings()
+            .first()
+        )
+        return Notification(**row) if row is not None else None
+
+    async def list(self, user_id: str | None, limit: int, offset: int) -> list[Notification]:
+        query = select(notifications).order_by(notifications.c.id).limit(limit).offset(offset)
+        if user_id is not None:
+            query = query.where(notifications.c.user_id == user_id)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [Notification(**row) for row in rows]
+
+    async def claim_next(self) -> Notification | None:
+        """Lock the oldest due notification that is the first pending one of its request.
+
+        Later notifications of a request wait while an earlier one is pending (being
+        sent or backing off), so the chat hears each request's changes in order. Rows
+        locked by another sender are skipped.
+        """
+        n, earlier = notifications, notifications.alias("earlier")
+        query = (
+            select(n)
+            .where(
+                n.c.status == PENDING,
+                n.c.next_attempt_at <= func.now(),
+                ~exists().where(
+                    and_(
+                        earlier.c.request_kind == n.c.request_kind,
+                        earlier.c.request_id == n.c.request_id,
+                        earlier.c.status == PENDING,
+                        earlier.c.id < n.c.id,
+                    )
+                ),
+            )
+            .order_by(n.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=n)
+        )
+        row = (await self.session.execute(query)).mappings().first()
+        return Notification(**row) if row is not None else None
+
+    async def mark_sent(self, id: int, attempts: int) -> None:
+        await self._set(id, status=SENT, attempts=attempts, sent_at=func.now())
+
+    async def retry_later(self, id: int, attempts: int, error: str, delay_s: float) -> None:
+        await self._set(
+            id,
+            attempts=attempts,
+            last_error=error,
+            next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_s),
+        )
+
+    async def mark_failed(self, id: int, attempts: int, error: str) -> None:
+        await self._set(id, status=FAILED, attempts=attempts, last_error=error)
+
+    async def _set(self, id: int, **values: object) -> None:
+        await self.session.execute(
+            update(notifications).where(notifications.c.id == id).values(**values)
+        )
+
+
+class TargetDirectory:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def remember(self, info: TargetInfo) -> None:
+        values = {
+            "user_id": info.user_id,
+            "type": info.type,
+            "model_request_id": info.model_request_id,
+        }
+        await self.session.execute(
+            insert(notice_targets)
+            .values(id=info.id, **values)
+            .on_conflict_do_update(index_elements=[notice_targets.c.id], set_=values)
+        )
+
+    async def get(self, id: int) -> TargetInfo | None:
+        row = (
+            (await self.session.execute(select(notice_targets).where(notice_targets.c.id == id)))
+            .mappings()
+            .first()
+        )
+        return TargetInfo(**row) if row is not None else None
+
+
+class NoticeUnitOfWork(UnitOfWork):
+    notifications: NotificationRepository
+    targets: TargetDirectory
+
+    def on_begin(self) -> None:
+        self.notifications = NotificationRepository(self.session)
+        self.targets = TargetDirectory(self.session)

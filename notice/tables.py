@@ -1,0 +1,60 @@
+"""The notice database: notifications to send and sent, the targets it knows, the inbox.
+
+notice publishes nothing, so it has no outbox.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+
+from servicekit.tables import inbox_table
+
+metadata = MetaData()
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("event_type", String(64), nullable=False),
+    Column("user_id", String(255), index=True),  # null: a target notice knows no owner
+    Column("request_kind", String(16), nullable=False),
+    Column("request_id", BigInteger, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Index(
+        "ix_notifications_pending", "next_attempt_at", postgresql_where=text("status = 'pending'")
+    ),
+    Index("ix_notifications_request", "request_kind", "request_id", "id"),
+)
+
+# Target requests as learnt from target events: core's events name only the request id.
+notice_targets = Table(
+    "notice_targets",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("model_request_id", BigInteger, nullable=False),
+)
+
+inbox = inbox_table(metadata)

@@ -1,0 +1,239 @@
+"""notice end to end: events on the topics → notifications → the chat webhook (the simulator)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from contracts import Event, core, model, target
+from notice.bootstrap import build
+from notice.settings import NoticeSettings
+from servicekit.envelope import Envelope
+from simulators.app import build_app
+from tests.connected.services import running, settings_for
+from tests.support import free_port, serving
+
+pytestmark = pytest.mark.connected
+
+T = TypeVar("T")
+
+M1 = {"id": 1, "user_id": "test", "model_name": "TestModel10"}
+M3 = {"id": 3, "user_id": "kim", "model_name": "Churn"}
+T2 = {"id": 2, "user_id": "test", "type": "testtype", "model_request_id": 1}
+MODEL1 = 'Model request #1 "TestModel10" by test'
+TARGET2 = "Target request #2 (testtype, model #1) by test"
+
+
+@contextlib.asynccontextmanager
+async def notice_with_chat(
+    notice_db: str, topics: str, **overrides: object
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """The notice service posting to a chat simulator; yields (notice, chat) clients."""
+    async with (
+        serving(build_app(), free_port()) as chat_url,
+        httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+    ):
+        settings = settings_for(
+            NoticeSettings,
+            notice_db,
+            topics,
+            chat_webhook_url=f"{chat_url}/chat/webhook",
+            chat_timeout_s=2.0,
+            notice_backoff_initial_s=0.05,
+            notice_backoff_max_s=0.2,
+            notice_poll_interval_s=0.1,
+            **overrides,
+        )
+        async with running(build, settings) as (client, _):
+            yield client, chat
+
+
+async def publish(bootstrap: str, *events: Event) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            env = Envelope.wrap(event, "/test")
+            await producer.send_and_wait(
+                event.topic, env.value(), key=env.subject.encode(), headers=env.headers()
+            )
+    finally:
+        await producer.stop()
+
+
+async def eventually(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 20.0
+) -> T:
+    """Poll ``read`` until ``done`` holds (returns the last value either way)."""
+    deadline = time.monotonic() + timeout_s
+    value = await read()
+    while not done(value) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        value = await read()
+    return value
+
+
+def getter(client: httpx.AsyncClient, path: str, **params: Any) -> Callable[[], Awaitable[Any]]:
+    async def read() -> Any:
+        response = await client.get(path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return read
+
+
+def received(chat: httpx.AsyncClient) -> Callable[[], Awaitable[list[str]]]:
+    async def read() -> list[str]:
+        return [m["text"] for m in (await chat.get("/chat/messages")).json()]
+
+    return read
+
+
+def all_sent(count: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda rows: len(rows) == count and all(r["status"] == "sent" for r in rows)
+
+
+async def test_every_state_change_becomes_one_chat_message(notice_db: str, topics: str) -> None:
+    model_events: list[Event] = [
+        model.Requested(**M1, state="requested"),
+        model.Approved(**M1, state="approved"),
+        model.StateChanged(**M1, state="inProgress", previous_state="approved", step=1),
+        model.StateChanged(**M1, state="inProgress", previous_state="inProgress", step=2),
+        model.StateChanged(**M1, state="completed", previous_state="inProgress", progress=100),
+        model.Requested(**M3, state="requested"),
+        model.Rejected(**M3, state="rejected", reason="not enough data"),
+    ]
+    target_events: list[Event] = [
+        target.TargetRequested(**T2, state="requested"),
+        target.TargetApproved(**T2, state="approved"),
+        target.TargetStateChanged(**T2, state="completed", previous_state="approved"),
+    ]
+    # Not state changes: no message.
+    core_events: list[Event] = [
+        core.ModelProgressed(id=5, request_id="1", step=2, total_steps=3),
+        core.JobCanceled(id=6, type="model", request_id="3", reason="request cancelled"),
+        core.LmsSent(id=7, request_id="2", midas_send_id="send-42"),
+    ]
+    refused = model.CompletionRefused(**M3, state="rejected", job_id=6, reason="refused")
+    expected_test = [
+        f"{MODEL1}: new → requested",
+        f"{MODEL1}: requested → approved",
+        f"{MODEL1}: approved → inProgress",
+        f"{MODEL1}: inProgress → completed",
+        f"{TARGET2}: new → requested",
+        f"{TARGET2}: requested → approved",
+        f"{TARGET2}: approved → completed",
+        f"{TARGET2}: LMS bulk send accepted by MIDAS (send id send-42)",
+    ]
+    expected_kim = [
+        'Model request #3 "Churn" by kim: new → requested',
+        'Model request #3 "Churn" by kim: requested → rejected — not enough data',
+    ]
+
+    async with notice_with_chat(notice_db, topics) as (client, chat):
+        await publish(topics, *model_events, *target_events, refused)
+        # core's LMS event names only the target id: it comes after notice knows the target.
+        await eventually(getter(client, "/notices", userId="test"), lambda r: len(r) == 7)
+        await publish(topics, *core_events)
+        by_test = await eventually(getter(client, "/notices", userId="test"), all_sent(8))
+        everything = await eventually(getter(client, "/notices"), all_sent(10))
+        messages = await eventually(received(chat), lambda m: len(m) >= 10)
+        page = (await client.get("/notices", params={"limit": 2, "offset": 1})).json()
+        one = await client.get(f"/notices/{by_test[0]['id']}")
+        missing = await client.get("/notices/9999")
+
+    assert sorted(messages) == sorted(expected_test + expected_kim)
+    # Each request's messages reach the chat in the order its state changed.
+    assert [m for m in messages if m.startswith(MODEL1)] == expected_test[:4]
+    assert [m for m in messages if m.startswith(TARGET2)] == expected_test[4:]
+    assert sorted(r["text"] for r in by_test) == sorted(expected_test)
+    assert all(r["attempts"] == 1 and r["sentAt"] and r["lastError"] is None for r in by_test)
+    assert {r["userId"] for r in everything} == {"test", "kim"}
+    assert [r["id"] for r in page] == [everything[1]["id"], everything[2]["id"]]
+    assert one.status_code == 200 and one.json() == by_test[0]
+    assert set(one.json()) >= {
+        "id",
+        "eventId",
+        "userId",
+        "requestKind",
+        "requestId",
+        "text",
+        "status",
+        "attempts",
+        "lastError",
+        "createdAt",
+        "sentAt",
+    }
+    lms = next(r for r in by_test if "LMS" in r["text"])
+    assert (lms["requestKind"], lms["requestId"]) == ("target", 2)
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "notice 9999 not found"}
+
+
+async def test_chat_failing_three_times_then_succeeding_delivers_one_message(
+    notice_db: str, topics: str
+) -> None:
+    async with notice_with_chat(notice_db, topics) as (client, chat):
+        assert (await chat.put("/chat/_faults", json={"failNext": 3})).status_code == 200
+        await publish(
+            topics,
+            model.Requested(**M1, state="requested"),
+            model.Approved(**M1, state="approved"),
+        )
+        rows = await eventually(getter(client, "/notices", userId="test"), all_sent(2))
+        messages = await eventually(received(chat), lambda m: len(m) >= 2)
+        metrics = (await client.get("/metrics")).text
+
+    # The approval waited for the retried request message: the chat hears them in order.
+    assert messages == [f"{MODEL1}: new → requested", f"{MODEL1}: requested → approved"]
+    assert [(r["status"], r["attempts"]) for r in rows] == [("sent", 4), ("sent", 1)]
+    assert "HTTP 500" in rows[0]["lastError"]
+    assert "notice_send_retries_total" in metrics
+    assert "notice_messages_sent_total" in metrics
+
+
+async def test_a_redelivered_event_is_one_message(notice_db: str, topics: str) -> None:
+    requested = model.Requested(**M1, state="requested")
+    approved = model.Approved(**M1, state="approved")
+    async with notice_with_chat(notice_db, topics) as (client, chat):
+        # Same event id twice; the approval behind them on the same partition shows the
+        # duplicate has been consumed by the time its message arrives.
+        await publish(topics, requested, requested, approved)
+        await eventually(getter(client, "/notices"), all_sent(2))
+        messages = await eventually(received(chat), lambda m: len(m) >= 2)
+        rows = (await client.get("/notices")).json()
+
+    assert messages == [f"{MODEL1}: new → requested", f"{MODEL1}: requested → approved"]
+    assert [r["eventId"] for r in rows] == [requested.event_id, approved.event_id]
+
+
+async def test_a_message_the_chat_never_takes_fails_and_the_next_still_goes_out(
+    notice_db: str, topics: str
+) -> None:
+    async with notice_with_chat(notice_db, topics, notice_max_attempts=3) as (client, chat):
+        await chat.put("/chat/_faults", json={"failAlways": True})
+        await publish(topics, model.Requested(**M1, state="requested"))
+        [given_up] = await eventually(
+            getter(client, "/notices"), lambda r: len(r) == 1 and r[0]["status"] == "failed"
+        )
+        await chat.put("/chat/_faults", json={})
+        await publish(topics, model.Approved(**M1, state="approved"))
+        rows = await eventually(
+            getter(client, "/notices"), lambda r: len(r) == 2 and r[1]["status"] == "sent"
+        )
+        messages = await eventually(received(chat), lambda m: len(m) >= 1)
+        metrics = (await client.get("/metrics")).text
+
+    assert (given_up["status"], given_up["attempts"], given_up["sentAt"]) == ("failed", 3, None)
+    assert "HTTP 500" in given_up["lastError"]
+    assert rows[0]["status"] == "failed"
+    assert (rows[1]["status"], rows[1]["attempts"]) == ("sent", 1)
+    assert messages == [f"{MODEL1}: requested → approved"]
+    assert "notice_messages_failed_total" in metrics
