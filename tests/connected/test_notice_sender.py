@@ -1,0 +1,70 @@
+"""The sender worker on its own: two senders on one database post each message once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from notice.messages import Notice
+from notice.repository import NoticeUnitOfWork
+from notice.sender import RetryPolicy, Sender, WebhookChat
+from notice.tables import notifications
+from servicekit.db import make_engine
+from servicekit.outbox import OutboxWriter
+from simulators.app import build_app
+from tests.support import free_port, serving
+
+pytestmark = pytest.mark.connected
+
+
+async def test_two_senders_post_every_message_once_and_each_request_in_order(
+    notice_db: str,
+) -> None:
+    engine = make_engine(notice_db)
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    def uow() -> NoticeUnitOfWork:
+        return NoticeUnitOfWork(sessions, OutboxWriter("/test"))
+
+    expected = {r: [f"request {r}: change {c}" for c in range(4)] for r in range(1, 6)}
+    async with uow() as u:
+        for change in range(4):
+            for request, texts in expected.items():
+                notice = Notice("u", "model", request, texts[change])
+                await u.notifications.add(notice, f"e-{request}-{change}", "StateChanged")
+        await u.commit()
+
+    async with (
+        serving(build_app(), free_port()) as chat_url,
+        httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+    ):
+        # Slow answers keep rows locked long enough for the two senders to contend.
+        await chat.put("/chat/_faults", json={"delayS": 0.02, "failNext": 3})
+        policy = RetryPolicy(max_attempts=5, initial_s=0.05, max_s=0.1)
+        webhook = WebhookChat(chat, f"{chat_url}/chat/webhook")
+        senders = [asyncio.create_task(Sender(uow, webhook, policy, 0.05).run()) for _ in "ab"]
+        deadline = time.monotonic() + 20
+        try:
+            while time.monotonic() < deadline:
+                async with engine.connect() as conn:
+                    rows = (await conn.execute(select(notifications))).all()
+                if all(r.status == "sent" for r in rows):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            for task in senders:
+                task.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+        messages = [m["text"] for m in (await chat.get("/chat/messages")).json()]
+    await engine.dispose()
+
+    assert sorted(messages) == sorted(t for texts in expected.values() for t in texts)
+    for request, texts in expected.items():
+        assert [m for m in messages if m.startswith(f"request {request}:")] == texts
+    assert {r.status for r in rows} == {"sent"}
+    assert sum(r.attempts for r in rows) == len(rows) + 3
