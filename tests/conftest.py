@@ -8,21 +8,17 @@ test sees another's rows, topics or consumer offsets.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from nocode.embedded_postgres import EmbeddedPostgres
-from servicekit import migrations
 from servicekit.kafka import ensure_topics
-from tests.support import free_port
+from tests.support import free_port, migrated_database
 
 
 @pytest.fixture(scope="session")
@@ -37,25 +33,6 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         yield server.url(driver="postgresql")
     finally:
         server.stop()
-
-
-async def create_database(admin_url: str, prefix: str) -> str:
-    """A new empty database; returns its SQLAlchemy asyncpg URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base}/{name}"
-
-
-async def migrated_database(admin_url: str, service: str) -> str:
-    """A new database with ``service``'s migrations applied; returns its URL."""
-    url = await create_database(admin_url, service)
-    await asyncio.to_thread(migrations.upgrade, service, url)
-    return url
 
 
 @pytest.fixture

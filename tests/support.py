@@ -6,13 +6,20 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
+import asyncpg
+import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from fastapi import FastAPI
 
+from servicekit import migrations
 from servicekit.envelope import header_map
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -72,3 +79,59 @@ async def read_topic(
 
 def ce(record: ConsumerRecord) -> dict[str, str]:
     return header_map(record.headers)
+
+
+async def create_database(admin_url: str, prefix: str) -> str:
+    """A new empty database; returns its SQLAlchemy asyncpg URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+async def migrated_database(admin_url: str, service: str) -> str:
+    """A new database with ``service``'s migrations applied; returns its URL."""
+    url = await create_database(admin_url, service)
+    await asyncio.to_thread(migrations.upgrade, service, url)
+    return url
+
+
+async def topic_values(bootstrap: str, topic: str) -> list[dict]:
+    """The value of every record on ``topic`` now (up to its end offsets), in partition order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(recs)
+        return [
+            orjson.loads(r.value) for r in sorted(records, key=lambda r: (r.partition, r.offset))
+        ]
+    finally:
+        await consumer.stop()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout_s: float = 30.0, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns something truthy; return that, or fail after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s}s waiting for {what}; last: {result!r}"
+            )
+        await asyncio.sleep(0.1)

@@ -1,0 +1,152 @@
+"""The whole platform in one event loop: every service, the gateway and the simulators.
+
+Each service is the real application (its ``bootstrap.build``) on its own
+database and port, all on the test's broker, behind the real gateway, with the
+real simulators standing in for Vertica, MIDAS and Swing chat. Services can be
+stopped and started again one by one, so tests can take one down mid-saga.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiohttp import web
+from fastapi import FastAPI
+
+from core.bootstrap import build as build_core
+from core.settings import CoreSettings
+from gateway.app import SERVER_OPTIONS
+from gateway.app import build_app as build_gateway
+from gateway.settings import GatewaySettings
+from model.bootstrap import build as build_model
+from model.settings import ModelSettings
+from mypage_cqrs.bootstrap import build as build_mypage
+from mypage_cqrs.settings import MypageCqrsSettings
+from notice.bootstrap import build as build_notice
+from notice.settings import NoticeSettings
+from servicekit.runtime import ServiceRuntime
+from servicekit.settings import ServiceSettings
+from simulators.app import build_app as build_simulators
+from target.bootstrap import build as build_target
+from target.settings import TargetSettings
+from tests.connected.services import running, settings_for
+from tests.support import free_port, migrated_database, serving
+
+Build = Callable[[Any], tuple[FastAPI, ServiceRuntime]]
+
+SERVICES: dict[str, tuple[Build, type[ServiceSettings], str]] = {
+    "model": (build_model, ModelSettings, "/models"),
+    "target": (build_target, TargetSettings, "/targets"),
+    "core": (build_core, CoreSettings, "/cores"),
+    "notice": (build_notice, NoticeSettings, "/notices"),
+    "mypage_cqrs": (build_mypage, MypageCqrsSettings, "/myRequests"),
+}
+
+# Fast enough for tests, slow enough that a cancel can land mid-training.
+SAGA_DEFAULTS: dict[str, dict[str, object]] = {
+    "core": {
+        "training_steps": 3,
+        "step_duration_s": 0.2,
+        "extraction_steps": 2,
+        "poll_interval_s": 0.1,
+        "check_backoff_initial_s": 0.1,
+        "check_backoff_max_s": 0.5,
+        "job_backoff_initial_s": 0.1,
+        "breaker_reset_s": 1.0,
+    },
+    "notice": {"notice_poll_interval_s": 0.1, "notice_backoff_initial_s": 0.1},
+}
+
+
+@dataclass
+class Platform:
+    admin_url: str
+    bootstrap: str
+    overrides: dict[str, dict[str, object]]
+    ports: dict[str, int] = field(default_factory=dict)
+    databases: dict[str, str] = field(default_factory=dict)
+    clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
+    runtimes: dict[str, ServiceRuntime] = field(default_factory=dict)
+    _running: dict[str, contextlib.AsyncExitStack] = field(default_factory=dict)
+
+    @property
+    def simulators_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['simulators']}"
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def settings(self, name: str) -> ServiceSettings:
+        _, settings_cls, _ = SERVICES[name]
+        wiring: dict[str, dict[str, object]] = {
+            "core": {
+                "model_service_url": self.url("model"),
+                "vertica_url": f"{self.simulators_url}/vertica",
+                "midas_url": f"{self.simulators_url}/midas",
+            },
+            "notice": {"chat_webhook_url": f"{self.simulators_url}/chat/webhook"},
+        }
+        values = {
+            **wiring.get(name, {}),
+            **SAGA_DEFAULTS.get(name, {}),
+            **self.overrides.get(name, {}),
+            "port": self.ports[name],
+        }
+        return settings_for(settings_cls, self.databases[name], self.bootstrap, **values)
+
+    async def start(self, name: str) -> httpx.AsyncClient:
+        build = SERVICES[name][0]
+        stack = contextlib.AsyncExitStack()
+        client, runtime = await stack.enter_async_context(running(build, self.settings(name)))
+        self._running[name], self.clients[name], self.runtimes[name] = stack, client, runtime
+        return client
+
+    async def stop(self, name: str) -> None:
+        await self._running.pop(name).aclose()
+        self.clients.pop(name)
+        self.runtimes.pop(name)
+
+    async def stop_all(self) -> None:
+        for name in list(self._running):
+            await self.stop(name)
+
+
+@contextlib.asynccontextmanager
+async def gateway_in_front_of(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    routes = {prefix: platform.url(name) for name, (_, _, prefix) in SERVICES.items()}
+    settings = GatewaySettings(port=free_port(), routes=routes, upstream_timeout_s=5.0)
+    runner = web.AppRunner(build_gateway(settings), **SERVER_OPTIONS)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{settings.port}", timeout=10
+        ) as client:
+            yield client
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def whole_platform(
+    admin_url: str, bootstrap: str, **overrides: dict[str, object]
+) -> AsyncIterator[tuple[Platform, httpx.AsyncClient]]:
+    """Every service, the simulators and the gateway; yields the platform and a client of
+    the gateway. ``overrides`` are per-service settings, e.g. ``core={"training_steps": 9}``.
+    """
+    platform = Platform(admin_url, bootstrap, overrides)
+    platform.ports = {name: free_port() for name in (*SERVICES, "simulators")}
+    for name in SERVICES:
+        platform.databases[name] = await migrated_database(admin_url, name)
+    async with serving(build_simulators(), platform.ports["simulators"]):
+        try:
+            for name in SERVICES:
+                await platform.start(name)
+            async with gateway_in_front_of(platform) as gateway:
+                yield platform, gateway
+        finally:
+            await platform.stop_all()
