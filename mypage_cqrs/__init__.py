@@ -1,4 +1,5 @@
 """The mypage_cqrs context: the MyRequest read model, built only from events.
 
-Filled by the saga issue; for now it answers health and metrics.
+``view`` holds the pure apply rule; ``replay.rebuild`` rebuilds the view from the
+start of the topics and swaps it in.
 """

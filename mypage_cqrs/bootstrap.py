@@ -1,14 +1,27 @@
-"""Composition root: settings in, a runnable service out (health and metrics for now)."""
+"""Composition root: settings in, a runnable mypage_cqrs service out."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.topics import EVENT_TOPICS
+from mypage_cqrs.api import router
+from mypage_cqrs.handlers import HANDLERS
+from mypage_cqrs.repository import MypageUnitOfWork
 from mypage_cqrs.settings import MypageCqrsSettings
 from servicekit.app import create_app
 from servicekit.runtime import ServiceRuntime
 
 
 def build(settings: MypageCqrsSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
-    runtime = ServiceRuntime(settings or MypageCqrsSettings())
-    return create_app(runtime), runtime
+    settings = settings or MypageCqrsSettings()
+    runtime = ServiceRuntime(settings)
+
+    def uow_factory() -> MypageUnitOfWork:
+        return MypageUnitOfWork(runtime.sessionmaker, runtime.outbox)
+
+    # Consumes only: no outbox to publish from.
+    runtime.consume(EVENT_TOPICS, HANDLERS, uow_factory)
+    app = create_app(runtime, router)
+    app.state.uow_factory = uow_factory
+    return app, runtime

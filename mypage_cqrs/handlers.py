@@ -1,0 +1,76 @@
+"""What mypage_cqrs does: join each event into its row; serve the rows.
+
+The consumer runtime owns the unit of work of an event (inbox claim, this
+handler, commit), so a redelivered event is skipped; the apply rule makes any
+event that does get through twice, or late, change nothing anyway.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from contracts import Event
+from contracts.topics import EVENT_TOPICS
+from mypage_cqrs import view
+from mypage_cqrs.view import MyRequest
+from servicekit.http import NotFound
+
+
+class MyRequests(Protocol):
+    async def get(self, id: str, *, for_update: bool = False) -> MyRequest | None: ...
+    async def add_if_absent(self, row: MyRequest) -> bool: ...
+    async def update(self, row: MyRequest) -> None: ...
+    async def list(self, user_id: str | None, limit: int, offset: int) -> list[MyRequest]: ...
+
+
+class MypageUow(Protocol):
+    """The unit of work handlers need: ``repository.MypageUnitOfWork``, or a fake in tests."""
+
+    requests: MyRequests
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+    async def commit(self) -> None: ...
+
+
+async def on_event(uow: MypageUow, event: Event) -> None:
+    """Join ``event`` into its row, in the caller's transaction (which commits)."""
+    change = view.contribution(event)
+    if change is None:
+        return
+    # Insert-or-lock: two writers of a new row (the live consumer and a replay's
+    # catch-up) cannot both insert it; the second one merges under the row lock.
+    if await uow.requests.add_if_absent(change):
+        return
+    row = await uow.requests.get(change.id, for_update=True)
+    if row is None:  # cannot happen: rows are never deleted while a transaction holds one
+        raise RuntimeError(f"my request {change.id} vanished")
+    merged = view.merge(row, change)
+    if merged != row:
+        await uow.requests.update(merged)
+
+
+async def get(uow: MypageUow, id: str) -> MyRequest:
+    async with uow:
+        row = await uow.requests.get(id)
+    if row is None or not row.visible:
+        raise NotFound("my request", id)
+    return row
+
+
+async def list_requests(
+    uow: MypageUow, user_id: str | None, limit: int, offset: int
+) -> list[MyRequest]:
+    async with uow:
+        return await uow.requests.list(user_id, limit, offset)
+
+
+# Every event type of the three topics that can change a row; the others are skipped.
+HANDLERS = {
+    contract: on_event
+    for contract in Event.registry.values()
+    if contract.topic in EVENT_TOPICS and issubclass(contract, view.CONTRIBUTING)
+}

@@ -1,0 +1,87 @@
+"""Loading and storing MyRequest rows; the unit of work that carries the repository."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mypage_cqrs.tables import my_requests
+from mypage_cqrs.view import MyRequest
+from servicekit.db import UnitOfWork
+
+INSERT_BATCH = 1000
+
+
+def values_of(row: MyRequest) -> dict[str, Any]:
+    return dataclasses.asdict(row)
+
+
+class MyRequestRepository:
+    """Rows of ``table``: the live view, or the table a replay builds."""
+
+    def __init__(self, session: AsyncSession, table: Table = my_requests) -> None:
+        self.session = session
+        self.table = table
+
+    async def get(self, id: str, *, for_update: bool = False) -> MyRequest | None:
+        query = select(self.table).where(self.table.c.id == id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).mappings().first()
+        return MyRequest(**row) if row is not None else None
+
+    async def add_if_absent(self, row: MyRequest) -> bool:
+        """Insert ``row`` unless its id exists; True if it was inserted."""
+        inserted = await self.session.execute(
+            insert(self.table)
+            .values(**values_of(row))
+            .on_conflict_do_nothing(index_elements=[self.table.c.id])
+            .returning(self.table.c.id)
+        )
+        return inserted.first() is not None
+
+    async def update(self, row: MyRequest) -> None:
+        values = values_of(row)
+        del values["id"]
+        await self.session.execute(
+            update(self.table).where(self.table.c.id == row.id).values(**values)
+        )
+
+    async def add_all(self, rows: Iterable[MyRequest]) -> None:
+        values = [values_of(r) for r in rows]
+        for start in range(0, len(values), INSERT_BATCH):
+            await self.session.execute(insert(self.table), values[start : start + INSERT_BATCH])
+
+    async def list(
+        self, user_id: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[MyRequest]:
+        """Served rows (the owner's events have arrived), oldest request first."""
+        c = self.table.c
+        query = (
+            select(self.table)
+            .where(c.state.is_not(None))
+            .order_by(c.created_at, c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        if user_id is not None:
+            query = query.where(c.user_id == user_id)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [MyRequest(**row) for row in rows]
+
+    async def all(self) -> list[MyRequest]:
+        """Every row, served or not, by id (replay checks, tests)."""
+        rows = (await self.session.execute(select(self.table).order_by(self.table.c.id))).mappings()
+        return [MyRequest(**row) for row in rows.all()]
+
+
+class MypageUnitOfWork(UnitOfWork):
+    requests: MyRequestRepository
+
+    def on_begin(self) -> None:
+        self.requests = MyRequestRepository(self.session)
