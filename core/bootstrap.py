@@ -1,14 +1,80 @@
-"""Composition root: settings in, a runnable service out (health and metrics for now)."""
+"""Composition root: settings in, a runnable core service out."""
 
 from __future__ import annotations
 
+import httpx
 from fastapi import FastAPI
 
+from contracts.topics import MODEL_EVENTS, TARGET_EVENTS
+from core.adapters.midas import Midas
+from core.adapters.model_client import ModelService
+from core.adapters.vertica import Vertica
+from core.api import router
+from core.compensation import CompensationCheck
+from core.domain import Backoff
+from core.handlers import JobPolicy, event_handlers
+from core.queue import CoreUnitOfWork
+from core.runner import JobRunner
 from core.settings import CoreSettings
+from core.work import Work
+from core.worker import Worker
 from servicekit.app import create_app
+from servicekit.resilience import CircuitBreaker
 from servicekit.runtime import ServiceRuntime
 
 
 def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
-    runtime = ServiceRuntime(settings or CoreSettings())
-    return create_app(runtime), runtime
+    s = settings or CoreSettings()
+    runtime = ServiceRuntime(s)
+    breaker = CircuitBreaker(
+        "model",
+        failure_threshold=s.breaker_failures,
+        reset_timeout_s=s.breaker_reset_s,
+        service=s.service_name,
+    )
+
+    def uow_factory() -> CoreUnitOfWork:
+        # ``worker`` is bound below; a commit that enqueued a job wakes it.
+        return CoreUnitOfWork(runtime.sessionmaker, runtime.outbox, worker.notify)
+
+    def make_runner(http: httpx.AsyncClient) -> JobRunner:
+        check = CompensationCheck(
+            ModelService(http, s.model_service_url, s.check_timeout_s),
+            breaker,
+            Backoff(s.check_backoff_initial_s, s.check_backoff_max_s),
+        )
+        work = Work(
+            vertica=Vertica(http, s.vertica_url, s.vertica_timeout_s),
+            midas=Midas(http, s.midas_url, s.midas_timeout_s),
+            check=check,
+            batch_size=s.vertica_batch_size,
+            step_duration_s=s.step_duration_s,
+        )
+        return JobRunner(
+            uow_factory,
+            work,
+            lease_s=s.lease_s,
+            backoff=Backoff(s.job_backoff_initial_s, s.job_backoff_max_s),
+            lms_max_attempts=s.lms_max_attempts,
+        )
+
+    worker = Worker(
+        uow_factory,
+        make_runner,
+        concurrency=s.worker_concurrency,
+        poll_interval_s=s.poll_interval_s,
+        lease_s=s.lease_s,
+    )
+    policy = JobPolicy(
+        training_steps=s.training_steps,
+        extraction_steps=s.extraction_steps,
+        max_attempts=s.job_max_attempts,
+        lms_max_attempts=s.lms_max_attempts,
+    )
+    runtime.publish_from_outbox()
+    runtime.consume((MODEL_EVENTS, TARGET_EVENTS), event_handlers(policy), uow_factory)
+    runtime.run_worker("jobs", worker.run)
+    app = create_app(runtime, router)
+    app.state.uow_factory = uow_factory
+    app.state.worker = worker
+    return app, runtime

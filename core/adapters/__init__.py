@@ -1,0 +1,1 @@
+"""Adapters to what core calls over HTTP: Vertica, MIDAS and the model service."""

@@ -1,0 +1,35 @@
+"""The model service, asked over HTTP whether a request is still wanted (compensation check)."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class ModelUnavailable(Exception):
+    """No usable answer from the model service (timeout, unreachable, unexpected status)."""
+
+
+class ModelService:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    async def request_state(self, request_id: str) -> str | None:
+        """The model request's state (``GET /models/{id}``); None if model does not know it."""
+        try:
+            response = await self.http.get(
+                f"{self.base_url}/models/{request_id}", timeout=self.timeout_s
+            )
+        except httpx.TimeoutException as exc:
+            raise ModelUnavailable(f"model timed out after {self.timeout_s}s") from exc
+        except httpx.HTTPError as exc:
+            raise ModelUnavailable(f"model unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ModelUnavailable(f"model answered {response.status_code}")
+        try:
+            return str(response.json()["state"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelUnavailable(f"model sent an unreadable request: {exc!r}") from exc

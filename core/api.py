@@ -1,0 +1,89 @@
+"""HTTP routes of core: the jobs, read-only (thin, each one call into handlers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from core import handlers
+from core.domain import Job, Kind, State
+from core.queue import CoreUnitOfWork
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class JobOut(Schema):
+    id: int
+    kind: str
+    request_id: str
+    user_id: str
+    name: str
+    state: str
+    step: int
+    total_steps: int
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    reason: str | None
+    last_error: str | None
+    available_at: datetime
+    lease_expires_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(
+            id=job.id,
+            kind=job.kind.value,
+            request_id=job.request_id,
+            user_id=job.user_id,
+            name=job.name,
+            state=job.state.value,
+            step=job.step,
+            total_steps=job.total_steps,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            cancel_requested=job.cancel_requested,
+            reason=job.reason,
+            last_error=job.last_error,
+            available_at=job.available_at,
+            lease_expires_at=job.lease_expires_at,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            updated_at=job.updated_at,
+        )
+
+
+def unit_of_work(request: Request) -> CoreUnitOfWork:
+    return request.app.state.uow_factory()
+
+
+Uow = Annotated[CoreUnitOfWork, Depends(unit_of_work)]
+
+router = APIRouter(prefix="/cores", tags=["cores"])
+
+
+@router.get("")
+async def list_all(
+    uow: Uow,
+    state: State | None = None,
+    kind: Kind | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[JobOut]:
+    return [JobOut.of(j) for j in await handlers.list_jobs(uow, state, kind, limit, offset)]
+
+
+@router.get("/{id}")
+async def read(uow: Uow, id: Annotated[int, Path(gt=0)]) -> JobOut:
+    return JobOut.of(await handlers.get(uow, id))

@@ -1,0 +1,176 @@
+"""The durable job queue: loading, claiming and storing Jobs; the unit of work carrying it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.domain import Job, Kind, State
+from core.tables import job_ids, jobs
+from servicekit.db import EventSource, UnitOfWork
+from servicekit.outbox import OutboxWriter
+
+_COLUMNS = (
+    "kind",
+    "request_id",
+    "user_id",
+    "name",
+    "state",
+    "step",
+    "total_steps",
+    "attempts",
+    "max_attempts",
+    "data_offset",
+    "params",
+    "result",
+    "available_at",
+    "lease_owner",
+    "lease_expires_at",
+    "cancel_requested",
+    "reason",
+    "last_error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+)
+
+
+def _job(row: Mapping[str, Any]) -> Job:
+    return Job(**{**row, "state": State(row["state"]), "kind": Kind(row["kind"])})
+
+
+def _values(job: Job) -> dict[str, Any]:
+    values = {c: getattr(job, c) for c in _COLUMNS}
+    values["state"] = job.state.value
+    values["kind"] = job.kind.value
+    return values
+
+
+class JobRepository:
+    def __init__(
+        self,
+        session: AsyncSession,
+        track: Callable[[EventSource], None],
+        enqueued: Callable[[], None],
+    ) -> None:
+        self.session = session
+        self.track = track
+        self._enqueued = enqueued
+
+    async def next_id(self) -> int:
+        return int(await self.session.scalar(job_ids.next_value()))
+
+    async def enqueue(self, job: Job) -> bool:
+        """Add a job; False if its request already has a job of that kind (a redelivery)."""
+        added = await self.session.execute(
+            insert(jobs)
+            .values(id=job.id, **_values(job))
+            .on_conflict_do_nothing(constraint="uq_jobs_kind_request")
+            .returning(jobs.c.id)
+        )
+        if added.first() is None:
+            return False
+        self.track(job)
+        self._enqueued()
+        return True
+
+    async def get(self, id: int, *, for_update: bool = True) -> Job | None:
+        """Load one job; locked by default, so every change to a job is serialized."""
+        return await self._one(select(jobs).where(jobs.c.id == id), for_update)
+
+    async def get_for_request(
+        self, kind: Kind, request_id: str, *, for_update: bool = True
+    ) -> Job | None:
+        query = select(jobs).where(jobs.c.kind == kind.value, jobs.c.request_id == request_id)
+        return await self._one(query, for_update)
+
+    async def claimable(self, now: datetime, limit: int) -> list[Job]:
+        """Up to ``limit`` jobs a worker may take now, oldest first, locked; rows other
+        workers hold locked are skipped, so concurrent claims never take the same job."""
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.state.in_((State.QUEUED.value, State.RUNNING.value)),
+                or_(
+                    and_(jobs.c.state == State.QUEUED.value, jobs.c.available_at <= now),
+                    and_(jobs.c.state == State.RUNNING.value, jobs.c.lease_expires_at < now),
+                ),
+            )
+            .order_by(jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = (await self.session.execute(query)).mappings().all()
+        claimed = [_job(row) for row in rows]
+        for job in claimed:
+            self.track(job)
+        return claimed
+
+    async def list(
+        self,
+        state: State | None = None,
+        kind: Kind | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        query = select(jobs).order_by(jobs.c.id).limit(limit).offset(offset)
+        if state is not None:
+            query = query.where(jobs.c.state == state.value)
+        if kind is not None:
+            query = query.where(jobs.c.kind == kind.value)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [_job(row) for row in rows]
+
+    async def count_by_state(self) -> dict[State, int]:
+        query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+        rows = (await self.session.execute(query)).all()
+        return {State(state): count for state, count in rows}
+
+    async def save(self, job: Job) -> None:
+        self.track(job)
+        await self.session.execute(update(jobs).where(jobs.c.id == job.id).values(_values(job)))
+
+    async def _one(self, query: Any, for_update: bool) -> Job | None:
+        if for_update:
+            query = query.with_for_update()
+        row = (await self.session.execute(query)).mappings().first()
+        if row is None:
+            return None
+        job = _job(row)
+        self.track(job)
+        return job
+
+
+class CoreUnitOfWork(UnitOfWork):
+    """One transaction over the queue; ``on_enqueue`` runs after a commit that added jobs
+    (the worker in this process wakes up instead of waiting for its next poll)."""
+
+    jobs: JobRepository
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        outbox: OutboxWriter,
+        on_enqueue: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(sessionmaker, outbox)
+        self._on_enqueue = on_enqueue
+        self._added = False
+
+    def on_begin(self) -> None:
+        self._added = False
+        self.jobs = JobRepository(self.session, self.track, self._mark_added)
+
+    def _mark_added(self) -> None:
+        self._added = True
+
+    async def commit(self) -> None:
+        await super().commit()
+        if self._added and self._on_enqueue is not None:
+            self._on_enqueue()

@@ -1,0 +1,168 @@
+"""Running one claimed job to its end, one lease-conditioned transaction at a time.
+
+Every write a worker makes to a job (renew, step, end) locks the row and first checks
+that this claim still holds the lease: a worker whose lease ran out and was taken over
+stops at its next write, so two workers can never both complete a job. Every write
+also looks at ``cancel_requested``: a cancelled job stops there, announcing JobCanceled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import structlog
+
+from core import metrics
+from core.domain import Backoff, Job, Kind, State
+from core.queue import CoreUnitOfWork
+from core.work import Cancel, Complete, Fail, Outcome, Work, lms_job
+
+log = structlog.get_logger(__name__)
+
+Change = Callable[[Job, CoreUnitOfWork, datetime], Awaitable[None]]
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (or it ended meanwhile): stop without writing."""
+
+
+class JobEnded(Exception):
+    """The job ended at a write (its request was cancelled): nothing more to do."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class JobRunner:
+    def __init__(
+        self,
+        uow_factory: Callable[[], CoreUnitOfWork],
+        work: Work,
+        *,
+        lease_s: float,
+        backoff: Backoff,
+        lms_max_attempts: int,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.work = work
+        self.lease_s = lease_s
+        self.backoff = backoff
+        self.lms_max_attempts = lms_max_attempts
+
+    async def run(self, job: Job) -> None:
+        log_ = log.bind(job_id=job.id, request_id=job.request_id, kind=job.kind.value)
+        try:
+            await self._run(job)
+        except (JobEnded, LeaseLost) as exc:
+            if isinstance(exc, LeaseLost):
+                log_.warning("job lease lost, stopping", why=str(exc))
+
+    async def _run(self, job: Job) -> None:
+        try:
+            while job.step < job.work_steps:
+                job = await self._write(job, self._renew)
+                offset = await self.work.step(job)
+                job = await self._write(job, self._advance(offset))
+                log.info(
+                    "job step",
+                    job_id=job.id,
+                    request_id=job.request_id,
+                    step=job.step,
+                    total_steps=job.total_steps,
+                )
+
+            async def renew() -> None:
+                nonlocal job
+                job = await self._write(job, self._renew)
+
+            outcome = await self.work.finish(job, renew)
+        except (JobEnded, LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            outcome = Fail(describe(exc))
+        await self._write(job, self._apply(outcome), final=True)
+
+    async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
+        job.renew(now, self.lease_s)
+
+    def _advance(self, offset: int | None) -> Change:
+        async def advance(job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
+            job.advance(now, self.lease_s, offset)
+
+        return advance
+
+    def _apply(self, outcome: Outcome) -> Change:
+        async def apply(job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
+            match outcome:
+                case Complete(result):
+                    job.complete(now, **result)
+                    if job.kind == Kind.TARGET:
+                        # The LMS send is owed from the moment the target is complete.
+                        lms_id = await uow.jobs.next_id()
+                        await uow.jobs.enqueue(lms_job(job, lms_id, self.lms_max_attempts, now))
+                case Cancel(reason):
+                    job.cancel(reason, now)
+                case Fail(error, final):
+                    delay = job.fail_attempt(error, now, self.backoff, final=final)
+                    if delay is not None:
+                        metrics.JOBS.labels(job.kind.value, "retried").inc()
+                        log.warning(
+                            "job attempt failed, retrying",
+                            job_id=job.id,
+                            request_id=job.request_id,
+                            attempt=job.attempts,
+                            max_attempts=job.max_attempts,
+                            retry_in_s=delay,
+                            error=error,
+                        )
+
+        return apply
+
+    async def _write(self, job: Job, change: Change, *, final: bool = False) -> Job:
+        """Lock the job, check the lease, apply ``change`` (or the pending cancel), commit."""
+        owner = job.lease_owner
+        async with self.uow_factory() as uow:
+            current = await uow.jobs.get(job.id)
+            if current is None or current.state != State.RUNNING or current.lease_owner != owner:
+                held = f"{current.state.value} ({current.lease_owner})" if current else "gone"
+                raise LeaseLost(f"job {job.id} is {held}")
+            now = _now()
+            if current.cancel_requested:
+                current.cancel(current.reason or "cancel requested", now)
+            else:
+                await change(current, uow, now)
+            await uow.jobs.save(current)
+            await uow.commit()
+        if current.finished:
+            record_end(current)
+            if not final:
+                raise JobEnded
+        return current
+
+
+def record_end(job: Job) -> None:
+    """Log and count a job that just ended."""
+    outcome = job.state.value
+    metrics.JOBS.labels(job.kind.value, outcome).inc()
+    if job.started_at and job.finished_at:
+        metrics.JOB_DURATION.labels(job.kind.value, outcome).observe(
+            (job.finished_at - job.started_at).total_seconds()
+        )
+    level = log.warning if job.state == State.FAILED else log.info
+    level(
+        f"job {outcome}",
+        job_id=job.id,
+        request_id=job.request_id,
+        kind=job.kind.value,
+        step=job.step,
+        total_steps=job.total_steps,
+        attempts=job.attempts,
+        reason=job.reason,
+    )
