@@ -65,11 +65,12 @@ class JobRunner:
                 log_.warning("job lease lost, stopping", why=str(exc))
 
     async def _run(self, job: Job) -> None:
+        owner = job.lease_owner  # this claim: every write checks it still holds the lease
         try:
             while job.step < job.work_steps:
-                job = await self._write(job, self._renew)
+                job = await self._write(job.id, owner, self._renew)
                 offset = await self.work.step(job)
-                job = await self._write(job, self._advance(offset))
+                job = await self._write(job.id, owner, self._advance(offset))
                 log.info(
                     "job step",
                     job_id=job.id,
@@ -80,14 +81,14 @@ class JobRunner:
 
             async def renew() -> None:
                 nonlocal job
-                job = await self._write(job, self._renew)
+                job = await self._write(job.id, owner, self._renew)
 
             outcome = await self.work.finish(job, renew)
         except (JobEnded, LeaseLost, asyncio.CancelledError):
             raise
         except Exception as exc:
             outcome = Fail(describe(exc))
-        await self._write(job, self._apply(outcome), final=True)
+        await self._write(job.id, owner, self._apply(outcome), final=True)
 
     async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
         job.renew(now, self.lease_s)
@@ -125,14 +126,15 @@ class JobRunner:
 
         return apply
 
-    async def _write(self, job: Job, change: Change, *, final: bool = False) -> Job:
+    async def _write(
+        self, job_id: int, owner: str | None, change: Change, *, final: bool = False
+    ) -> Job:
         """Lock the job, check the lease, apply ``change`` (or the pending cancel), commit."""
-        owner = job.lease_owner
         async with self.uow_factory() as uow:
-            current = await uow.jobs.get(job.id)
+            current = await uow.jobs.get(job_id)
             if current is None or current.state != State.RUNNING or current.lease_owner != owner:
                 held = f"{current.state.value} ({current.lease_owner})" if current else "gone"
-                raise LeaseLost(f"job {job.id} is {held}")
+                raise LeaseLost(f"job {job_id} is {held}")
             now = _now()
             if current.cancel_requested:
                 current.cancel(current.reason or "cancel requested", now)
