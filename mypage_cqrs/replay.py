@@ -54,8 +54,14 @@ REBUILD = f"{MY_REQUESTS}_rebuild"
 OLD = f"{MY_REQUESTS}_old"
 rebuild_table = my_requests.to_metadata(MetaData(), name=REBUILD)
 
+REPLAY_LOCK_KEY = 0x6D7970616765  # one replay per database at a time
+
 Offsets = dict[TopicPartition, int]
 Sink = Callable[[list[Event]], Awaitable[None]]
+
+
+class ReplayInProgress(RuntimeError):
+    pass
 
 
 @dataclass
@@ -83,6 +89,26 @@ async def rebuild(settings: MypageCqrsSettings, *, stall_timeout_s: float = 30.0
     started = time.perf_counter()
     report = RebuildReport()
     engine = make_engine(settings.database_url, pool_size=2)
+    try:
+        async with engine.connect() as guard:
+            guard = await guard.execution_options(isolation_level="AUTOCOMMIT")
+            lock = {"key": REPLAY_LOCK_KEY}
+            if not await guard.scalar(text("SELECT pg_try_advisory_lock(:key)"), lock):
+                raise ReplayInProgress("another mypage replay is running on this database")
+            try:
+                await _replay(settings, engine, report, stall_timeout_s)
+            finally:
+                await guard.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
+    finally:
+        await engine.dispose()
+    report.seconds = time.perf_counter() - started
+    log.info("mypage replay done", summary=report.summary())
+    return report
+
+
+async def _replay(
+    settings: MypageCqrsSettings, engine: AsyncEngine, report: RebuildReport, stall_timeout_s: float
+) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id=f"{settings.service_name}-replay",
@@ -130,10 +156,6 @@ async def rebuild(settings: MypageCqrsSettings, *, stall_timeout_s: float = 30.0
         report.tail_events = _per_topic(tail, EVENT_TOPICS)
     finally:
         await consumer.stop()
-        await engine.dispose()
-    report.seconds = time.perf_counter() - started
-    log.info("mypage replay done", summary=report.summary())
-    return report
 
 
 async def _partitions(consumer: AIOKafkaConsumer) -> list[TopicPartition]:

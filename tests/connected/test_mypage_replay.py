@@ -73,8 +73,11 @@ async def test_rebuild_equals_the_live_view(mypage_db: str, topics: str) -> None
         other = await client.get("/myRequests/model-3")
         assert other.json()["state"] == "approved"
 
-        # A second rebuild finds the table and its indexes under their usual names.
-        await rebuild(settings)
+        # A second rebuild finds the table and its indexes under their usual names; two at
+        # once on one database: the second refuses to start.
+        both = (rebuild(settings), rebuild(settings))
+        outcomes = await asyncio.gather(*both, return_exceptions=True)
+        assert sorted(type(o).__name__ for o in outcomes) == ["RebuildReport", "ReplayInProgress"]
         assert [r.state for r in await view_rows(mypage_db) if r.id == "model-3"] == ["approved"]
 
     tables = await sql(mypage_db, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'my_%'")
