@@ -13,7 +13,8 @@ order they arrive in and however often each one arrives:
   context (``model.events`` / ``target.events``): core's completions are claims that
   model or target may refuse, so they change nothing here.
 - step, total steps, progress: the highest seen (a late or repeated step never lowers
-  them); model's ``StateChanged(completed)`` carries progress 100.
+  them); model's ``StateChanged(completed)`` carries progress 100. A step core reports
+  after a cancel still counts: it is the furthest the job got, whatever the order.
 - lmsStatus: ``None < failed < sent``.
 - createdAt: the Requested/TargetRequested event's time, else the earliest seen.
 - updatedAt: the latest time of an event that contributed.
