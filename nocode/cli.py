@@ -93,8 +93,12 @@ def replay(view: str = typer.Argument(..., help="the read model to rebuild: mypa
     """Rebuild a read model from the start of the topics into a fresh table and swap it in."""
     if view != "mypage":
         raise typer.BadParameter(f"unknown view {view!r}; the only one is mypage")
-    from mypage_cqrs.replay import rebuild
+    from mypage_cqrs.replay import ReplayInProgress, rebuild
     from mypage_cqrs.settings import MypageCqrsSettings
 
-    report = asyncio.run(rebuild(MypageCqrsSettings()))
-    typer.echo(f"mypage: {report}")
+    try:
+        report = asyncio.run(rebuild(MypageCqrsSettings()))
+    except ReplayInProgress as exc:
+        typer.echo(f"nocode: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(report.summary())

@@ -203,6 +203,12 @@ class Demo:
             {"userId": user, "type": "vip-customers", "modelRequestId": mid},
         )
         tid = target["id"]
+
+        async def target_knows() -> bool:
+            # target learns of the completion from model.events, a moment after model.
+            return (await self.state_of(client, f"/targets/{tid}"))["modelState"] == "completed"
+
+        await self.until(f"target {tid} knows model {mid} is completed", target_knows)
         await self.call(client, "PUT", "/targets", {"id": tid})
         done = await self.wait_state(client, f"/targets/{tid}", {"completed", "failed", "canceled"})
         self.check(f"target request {tid} completed", done["state"] == "completed")

@@ -71,6 +71,7 @@ async def test_the_whole_saga_through_the_gateway(
     )
     assert target.status_code == 201, target.text
     tid = target.json()["id"]
+    await eventually(lambda: model_known_completed(gateway, tid), what="target to learn")
     approved = await gateway.put("/targets", json={"id": tid})
     assert approved.status_code == 200 and approved.json()["state"] == "approved"
     await eventually(lambda: state_is(gateway, f"/targets/{tid}", "completed"), what="extraction")
@@ -152,6 +153,11 @@ async def test_the_whole_saga_through_the_gateway(
     before = (await gateway.get("/myRequests")).json()
     await rebuild(platform.settings("mypage_cqrs"))
     assert (await gateway.get("/myRequests")).json() == before
+
+
+async def model_known_completed(gateway: httpx.AsyncClient, tid: int) -> bool:
+    """target learns of the model's completion from model.events, a moment after model."""
+    return (await gateway.get(f"/targets/{tid}")).json()["modelState"] == "completed"
 
 
 async def start_training(gateway: httpx.AsyncClient, name: str) -> int:
@@ -242,7 +248,7 @@ async def test_a_cancel_racing_the_completion_leaves_the_request_cancelled(
             return found if found and found["state"] == "canceled" else None
 
         job = await eventually(compensated, what="core to record the compensation")
-        assert "cancel" in (job["reason"] or "")
+        assert "canceled" in (job["reason"] or "").lower()
         assert (await gateway.get(f"/models/{mid}")).json()["state"] == "requestCanceled"
 
         model_events = await topic_values(platform.bootstrap, MODEL_EVENTS)
@@ -272,6 +278,7 @@ async def test_targets_are_taken_while_core_is_down_and_proceed_when_it_returns(
     )
     assert target.status_code == 201, target.text
     tid = target.json()["id"]
+    await eventually(lambda: model_known_completed(gateway, tid), what="target to learn")
     assert (await gateway.put(f"/targets/{tid}")).json()["state"] == "approved"
     down = await gateway.get("/cores")
     assert down.status_code in {502, 503}
