@@ -1,1 +1,1 @@
-"""The core context: the job queue and its workers (filled by the saga issue)."""
+"""The core context: a durable job queue and its workers (training, extraction, LMS sends)."""

@@ -162,7 +162,12 @@ class Job:
         return "model" if self.kind == Kind.MODEL else "target"
 
     def claim(self, owner: str, now: datetime, lease_s: float) -> bool:
-        """Take the job for one attempt; False if it ended instead (no attempts left)."""
+        """Take the job for one attempt; False if it ended instead (cancelled meanwhile, or
+        no attempts left)."""
+        if self.state == State.RUNNING and self.cancel_requested:
+            # Its worker stopped before it saw the cancel: end it now, do not run it again.
+            self.cancel(self.reason or "cancel requested", now)
+            return False
         if self.state == State.RUNNING and self.attempts >= self.max_attempts:
             # Its worker stopped during the last allowed attempt: a job that keeps
             # killing its worker must not be retried forever.

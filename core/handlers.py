@@ -140,7 +140,7 @@ async def on_completion_refused(uow: CoreUow, event: model_events.CompletionRefu
     if job is None:
         log.warning("completion refused for an unknown job", job_id=event.job_id)
         return
-    if job.compensate(event.reason, _now()):
+    if job.compensate(f"cancelled after completing: {event.reason}", _now()):
         await uow.jobs.save(job)
         metrics.JOBS.labels(job.kind.value, "compensated").inc()
         log.warning("job compensated", job_id=job.id, request_id=job.request_id, why=event.reason)

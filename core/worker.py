@@ -58,7 +58,7 @@ class Worker:
                 while True:
                     self._wake.clear()
                     free = self.concurrency - len(tasks)
-                    for job in await self.claim(free) if free > 0 else []:
+                    for job in await self._claim_or_wait(free) if free > 0 else []:
                         task = asyncio.create_task(runner.run(job), name=f"job-{job.id}")
                         tasks.add(task)
                         task.add_done_callback(lambda t: self._finished(t, tasks))
@@ -80,6 +80,14 @@ class Worker:
         if not task.cancelled() and (exc := task.exception()) is not None:
             # e.g. the database went away mid-write: the lease runs out, the job is retaken.
             log.error("job task crashed", task=task.get_name(), error=repr(exc))
+
+    async def _claim_or_wait(self, limit: int) -> list[Job]:
+        """Claim; if the database is unreachable, say so and let the running jobs go on."""
+        try:
+            return await self.claim(limit)
+        except Exception as exc:
+            log.warning("claiming jobs failed", error=repr(exc), retry_in_s=self.poll_interval_s)
+            return []
 
     async def claim(self, limit: int) -> list[Job]:
         """Claim up to ``limit`` jobs in one transaction; each claim counts an attempt."""

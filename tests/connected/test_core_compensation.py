@@ -206,5 +206,5 @@ async def test_a_refused_completion_is_recorded_as_a_cancelled_job(
 
         events = await eventually(compensation_published, what="JobCanceled")
 
-    assert job["reason"] == refused.reason
+    assert job["reason"] == f"cancelled after completing: {refused.reason}"
     assert names(events) == ["ModelProgressed"] * 3 + ["ModelCompleted", "JobCanceled"]

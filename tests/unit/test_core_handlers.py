@@ -208,7 +208,10 @@ async def test_a_refused_completion_turns_the_completed_job_into_a_cancelled_one
     )
     await deliver(uow, refused)
     await deliver(uow, refused)
-    assert (job.state, job.reason) == (State.CANCELED, refused.reason)
+    assert (job.state, job.reason) == (
+        State.CANCELED,
+        f"cancelled after completing: {refused.reason}",
+    )
     assert [e.event_type() for e in uow.outbox] == ["JobCanceled"]
 
 

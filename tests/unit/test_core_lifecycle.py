@@ -189,3 +189,12 @@ def test_the_lms_job_announces_the_midas_send_as_a_target_event() -> None:
     assert (sent.event_type(), sent.type, sent.midas_send_id) == ("LmsSent", "target", "abc123")
     assert j.result == {"midas_send_id": "abc123"}
     assert j.work_steps == 0 and j.step == j.total_steps
+
+
+def test_a_job_whose_worker_stopped_before_seeing_its_cancel_ends_at_the_next_claim() -> None:
+    j = job()
+    j.claim("w1", T0, 10)
+    j.request_cancel("changed my mind", T0)
+    assert not j.claim("w2", T0 + timedelta(seconds=60), 10)
+    assert (j.state, j.attempts, j.reason) == (State.CANCELED, 1, "changed my mind")
+    assert types(j) == ["JobCanceled"]
