@@ -57,12 +57,14 @@ class JobRunner:
         self.lms_max_attempts = lms_max_attempts
 
     async def run(self, job: Job) -> None:
-        log_ = log.bind(job_id=job.id, request_id=job.request_id, kind=job.kind.value)
         try:
             await self._run(job)
-        except (JobEnded, LeaseLost) as exc:
-            if isinstance(exc, LeaseLost):
-                log_.warning("job lease lost, stopping", why=str(exc))
+        except JobEnded:
+            pass
+        except LeaseLost as exc:
+            log.warning(
+                "job lease lost, stopping", job_id=job.id, request_id=job.request_id, why=str(exc)
+            )
 
     async def _run(self, job: Job) -> None:
         owner = job.lease_owner  # this claim: every write checks it still holds the lease
