@@ -111,7 +111,7 @@ async def topic_values(bootstrap: str, topic: str) -> list[dict]:
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: list[ConsumerRecord] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for recs in (await consumer.getmany(timeout_ms=200)).values():
                 records.extend(recs)
         return [

@@ -13,9 +13,8 @@ from model import handlers
 from model.repository import ModelUnitOfWork
 from model.tables import model_requests, outbox
 from servicekit import migrations
-from tests.conftest import create_database
 from tests.connected.model_service import model_service
-from tests.support import ce, read_topic
+from tests.support import ce, create_database, read_topic
 
 pytestmark = pytest.mark.connected
 
