@@ -133,6 +133,8 @@ def contribution(event: Event) -> MyRequest | None:
             model_request_id=event.model_request_id,
             state=event.state,
             reason=getattr(event, "reason", None),
+            # Extraction reports no steps; a completed target is all done.
+            progress=100 if event.state == "completed" else 0,
         )
     if isinstance(event, CONTRIBUTING) and isinstance(event, core.CoreJobEvent):
         try:

@@ -151,7 +151,16 @@ EXPECTED = [
         totalSteps=3,
         reason="no longer needed",
     ),
-    row("target-1", 20, 24, name="segment", modelRequestId=1, state="completed", lmsStatus="sent"),
+    row(
+        "target-1",
+        20,
+        24,
+        name="segment",
+        modelRequestId=1,
+        state="completed",
+        progress=100,
+        lmsStatus="sent",
+    ),
     row(
         "model-4",
         30,

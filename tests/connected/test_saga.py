@@ -82,6 +82,7 @@ async def test_the_whole_saga_through_the_gateway(
 
     target_row = await eventually(lms_sent, what="LMS outcome on the read model")
     assert target_row["lmsStatus"] == "sent" and target_row["state"] == "completed"
+    assert target_row["progress"] == 100
 
     # Events on the topics, in order per request.
     model_events = await topic_values(platform.bootstrap, MODEL_EVENTS)

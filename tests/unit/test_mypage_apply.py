@@ -193,6 +193,7 @@ def test_target_lifecycle_and_lms_outcome() -> None:
         name="segment",
         model_request_id=1,
         state="completed",
+        progress=100,
         lms_status="sent",
     )
 
