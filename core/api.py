@@ -5,17 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from fastapi import APIRouter, Depends
 
 from core import handlers
 from core.domain import Job, Kind, State
 from core.queue import CoreUnitOfWork
-
-
-class Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+from servicekit.http import Limit, Offset, PositiveId, Schema, unit_of_work
 
 
 class JobOut(Schema):
@@ -64,10 +59,6 @@ class JobOut(Schema):
         )
 
 
-def unit_of_work(request: Request) -> CoreUnitOfWork:
-    return request.app.state.uow_factory()
-
-
 Uow = Annotated[CoreUnitOfWork, Depends(unit_of_work)]
 
 router = APIRouter(prefix="/cores", tags=["cores"])
@@ -78,12 +69,12 @@ async def list_all(
     uow: Uow,
     state: State | None = None,
     kind: Kind | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[JobOut]:
     return [JobOut.of(j) for j in await handlers.list_jobs(uow, state, kind, limit, offset)]
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: Annotated[int, Path(gt=0)]) -> JobOut:
+async def read(uow: Uow, id: PositiveId) -> JobOut:
     return JobOut.of(await handlers.get(uow, id))

@@ -5,18 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from fastapi import APIRouter, Depends, status
+from pydantic import Field
 
 from model import handlers
 from model.domain import ModelRequest
 from model.repository import ModelUnitOfWork
-from servicekit.http import body_of
-
-
-class Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+from servicekit.http import (
+    ApproveById,
+    Cancellation,
+    Limit,
+    Offset,
+    PositiveId,
+    Rejection,
+    Schema,
+    UserFilter,
+    body_of,
+    unit_of_work,
+)
 
 
 class NewModelRequest(Schema):
@@ -24,18 +30,6 @@ class NewModelRequest(Schema):
     model_name: str = Field(min_length=1, max_length=255)
     # The seed's clients send state=request; the server decides the state.
     state: Literal["request", "requested"] | None = None
-
-
-class ApproveById(Schema):
-    id: int = Field(gt=0)
-
-
-class Rejection(Schema):
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class Cancellation(Schema):
-    reason: str | None = Field(None, max_length=2000)
 
 
 class ModelRequestOut(Schema):
@@ -66,12 +60,7 @@ class ModelRequestOut(Schema):
         )
 
 
-def unit_of_work(request: Request) -> ModelUnitOfWork:
-    return request.app.state.uow_factory()
-
-
 Uow = Annotated[ModelUnitOfWork, Depends(unit_of_work)]
-RequestId = Annotated[int, Path(gt=0)]
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -86,9 +75,9 @@ async def create(
 @router.get("")
 async def list_all(
     uow: Uow,
-    user_id: Annotated[str | None, Query(alias="userId")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    user_id: UserFilter = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[ModelRequestOut]:
     return [
         ModelRequestOut.of(r) for r in await handlers.list_requests(uow, user_id, limit, offset)
@@ -96,7 +85,7 @@ async def list_all(
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: RequestId) -> ModelRequestOut:
+async def read(uow: Uow, id: PositiveId) -> ModelRequestOut:
     return ModelRequestOut.of(await handlers.get(uow, id))
 
 
@@ -109,19 +98,19 @@ async def approve_by_body(
 
 
 @router.put("/{id}")
-async def approve(uow: Uow, id: RequestId) -> ModelRequestOut:
+async def approve(uow: Uow, id: PositiveId) -> ModelRequestOut:
     return ModelRequestOut.of(await handlers.approve(uow, id))
 
 
 @router.put("/{id}/reject")
 async def reject(
-    uow: Uow, id: RequestId, body: Annotated[Rejection, Depends(body_of(Rejection))]
+    uow: Uow, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
 ) -> ModelRequestOut:
     return ModelRequestOut.of(await handlers.reject(uow, id, body.reason))
 
 
 @router.put("/{id}/cancel")
 async def cancel(
-    uow: Uow, id: RequestId, body: Annotated[Cancellation, Depends(body_of(Cancellation))]
+    uow: Uow, id: PositiveId, body: Annotated[Cancellation, Depends(body_of(Cancellation))]
 ) -> ModelRequestOut:
     return ModelRequestOut.of(await handlers.cancel(uow, id, body.reason))

@@ -5,17 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from fastapi import APIRouter, Depends, Path
 
 from mypage_cqrs import handlers
 from mypage_cqrs.repository import MypageUnitOfWork
 from mypage_cqrs.view import MyRequest
-
-
-class Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+from servicekit.http import Limit, Offset, Schema, UserFilter, unit_of_work
 
 
 class MyRequestOut(Schema):
@@ -54,10 +49,6 @@ class MyRequestOut(Schema):
         )
 
 
-def unit_of_work(request: Request) -> MypageUnitOfWork:
-    return request.app.state.uow_factory()
-
-
 Uow = Annotated[MypageUnitOfWork, Depends(unit_of_work)]
 
 router = APIRouter(prefix="/myRequests", tags=["myRequests"])
@@ -66,9 +57,9 @@ router = APIRouter(prefix="/myRequests", tags=["myRequests"])
 @router.get("")
 async def list_all(
     uow: Uow,
-    user_id: Annotated[str | None, Query(alias="userId")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    user_id: UserFilter = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[MyRequestOut]:
     """A user's requests (all users' without ``userId``), oldest first."""
     return [MyRequestOut.of(r) for r in await handlers.list_requests(uow, user_id, limit, offset)]

@@ -5,16 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from fastapi import APIRouter, Depends
 
 from notice import handlers
 from notice.repository import NoticeUnitOfWork, Notification
-
-
-class Schema(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+from servicekit.http import Limit, Offset, PositiveId, Schema, UserFilter, unit_of_work
 
 
 class NoticeOut(Schema):
@@ -49,10 +44,6 @@ class NoticeOut(Schema):
         )
 
 
-def unit_of_work(request: Request) -> NoticeUnitOfWork:
-    return request.app.state.uow_factory()
-
-
 Uow = Annotated[NoticeUnitOfWork, Depends(unit_of_work)]
 
 router = APIRouter(prefix="/notices", tags=["notices"])
@@ -61,13 +52,13 @@ router = APIRouter(prefix="/notices", tags=["notices"])
 @router.get("")
 async def list_all(
     uow: Uow,
-    user_id: Annotated[str | None, Query(alias="userId")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    user_id: UserFilter = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[NoticeOut]:
     return [NoticeOut.of(n) for n in await handlers.list_notices(uow, user_id, limit, offset)]
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: Annotated[int, Path(gt=0)]) -> NoticeOut:
+async def read(uow: Uow, id: PositiveId) -> NoticeOut:
     return NoticeOut.of(await handlers.get(uow, id))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
 
 from servicekit.statemachine import IllegalTransition
 
@@ -95,3 +96,37 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", path=request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+# The pieces every service's routes share.
+
+
+class Schema(BaseModel):
+    """Request and response bodies: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class ApproveById(Schema):
+    """The seed's approve call: ``PUT /models`` (or ``/targets``) with ``{"id": N}``."""
+
+    id: int = Field(gt=0)
+
+
+class Rejection(Schema):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Cancellation(Schema):
+    reason: str | None = Field(None, max_length=2000)
+
+
+UserFilter = Annotated[str | None, Query(alias="userId")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+PositiveId = Annotated[int, Path(gt=0)]
+
+
+def unit_of_work(request: Request) -> Any:
+    """A fresh unit of work from the factory ``bootstrap.build`` put on the app."""
+    return request.app.state.uow_factory()

@@ -11,8 +11,7 @@ import pytest
 
 from contracts import model as model_events
 from contracts.topics import MODEL_EVENTS
-from tests.connected.model_service import model_service
-from tests.connected.test_core_support import (
+from tests.connected.core_service import (
     Json,
     approved,
     core_events,
@@ -21,11 +20,10 @@ from tests.connected.test_core_support import (
     job_in,
     job_of,
     names,
-    publish,
     simulators,
-    topic_now,
 )
-from tests.support import eventually, free_port
+from tests.connected.model_service import model_service
+from tests.support import eventually, free_port, publish, topic_values
 
 pytestmark = pytest.mark.connected
 
@@ -91,7 +89,7 @@ async def test_the_check_finds_a_cancel_core_never_heard_of_and_nothing_complete
         await model.put(f"/models/{mid}/cancel")
 
         async def cancel_published() -> bool:
-            return len(await topic_now(topics, MODEL_EVENTS)) == 2
+            return len(await topic_values(topics, MODEL_EVENTS)) == 2
 
         await eventually(cancel_published, what="model to publish the cancel")
         await publish(topics, approved(mid, "Withdrawn"))

@@ -6,18 +6,17 @@ from __future__ import annotations
 import pytest
 
 from contracts import target as target_events
-from tests.connected.test_core_support import (
+from tests.connected.core_service import (
     Json,
     core_events,
     core_service,
     core_settings,
     job_in,
     names,
-    publish,
     simulators,
     target_approved,
 )
-from tests.support import eventually
+from tests.support import eventually, publish
 
 pytestmark = pytest.mark.connected
 

@@ -15,8 +15,7 @@ from core.queue import CoreUnitOfWork
 from core.worker import Worker
 from servicekit.db import make_engine
 from servicekit.outbox import OutboxWriter
-from tests.connected.model_service import model_service
-from tests.connected.test_core_support import (
+from tests.connected.core_service import (
     core_events,
     core_service,
     core_settings,
@@ -24,6 +23,7 @@ from tests.connected.test_core_support import (
     names,
     simulators,
 )
+from tests.connected.model_service import model_service
 from tests.support import eventually, free_port
 
 pytestmark = pytest.mark.connected

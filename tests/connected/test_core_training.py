@@ -8,18 +8,17 @@ from sqlalchemy import select
 
 from core.tables import jobs
 from servicekit.db import make_engine
-from tests.connected.model_service import model_service
-from tests.connected.test_core_support import (
+from tests.connected.core_service import (
     approved,
     core_events,
     core_service,
     core_settings,
     job_in,
     names,
-    publish,
     simulators,
 )
-from tests.support import eventually, free_port
+from tests.connected.model_service import model_service
+from tests.support import eventually, free_port, publish
 
 pytestmark = pytest.mark.connected
 

@@ -16,7 +16,6 @@ from contracts.topics import CORE_EVENTS, MODEL_EVENTS, TARGET_EVENTS
 from mypage_cqrs.bootstrap import build
 from mypage_cqrs.replay import rebuild
 from servicekit.db import asyncpg_dsn
-from tests.conftest import migrated_database
 from tests.connected.services import running
 from tests.connected.test_mypage_view import (
     EXPECTED,
@@ -25,11 +24,11 @@ from tests.connected.test_mypage_view import (
     listed,
     m,
     mypage_settings,
-    publish,
     saga_stream,
     trained,
     view_rows,
 )
+from tests.support import migrated_database, publish
 
 pytestmark = pytest.mark.connected
 
@@ -48,7 +47,7 @@ async def test_rebuild_equals_the_live_view(mypage_db: str, topics: str) -> None
     settings = mypage_settings(mypage_db, topics)
     stream = saga_stream()
     async with running(build, settings) as (client, runtime):
-        await publish(topics, stream)
+        await publish(topics, *stream)
         await caught_up(runtime, applied(stream))
         live = await view_rows(mypage_db)
 
@@ -68,7 +67,7 @@ async def test_rebuild_equals_the_live_view(mypage_db: str, topics: str) -> None
         # The swapped-in table is the live one: served, and the live consumer writes to it.
         assert await listed(client, userId="test") == EXPECTED
         approved = m(model.Approved, 3, 41, "approved", "OtherModel", user_id="other")
-        await publish(topics, [approved])
+        await publish(topics, *[approved])
         await caught_up(runtime, applied(stream) + 1)
         other = await client.get("/myRequests/model-3")
         assert other.json()["state"] == "approved"
@@ -92,7 +91,7 @@ async def test_rebuild_repairs_a_corrupted_view(mypage_db: str, topics: str) -> 
     settings = mypage_settings(mypage_db, topics)
     stream = saga_stream()
     async with running(build, settings) as (client, runtime):
-        await publish(topics, stream)
+        await publish(topics, *stream)
         await caught_up(runtime, applied(stream))
         live = await view_rows(mypage_db)
 
@@ -121,7 +120,7 @@ async def test_rebuild_into_a_fresh_database_equals_the_live_view(
 ) -> None:
     stream = saga_stream()
     async with running(build, mypage_settings(mypage_db, topics)) as (_, runtime):
-        await publish(topics, stream)
+        await publish(topics, *stream)
         await caught_up(runtime, applied(stream))
         live = await view_rows(mypage_db)
 
@@ -139,12 +138,12 @@ async def test_rebuild_while_events_keep_arriving(
     first = saga_stream()
     later = [e for n in range(20) for e in trained(100 + n, 100 + n, f"Late{n}")]
     async with running(build, settings) as (_, runtime):
-        await publish(topics, first)
+        await publish(topics, *first)
         await caught_up(runtime, applied(first))
 
         async def trickle() -> None:
             for start in range(0, len(later), 10):
-                await publish(topics, later[start : start + 10])
+                await publish(topics, *later[start : start + 10])
                 await asyncio.sleep(0.01)
 
         _, report = await asyncio.gather(trickle(), rebuild(settings))

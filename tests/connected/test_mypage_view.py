@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
 from contracts import Event, core, model, target
@@ -22,10 +21,9 @@ from mypage_cqrs.tables import inbox, my_requests
 from mypage_cqrs.view import MyRequest, contribution, event_time
 from servicekit import metrics
 from servicekit.db import make_engine
-from servicekit.envelope import Envelope
 from servicekit.runtime import ServiceRuntime
 from tests.connected.services import running, settings_for
-from tests.support import eventually
+from tests.support import eventually, publish
 
 pytestmark = pytest.mark.connected
 
@@ -175,22 +173,6 @@ EXPECTED = [
 ]
 
 
-async def publish(bootstrap: str, events: list[Event]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
-    await producer.start()
-    try:
-        for event in events:
-            envelope = Envelope.wrap(event, "/test")
-            await producer.send_and_wait(
-                event.topic,
-                envelope.value(),
-                key=envelope.subject.encode(),
-                headers=envelope.headers(),
-            )
-    finally:
-        await producer.stop()
-
-
 def applied(events: list[Event]) -> int:
     """How many inbox rows these events leave: the ones that can change a row."""
     return len({e.event_id for e in events if contribution(e) is not None})
@@ -237,7 +219,7 @@ def mypage_settings(db: str, bootstrap: str) -> MypageCqrsSettings:
 async def test_the_view_shows_each_request_as_its_events_say(mypage_db: str, topics: str) -> None:
     async with running(build, mypage_settings(mypage_db, topics)) as (client, runtime):
         stream = saga_stream()
-        await publish(topics, stream)
+        await publish(topics, *stream)
         await caught_up(runtime, applied(stream))
 
         assert await listed(client, userId="test") == EXPECTED
@@ -261,20 +243,20 @@ async def test_the_view_shows_each_request_as_its_events_say(mypage_db: str, top
 async def test_the_same_event_twice_changes_nothing(mypage_db: str, topics: str) -> None:
     async with running(build, mypage_settings(mypage_db, topics)) as (client, runtime):
         stream = saga_stream()
-        await publish(topics, stream)
+        await publish(topics, *stream)
         await caught_up(runtime, applied(stream))
         before = await view_rows(mypage_db)
 
         # Redelivered as is (same event ids): the inbox skips them.
         duplicates_before = duplicates_seen()
-        await publish(topics, stream)
+        await publish(topics, *stream)
         await eventually(
             lambda: _async(duplicates_seen() - duplicates_before == applied(stream)),
             what="redeliveries skipped",
         )
         # Published again under new ids (a producer resending): applied, and change nothing.
         again = [e.model_copy(update={"event_id": new_event_id()}) for e in stream]
-        await publish(topics, again)
+        await publish(topics, *again)
         await caught_up(runtime, applied(stream) + applied(again))
 
         assert await view_rows(mypage_db) == before
@@ -286,13 +268,13 @@ async def test_events_out_of_order_end_in_the_same_row(mypage_db: str, topics: s
     core_first = [e for e in shuffled if isinstance(e, core.CoreJobEvent)]
     rest_reversed = [e for e in reversed(shuffled) if e not in core_first]
     async with running(build, mypage_settings(mypage_db, topics)) as (client, runtime):
-        await publish(topics, in_order)
+        await publish(topics, *in_order)
         # Core's progress before any of model's events: known, but not served yet.
-        await publish(topics, core_first)
+        await publish(topics, *core_first)
         await caught_up(runtime, applied(in_order) + applied(core_first))
         assert (await client.get("/myRequests/model-6")).status_code == 404
 
-        await publish(topics, rest_reversed)  # completed first, Requested last
+        await publish(topics, *rest_reversed)  # completed first, Requested last
         await caught_up(runtime, applied(in_order) + applied(shuffled))
         five = normalized([(await client.get("/myRequests/model-5")).json()])[0]
         six = normalized([(await client.get("/myRequests/model-6")).json()])[0]

@@ -10,15 +10,13 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from contracts import Event, core, model, target
 from notice.bootstrap import build
 from notice.settings import NoticeSettings
-from servicekit.envelope import Envelope
 from simulators.app import build_app
 from tests.connected.services import running, settings_for
-from tests.support import free_port, serving
+from tests.support import free_port, publish, serving
 
 pytestmark = pytest.mark.connected
 
@@ -53,19 +51,6 @@ async def notice_with_chat(
         )
         async with running(build, settings) as (client, _):
             yield client, chat
-
-
-async def publish(bootstrap: str, *events: Event) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            env = Envelope.wrap(event, "/test")
-            await producer.send_and_wait(
-                event.topic, env.value(), key=env.subject.encode(), headers=env.headers()
-            )
-    finally:
-        await producer.stop()
 
 
 async def eventually(

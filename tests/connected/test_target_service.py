@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 
@@ -18,7 +17,6 @@ from contracts import Event
 from contracts import model as model_events
 from contracts.core import TargetCompleted
 from contracts.topics import TARGET_EVENTS
-from servicekit.envelope import Envelope
 from servicekit.runtime import ServiceRuntime
 from target import handlers
 from target.bootstrap import build
@@ -26,7 +24,7 @@ from target.repository import TargetUnitOfWork
 from target.settings import TargetSettings
 from target.tables import inbox, outbox, targets
 from tests.connected.services import running, settings_for
-from tests.support import ce, read_topic
+from tests.support import ce, publish, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -37,20 +35,6 @@ async def target_service(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ServiceRuntime]]:
     async with running(build, settings_for(TargetSettings, db, bootstrap)) as served:
         yield served
-
-
-async def publish(bootstrap: str, *events: Event) -> None:
-    """Send events the way model's or core's relay would, each on its contract's topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            env = Envelope.wrap(event, f"/nocode/{event.context}")
-            await producer.send_and_wait(
-                event.topic, env.value(), key=env.subject.encode(), headers=env.headers()
-            )
-    finally:
-        await producer.stop()
 
 
 def model_event(

@@ -9,20 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from contracts import Event
 from contracts import model as model_events
 from contracts import target as target_events
 from contracts.topics import CORE_EVENTS
 from core.bootstrap import build
 from core.settings import CoreSettings
-from servicekit.envelope import Envelope
 from servicekit.runtime import ServiceRuntime
 from simulators.app import build_app
 from tests.connected.services import running, settings_for
-from tests.support import free_port, serving
+from tests.support import free_port, serving, topic_values
 
 Json = dict[str, Any]
 
@@ -77,20 +73,6 @@ async def core_service(
         yield served
 
 
-async def publish(bootstrap: str, *events: Event) -> None:
-    """Send events the way model's or target's relay would, each on its contract's topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            env = Envelope.wrap(event, f"/nocode/{event.context}")
-            await producer.send_and_wait(
-                event.topic, env.value(), key=env.subject.encode(), headers=env.headers()
-            )
-    finally:
-        await producer.stop()
-
-
 def approved(id: int, name: str = "TestModel5") -> model_events.Approved:
     return model_events.Approved(id=id, state="approved", user_id="test", model_name=name)
 
@@ -101,32 +83,11 @@ def target_approved(id: int, model_request_id: int = 1) -> target_events.TargetA
     )
 
 
-async def topic_now(bootstrap: str, topic: str) -> list[Json]:
-    """The value of every record on ``topic`` up to its end offsets now, in partition order.
-    (``tests.support.topic_values`` does the same, once its ``any(await ...)`` is fixed.)"""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[ConsumerRecord] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(recs)
-        ordered = sorted(records, key=lambda r: (r.partition, r.offset))
-        return [orjson.loads(r.value) for r in ordered]
-    finally:
-        await consumer.stop()
-
-
 async def core_events(bootstrap: str, request_id: int | str, type: str = "model") -> list[Json]:
     """What core published about one request, in order (one key, so one partition)."""
     return [
         v
-        for v in await topic_now(bootstrap, CORE_EVENTS)
+        for v in await topic_values(bootstrap, CORE_EVENTS)
         if v["requestId"] == str(request_id) and v["type"] == type
     ]
 
