@@ -12,11 +12,14 @@ from aiohttp import web
 from gateway.health import live_handler, ready_handler
 from gateway.metrics import metrics_handler
 from gateway.middlewares import MIDDLEWARES
+from gateway.protection import install_protection
 from gateway.proxy import proxy_handler
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.state import LOGGER, ROUTE_TABLE, SETTINGS, UPSTREAM_SESSION
 from servicekit.logging import configure_logging
+
+UPSTREAM_KEEPALIVE_S = 4.0
 
 SERVER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 """Options for whatever serves the app (``run_app``, ``AppRunner``, ``TestServer``).
@@ -29,10 +32,18 @@ gateway would send them on still labelled with their Content-Encoding.
 async def upstream_session(app: web.Application) -> AsyncIterator[None]:
     """The one client session shared by every proxied request, open for the app's life."""
     settings = app[SETTINGS]
-    connector = aiohttp.TCPConnector(limit=settings.upstream_connections, limit_per_host=0)
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_connections,
+        limit_per_host=0,
+        # Below the services' own keep-alive (uvicorn's 5 s), so an idle pooled connection
+        # is dropped here before the service closes it under a request (a POST would fail).
+        keepalive_timeout=UPSTREAM_KEEPALIVE_S,
+    )
     async with aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=settings.upstream_timeout_s),
+        timeout=aiohttp.ClientTimeout(
+            total=settings.upstream_timeout_s, sock_connect=settings.upstream_connect_timeout_s
+        ),
         # Bodies pass through as the upstream encoded them.
         auto_decompress=False,
         # A shared jar would hand one user's cookies to the next user's requests.
@@ -40,14 +51,18 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         # Send only the headers the client sent, not aiohttp's defaults.
         skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
     ) as session:
+        # aiohttp would resend PUT and DELETE on its own after a dropped connection; the
+        # gateway's retry policy (gateway.proxy) decides instead.
+        session._retry_connection = False
         app[UPSTREAM_SESSION] = session
         yield
 
 
 def build_app(settings: GatewaySettings) -> web.Application:
-    app = web.Application(middlewares=MIDDLEWARES)
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ROUTE_TABLE] = RouteTable(settings.routes)
+    install_protection(app)  # rate limiter, CORS, a circuit breaker per upstream
     app[LOGGER] = structlog.get_logger("gateway", service=settings.service_name)
     app.cleanup_ctx.append(upstream_session)
 

@@ -16,6 +16,7 @@ from multidict import CIMultiDict
 from gateway.errors import json_error
 from gateway.headers import X_REQUEST_ID, request_id_from
 from gateway.metrics import REQUEST_DURATION, REQUESTS, method_label
+from gateway.protection import body_limit_middleware, cors_middleware, rate_limit_middleware
 from gateway.state import LOGGER, REQUEST_CONTEXT, RequestContext
 
 USER_HEADER_PREFIX = "x-user-"
@@ -75,4 +76,10 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
     return await handler(request)
 
 
-MIDDLEWARES: list[Middleware] = [request_context_middleware, identity_middleware]
+MIDDLEWARES: list[Middleware] = [
+    request_context_middleware,
+    cors_middleware,  # before authentication: preflights carry no token
+    body_limit_middleware,
+    identity_middleware,
+    rate_limit_middleware,  # after authentication: limits by the verified subject
+]

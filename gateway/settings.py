@@ -29,3 +29,25 @@ class GatewaySettings(ServiceSettings):
     )
     upstream_timeout_s: float = Field(30.0, validation_alias="GATEWAY_UPSTREAM_TIMEOUT_S")
     upstream_connections: int = Field(200, validation_alias="GATEWAY_UPSTREAM_CONNECTIONS")
+
+    # Protection (gateway.protection, gateway.proxy).
+    upstream_connect_timeout_s: float = Field(
+        5.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S"
+    )
+    rate_limit_per_s: float = Field(
+        50.0, ge=0, validation_alias="GATEWAY_RATE_LIMIT_PER_S"
+    )  # per caller; 0 turns rate limiting off
+    rate_limit_burst: int = Field(100, ge=1, validation_alias="GATEWAY_RATE_LIMIT_BURST")
+    rate_limit_max_keys: int = Field(100_000, ge=1, validation_alias="GATEWAY_RATE_LIMIT_MAX_KEYS")
+    max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="GATEWAY_MAX_BODY_BYTES")
+    cors_origins: list[str] = Field(
+        default_factory=list, validation_alias="GATEWAY_CORS_ORIGINS"
+    )  # JSON list of origins allowed from browsers; empty: no CORS headers at all
+    cors_max_age_s: int = Field(600, ge=0, validation_alias="GATEWAY_CORS_MAX_AGE_S")
+    breaker_failures: int = Field(5, ge=1, validation_alias="GATEWAY_BREAKER_FAILURES")
+    breaker_reset_s: float = Field(10.0, gt=0, validation_alias="GATEWAY_BREAKER_RESET_S")
+    retries: int = Field(2, ge=0, validation_alias="GATEWAY_RETRIES")  # GET, HEAD, OPTIONS only
+    retry_backoff_initial_s: float = Field(
+        0.05, ge=0, validation_alias="GATEWAY_RETRY_BACKOFF_INITIAL_S"
+    )
+    retry_backoff_max_s: float = Field(0.5, ge=0, validation_alias="GATEWAY_RETRY_BACKOFF_MAX_S")

@@ -403,7 +403,7 @@ async def test_upstream_hanging_up_is_502(gateway: TestClient) -> None:
 async def test_oversized_body_is_json_error(gateway: TestClient) -> None:
     response = await gateway.post("/models", data=b"x" * (1024**2 + 1))
     assert response.status == 413
-    assert await response.json() == {"detail": "Request Entity Too Large"}
+    assert await response.json() == {"detail": "request body too large: the limit is 1048576 bytes"}
 
 
 # --- the gateway's own endpoints ----------------------------------------------------
