@@ -2,6 +2,8 @@
 
 Rate limit (429 then recovery), upstream down (503/504 quickly, the gateway stays up),
 a circuit breaker per upstream, retries for GET only, the body size limit (413), CORS.
+Every request carries a valid token (the gateway refuses any other with 401), unless a
+test says otherwise.
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import SERVER_OPTIONS, build_app
 from gateway.settings import GatewaySettings
+from servicekit.auth import TokenIssuer, generate_keypair
 from tests.support import free_port
 
 pytestmark = pytest.mark.connected
 
 ORIGIN = "https://ui.example.com"
+PRIVATE_KEY, PUBLIC_KEY = generate_keypair()
+KEY_ID = "test-key"
+ISSUER = TokenIssuer(PRIVATE_KEY, KEY_ID, "nocode-gateway", "nocode")
+
+
+def bearer(user: str = "alice", *roles: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + ISSUER.issue(user, roles or ("user",))}
 
 
 @dataclass
@@ -106,16 +116,20 @@ def settings_for(upstream: Upstream, **overrides: Any) -> GatewaySettings:
         "upstream_timeout_s": 0.5,
         "retry_backoff_initial_s": 0.01,
         "retry_backoff_max_s": 0.05,
+        "jwt_public_keys": {KEY_ID: PUBLIC_KEY},
         **overrides,
     }
     return GatewaySettings(**values)
 
 
 @asynccontextmanager
-async def running(settings: GatewaySettings) -> AsyncIterator[TestClient]:
+async def running(
+    settings: GatewaySettings, headers: dict[str, str] | None = None
+) -> AsyncIterator[TestClient]:
+    """The gateway, and a client sending ``headers`` (by default alice's token) each time."""
     server = TestServer(build_app(settings), host="127.0.0.1")
     await server.start_server(**SERVER_OPTIONS)
-    async with TestClient(server) as client:
+    async with TestClient(server, headers=bearer() if headers is None else headers) as client:
         yield client
 
 
@@ -149,6 +163,28 @@ async def test_rate_limit_answers_429_with_retry_after_then_recovers(upstream: U
         await asyncio.sleep(retry_after)
         assert (await gw.get("/models/1")).status == 200
         assert upstream.calls["/models/1"] == 4
+
+
+async def test_rate_limit_is_per_user(upstream: Upstream) -> None:
+    async with running(settings_for(upstream, rate_limit_per_s=0.1, rate_limit_burst=2)) as gw:
+        alice, bob = bearer("alice"), bearer("bob")
+        statuses = [(await gw.get("/models/1", headers=alice)).status for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        # bob calls from the same address, with his own bucket.
+        statuses = [(await gw.get("/models/1", headers=bob)).status for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        assert int((await gw.get("/models/1", headers=alice)).headers["Retry-After"]) >= 1
+
+
+async def test_unauthenticated_routes_are_limited_by_address(upstream: Upstream) -> None:
+    settings = settings_for(upstream, rate_limit_per_s=0.1, rate_limit_burst=2)
+    async with running(settings, headers={}) as gw:
+        form = {"username": "nobody", "password": "wrong-password"}
+        statuses = [(await gw.post("/auth/token", data=form)).status for _ in range(3)]
+        assert 429 not in statuses[:2]
+        assert statuses[2] == 429
+        # Without a token elsewhere: 401 (authentication comes before the limit).
+        assert (await gw.get("/models/1")).status == 401
 
 
 async def test_rate_limit_off_when_rate_is_zero(upstream: Upstream) -> None:
