@@ -10,7 +10,16 @@ from fastapi import APIRouter, Depends
 from core import handlers
 from core.domain import Job, Kind, State
 from core.queue import CoreUnitOfWork
-from servicekit.http import Limit, Offset, PositiveId, Schema, unit_of_work
+from servicekit.auth import Caller, listing_for
+from servicekit.http import (
+    Limit,
+    Offset,
+    PositiveId,
+    Schema,
+    UserFilter,
+    ensure_visible,
+    unit_of_work,
+)
 
 
 class JobOut(Schema):
@@ -67,14 +76,23 @@ router = APIRouter(prefix="/cores", tags=["cores"])
 @router.get("")
 async def list_all(
     uow: Uow,
+    who: Caller,
+    user_id: UserFilter = None,
     state: State | None = None,
     kind: Kind | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[JobOut]:
-    return [JobOut.of(j) for j in await handlers.list_jobs(uow, state, kind, limit, offset)]
+    return [
+        JobOut.of(j)
+        for j in await handlers.list_jobs(
+            uow, listing_for(who, user_id), state, kind, limit, offset
+        )
+    ]
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: PositiveId) -> JobOut:
-    return JobOut.of(await handlers.get(uow, id))
+async def read(uow: Uow, who: Caller, id: PositiveId) -> JobOut:
+    job = await handlers.get(uow, id)
+    ensure_visible(who, job.user_id, "job", id)
+    return JobOut.of(job)

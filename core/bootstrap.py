@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from contracts.topics import MODEL_EVENTS, TARGET_EVENTS
 from core.adapters.midas import Midas
-from core.adapters.model_client import ModelService
+from core.adapters.model_client import ModelService, ModelUnavailable
 from core.adapters.vertica import Vertica
 from core.api import router
 from core.compensation import CompensationCheck
@@ -19,6 +19,7 @@ from core.settings import CoreSettings
 from core.work import Work
 from core.worker import Worker
 from servicekit.app import create_app
+from servicekit.auth import SERVICE
 from servicekit.resilience import CircuitBreaker
 from servicekit.runtime import ServiceRuntime
 
@@ -37,9 +38,16 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
         # ``worker`` is bound below; a commit that enqueued a job wakes it.
         return CoreUnitOfWork(runtime.sessionmaker, runtime.outbox, worker.notify)
 
+    issuer = s.token_issuer()
+
+    def service_token() -> str:
+        if issuer is None:
+            raise ModelUnavailable("core has no JWT_PRIVATE_KEY to call model with")
+        return issuer.issue("service:core", [SERVICE], ttl_s=60)
+
     def make_runner(http: httpx.AsyncClient) -> JobRunner:
         check = CompensationCheck(
-            ModelService(http, s.model_service_url, s.check_timeout_s),
+            ModelService(http, s.model_service_url, s.check_timeout_s, service_token),
             breaker,
             Backoff(s.check_backoff_initial_s, s.check_backoff_max_s),
         )

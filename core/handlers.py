@@ -44,7 +44,13 @@ class Jobs(Protocol):
         self, kind: Kind, request_id: str, *, for_update: bool = True
     ) -> Job | None: ...
     async def list(
-        self, state: State | None, kind: Kind | None, limit: int, offset: int
+        self,
+        state: State | None,
+        kind: Kind | None,
+        limit: int,
+        offset: int,
+        *,
+        user_id: str | None = None,
     ) -> list[Job]: ...
     async def save(self, job: Job) -> None: ...
 
@@ -173,7 +179,12 @@ async def get(uow: CoreUow, id: int) -> Job:
 
 
 async def list_jobs(
-    uow: CoreUow, state: State | None, kind: Kind | None, limit: int, offset: int
+    uow: CoreUow,
+    user_id: str | None,
+    state: State | None,
+    kind: Kind | None,
+    limit: int,
+    offset: int,
 ) -> list[Job]:
     async with uow:
-        return await uow.jobs.list(state, kind, limit, offset)
+        return await uow.jobs.list(state, kind, limit, offset, user_id=user_id)

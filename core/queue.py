@@ -118,8 +118,12 @@ class JobRepository:
         kind: Kind | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        user_id: str | None = None,
     ) -> list[Job]:
         query = select(jobs).order_by(jobs.c.id).limit(limit).offset(offset)
+        if user_id is not None:
+            query = query.where(jobs.c.user_id == user_id)
         if state is not None:
             query = query.where(jobs.c.state == state.value)
         if kind is not None:

@@ -11,6 +11,7 @@ from pydantic import Field
 from model import handlers
 from model.domain import ModelRequest
 from model.repository import ModelUnitOfWork
+from servicekit.auth import Caller, acting_for, listing_for, require_admin
 from servicekit.http import (
     ApproveById,
     Cancellation,
@@ -21,6 +22,7 @@ from servicekit.http import (
     Schema,
     UserFilter,
     body_of,
+    ensure_visible,
     unit_of_work,
 )
 
@@ -67,50 +69,64 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
 async def create(
-    uow: Uow, body: Annotated[NewModelRequest, Depends(body_of(NewModelRequest))]
+    uow: Uow, who: Caller, body: Annotated[NewModelRequest, Depends(body_of(NewModelRequest))]
 ) -> ModelRequestOut:
-    return ModelRequestOut.of(await handlers.request_model(uow, body.user_id, body.model_name))
+    return ModelRequestOut.of(
+        await handlers.request_model(uow, acting_for(who, body.user_id), body.model_name)
+    )
 
 
 @router.get("")
 async def list_all(
     uow: Uow,
+    who: Caller,
     user_id: UserFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[ModelRequestOut]:
     return [
-        ModelRequestOut.of(r) for r in await handlers.list_requests(uow, user_id, limit, offset)
+        ModelRequestOut.of(r)
+        for r in await handlers.list_requests(uow, listing_for(who, user_id), limit, offset)
     ]
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: PositiveId) -> ModelRequestOut:
-    return ModelRequestOut.of(await handlers.get(uow, id))
+async def read(uow: Uow, who: Caller, id: PositiveId) -> ModelRequestOut:
+    req = await handlers.get(uow, id)
+    ensure_visible(who, req.user_id, "model request", id)
+    return ModelRequestOut.of(req)
 
 
 @router.put("")
 async def approve_by_body(
-    uow: Uow, body: Annotated[ApproveById, Depends(body_of(ApproveById))]
+    uow: Uow, who: Caller, body: Annotated[ApproveById, Depends(body_of(ApproveById))]
 ) -> ModelRequestOut:
     """The seed's approve call: ``PUT /models`` with ``{"id": N}``."""
+    require_admin(who, "approve a model request")
     return ModelRequestOut.of(await handlers.approve(uow, body.id))
 
 
 @router.put("/{id}")
-async def approve(uow: Uow, id: PositiveId) -> ModelRequestOut:
+async def approve(uow: Uow, who: Caller, id: PositiveId) -> ModelRequestOut:
+    require_admin(who, "approve a model request")
     return ModelRequestOut.of(await handlers.approve(uow, id))
 
 
 @router.put("/{id}/reject")
 async def reject(
-    uow: Uow, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
+    uow: Uow, who: Caller, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
 ) -> ModelRequestOut:
+    require_admin(who, "reject a model request")
     return ModelRequestOut.of(await handlers.reject(uow, id, body.reason))
 
 
 @router.put("/{id}/cancel")
 async def cancel(
-    uow: Uow, id: PositiveId, body: Annotated[Cancellation, Depends(body_of(Cancellation))]
+    uow: Uow,
+    who: Caller,
+    id: PositiveId,
+    body: Annotated[Cancellation, Depends(body_of(Cancellation))],
 ) -> ModelRequestOut:
+    req = await handlers.get(uow, id)
+    ensure_visible(who, req.user_id, "model request", id)
     return ModelRequestOut.of(await handlers.cancel(uow, id, body.reason))

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Path
 from mypage_cqrs import handlers
 from mypage_cqrs.repository import MypageUnitOfWork
 from mypage_cqrs.view import MyRequest
-from servicekit.http import Limit, Offset, Schema, UserFilter, unit_of_work
+from servicekit.auth import Caller, listing_for
+from servicekit.http import Limit, Offset, Schema, UserFilter, ensure_visible, unit_of_work
 
 
 class MyRequestOut(Schema):
@@ -57,15 +58,21 @@ router = APIRouter(prefix="/myRequests", tags=["myRequests"])
 @router.get("")
 async def list_all(
     uow: Uow,
+    who: Caller,
     user_id: UserFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[MyRequestOut]:
     """A user's requests (all users' without ``userId``), oldest first."""
-    return [MyRequestOut.of(r) for r in await handlers.list_requests(uow, user_id, limit, offset)]
+    return [
+        MyRequestOut.of(r)
+        for r in await handlers.list_requests(uow, listing_for(who, user_id), limit, offset)
+    ]
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: Annotated[str, Path(max_length=64)]) -> MyRequestOut:
+async def read(uow: Uow, who: Caller, id: Annotated[str, Path(max_length=64)]) -> MyRequestOut:
     """One request by view id: ``model-1`` or ``target-2``."""
-    return MyRequestOut.of(await handlers.get(uow, id))
+    row = await handlers.get(uow, id)
+    ensure_visible(who, row.user_id, "my request", id)
+    return MyRequestOut.of(row)

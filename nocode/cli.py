@@ -102,3 +102,16 @@ def replay(view: str = typer.Argument(..., help="the read model to rebuild: mypa
         typer.echo(f"nocode: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(report.summary())
+
+
+@app.command()
+def token(
+    user: str = typer.Option(..., help="the token's subject (a username)"),
+    role: list[str] = typer.Option(["user"], help="a role; repeat for several (admin, user)"),
+    ttl: int = typer.Option(3600, help="seconds until it expires"),
+) -> None:
+    """Print a signed token for local use and scripts (JWT_PRIVATE_KEY, else the local key)."""
+    from nocode.keys import issuer
+    from nocode.launcher import LauncherSettings
+
+    typer.echo(issuer(LauncherSettings().data_dir).issue(user, role, ttl_s=ttl))

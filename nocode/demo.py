@@ -23,6 +23,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import EVENT_TOPICS
+from nocode.keys import issuer as local_issuer
+from nocode.launcher import LauncherSettings
+from servicekit.auth import TokenIssuer
 
 Json = dict[str, Any]
 
@@ -42,9 +45,16 @@ class DemoSettings(BaseSettings):
 class Demo:
     settings: DemoSettings
     out: Callable[[str], None] = print
+    signer: TokenIssuer | None = None  # default: the local platform's key (`nocode token`)
     started: float = field(default_factory=time.monotonic)
     events: list[tuple[str, Json]] = field(default_factory=list)
     checks: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        signer = self.signer or local_issuer(LauncherSettings().data_dir)
+        # The data scientist acts on their own requests; the admin approves and rejects.
+        self.user = {"Authorization": f"Bearer {signer.issue(self.settings.user, ['user'])}"}
+        self.admin = {"Authorization": f"Bearer {signer.issue('demo-admin', ['admin'])}"}
 
     def say(self, kind: str, text: str) -> None:
         self.out(f"  [{time.monotonic() - self.started:6.1f}s] {kind:<6} {text}")
@@ -85,7 +95,9 @@ class Demo:
         seen: set[object] | None = None
         while True:
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                resp = await client.get("/notices", params={"userId": self.settings.user})
+                resp = await client.get(
+                    "/notices", params={"userId": self.settings.user}, headers=self.user
+                )
                 if resp.status_code == 200:
                     notices = resp.json()
                     if seen is None:
@@ -99,9 +111,17 @@ class Demo:
     # Talking to the platform
 
     async def call(
-        self, client: httpx.AsyncClient, method: str, path: str, body: Json | None = None
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: Json | None = None,
+        *,
+        admin: bool = False,
     ) -> Json:
-        resp = await client.request(method, path, json=body)
+        resp = await client.request(
+            method, path, json=body, headers=self.admin if admin else self.user
+        )
         shown = f"{method} {path}" + (f" {orjson.dumps(body).decode()}" if body else "")
         if resp.status_code >= 400:
             raise DemoFailed(f"{shown} answered {resp.status_code}: {resp.text}")
@@ -119,8 +139,8 @@ class Demo:
                 raise DemoFailed(f"timed out waiting until {what}")
             await asyncio.sleep(0.2)
 
-    async def state_of(self, client: httpx.AsyncClient, path: str) -> Json:
-        resp = await client.get(path)
+    async def state_of(self, client: httpx.AsyncClient, path: str, admin: bool = False) -> Json:
+        resp = await client.get(path, headers=self.admin if admin else self.user)
         resp.raise_for_status()
         return resp.json()
 
@@ -191,7 +211,7 @@ class Demo:
             {"userId": user, "state": "request", "modelName": f"Demo-{stamp}"},
         )
         mid = model["id"]
-        await self.call(client, "PUT", "/models", {"id": mid})  # the seed's approve call
+        await self.call(client, "PUT", "/models", {"id": mid}, admin=True)  # the seed's way
         done = await self.wait_state(client, f"/models/{mid}", {"completed", "failed"}, True)
         self.check(f"model request {mid} completed", done["state"] == "completed")
 
@@ -209,7 +229,7 @@ class Demo:
             return (await self.state_of(client, f"/targets/{tid}"))["modelState"] == "completed"
 
         await self.until(f"target {tid} knows model {mid} is completed", target_knows)
-        await self.call(client, "PUT", "/targets", {"id": tid})
+        await self.call(client, "PUT", "/targets", {"id": tid}, admin=True)
         done = await self.wait_state(client, f"/targets/{tid}", {"completed", "failed", "canceled"})
         self.check(f"target request {tid} completed", done["state"] == "completed")
 
@@ -224,7 +244,7 @@ class Demo:
             client, "POST", "/models", {"userId": user, "modelName": f"Demo-{stamp}-cancelled"}
         )
         sid = second["id"]
-        await self.call(client, "PUT", f"/models/{sid}")
+        await self.call(client, "PUT", f"/models/{sid}", admin=True)
 
         async def training() -> bool:
             return (await self.state_of(client, f"/models/{sid}"))["step"] >= 1
@@ -250,12 +270,16 @@ class Demo:
         )
         rid = third["id"]
         rejected = await self.call(
-            client, "PUT", f"/models/{rid}/reject", {"reason": "demo: not enough training data"}
+            client,
+            "PUT",
+            f"/models/{rid}/reject",
+            {"reason": "demo: not enough training data"},
+            admin=True,
         )
         self.check(f"model request {rid} rejected", rejected["state"] == "rejected")
 
     async def job_ended(self, client: httpx.AsyncClient, request_id: int) -> bool:
-        jobs = await self.state_of(client, "/cores?kind=model")
+        jobs = await self.state_of(client, "/cores?kind=model", admin=True)
         return any(
             str(j["requestId"]) == str(request_id)
             and j["state"] in {"canceled", "completed", "failed"}
@@ -265,7 +289,11 @@ class Demo:
     async def summary(self, client: httpx.AsyncClient) -> None:
         self.out("\nMy requests (the CQRS read model):")
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-            rows = (await client.get("/myRequests", params={"userId": self.settings.user})).json()
+            rows = (
+                await client.get(
+                    "/myRequests", params={"userId": self.settings.user}, headers=self.user
+                )
+            ).json()
             for row in rows[-6:]:
                 extra = f" lms={row['lmsStatus']}" if row.get("lmsStatus") else ""
                 reason = f" ({row['reason']})" if row.get("reason") else ""

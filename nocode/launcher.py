@@ -24,11 +24,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from nocode.embedded_postgres import EmbeddedPostgres
+from nocode.keys import local_admin_password, local_keys
 from nocode.services import EXTERNAL_ENDPOINTS, GATEWAY_ROUTES, SERVICES, SIMULATORS, ServiceSpec
 from servicekit import migrations
 from servicekit.kafka import ensure_topics, wait_for_broker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SIGNERS = ("gateway", "core")  # users' tokens; core's own calls to model
 
 
 class LauncherSettings(BaseSettings):
@@ -107,9 +109,17 @@ class Platform:
             spec.name: migrations.upgrade(spec.name, self.database_url(spec)) for spec in SERVICES
         }
 
+    @property
+    def identity_env(self) -> dict[str, str]:
+        """Signing keys: the configured ones, else the data directory's own pair."""
+        if self.env.get("JWT_PUBLIC_KEYS"):
+            return {}
+        return local_keys(self.settings.data_dir).env()
+
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
         env = {
             **self.env,
+            **self.identity_env,
             f"{spec.env_prefix}_PORT": str(self.port(spec)),
             f"{spec.env_prefix}_DATABASE_URL": self.database_url(spec),
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
@@ -119,6 +129,10 @@ class Platform:
         env |= {var: simulators + EXTERNAL_ENDPOINTS[var] for var in self.simulated}
         by_name = {sp.name: sp for sp in SERVICES}
         env.setdefault("MODEL_SERVICE_URL", f"http://127.0.0.1:{self.port(by_name['model'])}")
+        if spec.name == "gateway" and not self.env.get("GATEWAY_ADMIN_PASSWORD"):
+            env["GATEWAY_ADMIN_PASSWORD"] = local_admin_password(self.settings.data_dir)
+        if spec.name not in SIGNERS:
+            env.pop("JWT_PRIVATE_KEY", None)  # only the signers hold the private key
         if spec.name == "gateway" and "GATEWAY_ROUTES" not in self.env:
             routes = {
                 p: f"http://127.0.0.1:{self.port(by_name[n])}" for p, n in GATEWAY_ROUTES.items()
@@ -179,6 +193,9 @@ class Platform:
         rows.append(
             ("kafka", self.bootstrap_servers + ("" if self.broker is None else " (embedded)"))
         )
+        if not self.env.get("GATEWAY_ADMIN_PASSWORD"):
+            password = self.settings.data_dir / "admin-password"
+            rows.append(("admin", f"user admin, password in {password}"))
         if self.postgres_started:
             rows.append(
                 (

@@ -9,7 +9,16 @@ from fastapi import APIRouter, Depends
 
 from notice import handlers
 from notice.repository import NoticeUnitOfWork, Notification
-from servicekit.http import Limit, Offset, PositiveId, Schema, UserFilter, unit_of_work
+from servicekit.auth import Caller, listing_for
+from servicekit.http import (
+    Limit,
+    Offset,
+    PositiveId,
+    Schema,
+    UserFilter,
+    ensure_visible,
+    unit_of_work,
+)
 
 
 class NoticeOut(Schema):
@@ -52,13 +61,19 @@ router = APIRouter(prefix="/notices", tags=["notices"])
 @router.get("")
 async def list_all(
     uow: Uow,
+    who: Caller,
     user_id: UserFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[NoticeOut]:
-    return [NoticeOut.of(n) for n in await handlers.list_notices(uow, user_id, limit, offset)]
+    return [
+        NoticeOut.of(n)
+        for n in await handlers.list_notices(uow, listing_for(who, user_id), limit, offset)
+    ]
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: PositiveId) -> NoticeOut:
-    return NoticeOut.of(await handlers.get(uow, id))
+async def read(uow: Uow, who: Caller, id: PositiveId) -> NoticeOut:
+    notice = await handlers.get(uow, id)
+    ensure_visible(who, notice.user_id, "notice", id)
+    return NoticeOut.of(notice)

@@ -10,12 +10,13 @@ from contextlib import asynccontextmanager
 
 import structlog
 import uvicorn
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit import metrics
+from servicekit.auth import caller
 from servicekit.context import current_traceparent
 from servicekit.http import install_error_handlers
 from servicekit.logging import configure_logging
@@ -37,10 +38,12 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
 
     app = FastAPI(title=f"nocode {settings.service_name}", lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.token_verifier = settings.token_verifier()
     install_error_handlers(app)
     app.include_router(health_router(runtime))
     for router in routers:
-        app.include_router(router)
+        # Every route but health and metrics needs a valid token.
+        app.include_router(router, dependencies=[Depends(caller)])
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

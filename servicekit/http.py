@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from servicekit.auth import Forbidden, Identity, Unauthorized
 from servicekit.statemachine import IllegalTransition
 
 M = TypeVar("M", bound=BaseModel)
@@ -73,6 +74,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"unauthorized: {exc}"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": f"forbidden: {exc}"}, status_code=403)
+
     @app.exception_handler(IllegalTransition)
     async def conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
         body = {"detail": str(exc), "currentState": str(exc.state), "action": str(exc.action)}
@@ -130,3 +143,10 @@ PositiveId = Annotated[int, Path(gt=0)]
 def unit_of_work(request: Request) -> Any:
     """A fresh unit of work from the factory ``bootstrap.build`` put on the app."""
     return request.app.state.uow_factory()
+
+
+def ensure_visible(who: Identity, owner: str | None, what: str, id: object) -> None:
+    """Someone else's request is answered as if it did not exist (404), not 403: a user
+    learns nothing of requests that are not theirs."""
+    if not who.may_see(owner):
+        raise NotFound(what, id)

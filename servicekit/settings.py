@@ -6,8 +6,10 @@ database URL variable (``MODEL_DATABASE_URL``, ``TARGET_DATABASE_URL``, ...).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.auth import TokenIssuer, TokenVerifier
 
 
 class ServiceSettings(BaseSettings):
@@ -37,6 +39,32 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_max_s: float = Field(5.0, validation_alias="CONSUMER_BACKOFF_MAX_S")
 
     db_pool_size: int = Field(10, validation_alias="DB_POOL_SIZE")
+
+    # Identity (servicekit.auth): every service verifies tokens; the gateway (users' tokens)
+    # and core (its own calls to model) also sign them.
+    jwt_issuer: str = Field("nocode-gateway", validation_alias="JWT_ISSUER")
+    jwt_audience: str = Field("nocode", validation_alias="JWT_AUDIENCE")
+    jwt_public_keys: dict[str, str] = Field(
+        default_factory=dict, validation_alias="JWT_PUBLIC_KEYS"
+    )  # JSON: key id -> Ed25519 public key (PEM); several while keys rotate
+    jwt_private_key: SecretStr | None = Field(None, validation_alias="JWT_PRIVATE_KEY")
+    jwt_key_id: str = Field("k1", validation_alias="JWT_KEY_ID")
+    jwt_ttl_s: int = Field(3600, gt=0, validation_alias="JWT_TTL_S")
+
+    def token_verifier(self) -> TokenVerifier:
+        return TokenVerifier(self.jwt_public_keys, self.jwt_issuer, self.jwt_audience)
+
+    def token_issuer(self) -> TokenIssuer | None:
+        """The signer, where this service has a private key; ``None`` elsewhere."""
+        if self.jwt_private_key is None:
+            return None
+        return TokenIssuer(
+            self.jwt_private_key.get_secret_value(),
+            self.jwt_key_id,
+            self.jwt_issuer,
+            self.jwt_audience,
+            self.jwt_ttl_s,
+        )
 
     @property
     def source(self) -> str:

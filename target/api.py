@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, status
 from pydantic import Field
 
+from servicekit.auth import Caller, acting_for, listing_for, require_admin
 from servicekit.http import (
     ApproveById,
     Cancellation,
@@ -18,6 +19,7 @@ from servicekit.http import (
     Schema,
     UserFilter,
     body_of,
+    ensure_visible,
     unit_of_work,
 )
 from target import handlers
@@ -67,50 +69,63 @@ router = APIRouter(prefix="/targets", tags=["targets"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
 async def create(
-    uow: Uow, body: Annotated[NewTargetRequest, Depends(body_of(NewTargetRequest))]
+    uow: Uow, who: Caller, body: Annotated[NewTargetRequest, Depends(body_of(NewTargetRequest))]
 ) -> TargetRequestOut:
-    view = await handlers.request_target(uow, body.user_id, body.type, body.model_request_id)
+    view = await handlers.request_target(
+        uow, acting_for(who, body.user_id), body.type, body.model_request_id
+    )
     return TargetRequestOut.of(view)
 
 
 @router.get("")
 async def list_all(
     uow: Uow,
+    who: Caller,
     user_id: UserFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[TargetRequestOut]:
-    views = await handlers.list_targets(uow, user_id, limit, offset)
+    views = await handlers.list_targets(uow, listing_for(who, user_id), limit, offset)
     return [TargetRequestOut.of(v) for v in views]
 
 
 @router.get("/{id}")
-async def read(uow: Uow, id: PositiveId) -> TargetRequestOut:
-    return TargetRequestOut.of(await handlers.get(uow, id))
+async def read(uow: Uow, who: Caller, id: PositiveId) -> TargetRequestOut:
+    view = await handlers.get(uow, id)
+    ensure_visible(who, view.target.user_id, "target request", id)
+    return TargetRequestOut.of(view)
 
 
 @router.put("")
 async def approve_by_body(
-    uow: Uow, body: Annotated[ApproveById, Depends(body_of(ApproveById))]
+    uow: Uow, who: Caller, body: Annotated[ApproveById, Depends(body_of(ApproveById))]
 ) -> TargetRequestOut:
     """The seed's approve call: ``PUT /targets`` with ``{"id": N}``."""
+    require_admin(who, "approve a target request")
     return TargetRequestOut.of(await handlers.approve(uow, body.id))
 
 
 @router.put("/{id}")
-async def approve(uow: Uow, id: PositiveId) -> TargetRequestOut:
+async def approve(uow: Uow, who: Caller, id: PositiveId) -> TargetRequestOut:
+    require_admin(who, "approve a target request")
     return TargetRequestOut.of(await handlers.approve(uow, id))
 
 
 @router.put("/{id}/reject")
 async def reject(
-    uow: Uow, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
+    uow: Uow, who: Caller, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
 ) -> TargetRequestOut:
+    require_admin(who, "reject a target request")
     return TargetRequestOut.of(await handlers.reject(uow, id, body.reason))
 
 
 @router.put("/{id}/cancel")
 async def cancel(
-    uow: Uow, id: PositiveId, body: Annotated[Cancellation, Depends(body_of(Cancellation))]
+    uow: Uow,
+    who: Caller,
+    id: PositiveId,
+    body: Annotated[Cancellation, Depends(body_of(Cancellation))],
 ) -> TargetRequestOut:
+    view = await handlers.get(uow, id)
+    ensure_visible(who, view.target.user_id, "target request", id)
     return TargetRequestOut.of(await handlers.cancel(uow, id, body.reason))

@@ -18,9 +18,32 @@ from fastapi import FastAPI
 
 from contracts import Event
 from servicekit import migrations
+from servicekit.auth import ADMIN, TokenIssuer, generate_keypair
 from servicekit.envelope import Envelope, header_map
 
 T = TypeVar("T")
+
+# One signing key for the whole test session: services verify with the public half,
+# tests (and core, for its own calls) sign with the private half.
+TEST_KEY_ID = "test-key"
+TEST_PRIVATE_KEY, TEST_PUBLIC_KEY = generate_keypair()
+AUTH_SETTINGS: dict[str, object] = {
+    "jwt_public_keys": {TEST_KEY_ID: TEST_PUBLIC_KEY},
+    "jwt_private_key": TEST_PRIVATE_KEY,
+    "jwt_key_id": TEST_KEY_ID,
+}
+AUTH_ENV = {
+    "JWT_PUBLIC_KEYS": orjson.dumps({TEST_KEY_ID: TEST_PUBLIC_KEY}).decode(),
+    "JWT_PRIVATE_KEY": TEST_PRIVATE_KEY,
+    "JWT_KEY_ID": TEST_KEY_ID,
+}
+ISSUER = TokenIssuer(TEST_PRIVATE_KEY, TEST_KEY_ID, "nocode-gateway", "nocode")
+
+
+def bearer(subject: str = "admin", *roles: str) -> dict[str, str]:
+    """Authorization header of a valid token; ``bearer()`` is an admin's."""
+    token = ISSUER.issue(subject, roles or ((ADMIN,) if subject == "admin" else ("user",)))
+    return {"Authorization": f"Bearer {token}"}
 
 
 def free_port() -> int:

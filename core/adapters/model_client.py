@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 
@@ -10,16 +12,24 @@ class ModelUnavailable(Exception):
 
 
 class ModelService:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        timeout_s: float,
+        token: Callable[[], str] | None = None,
+    ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.token = token  # core's own service token: model verifies every caller
 
     async def request_state(self, request_id: str) -> str | None:
         """The model request's state (``GET /models/{id}``); None if model does not know it."""
         try:
+            headers = {"Authorization": f"Bearer {self.token()}"} if self.token else {}
             response = await self.http.get(
-                f"{self.base_url}/models/{request_id}", timeout=self.timeout_s
+                f"{self.base_url}/models/{request_id}", timeout=self.timeout_s, headers=headers
             )
         except httpx.TimeoutException as exc:
             raise ModelUnavailable(f"model timed out after {self.timeout_s}s") from exc

@@ -34,7 +34,7 @@ from simulators.app import build_app as build_simulators
 from target.bootstrap import build as build_target
 from target.settings import TargetSettings
 from tests.connected.services import running, settings_for
-from tests.support import free_port, migrated_database, serving
+from tests.support import AUTH_SETTINGS, bearer, free_port, migrated_database, serving
 
 Build = Callable[[Any], tuple[FastAPI, ServiceRuntime]]
 
@@ -118,13 +118,15 @@ class Platform:
 @contextlib.asynccontextmanager
 async def gateway_in_front_of(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     routes = {prefix: platform.url(name) for name, (_, _, prefix) in SERVICES.items()}
-    settings = GatewaySettings(port=free_port(), routes=routes, upstream_timeout_s=5.0)
+    settings = GatewaySettings(
+        port=free_port(), routes=routes, upstream_timeout_s=5.0, **AUTH_SETTINGS
+    )
     runner = web.AppRunner(build_gateway(settings), **SERVER_OPTIONS)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.port).start()
     try:
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{settings.port}", timeout=10
+            base_url=f"http://127.0.0.1:{settings.port}", timeout=10, headers=bearer()
         ) as client:
             yield client
     finally:

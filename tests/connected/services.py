@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings
-from tests.support import free_port, serving
+from tests.support import AUTH_SETTINGS, bearer, free_port, serving
 
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -37,6 +37,7 @@ def settings_for(cls: type[S], database_url: str, bootstrap: str, **overrides: o
         "kafka_bootstrap_servers": bootstrap,
         "port": free_port(),
         **FAST,
+        **AUTH_SETTINGS,
     }
     return cls(**(values | overrides))
 
@@ -45,10 +46,11 @@ def settings_for(cls: type[S], database_url: str, bootstrap: str, **overrides: o
 async def running(
     build: Callable[[S], tuple[FastAPI, ServiceRuntime]], settings: S
 ) -> AsyncIterator[tuple[httpx.AsyncClient, ServiceRuntime]]:
-    """Serve the service built from ``settings`` on its port for the block."""
+    """Serve the service built from ``settings`` on its port for the block; the client
+    sends an admin's token (tests of other callers pass their own headers)."""
     app, runtime = build(settings)
     async with (
         serving(app, settings.port) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=bearer()) as client,
     ):
         yield client, runtime

@@ -6,6 +6,7 @@ import pytest
 
 from nocode.demo import Demo, DemoSettings
 from tests.connected.platform import whole_platform
+from tests.support import ISSUER
 
 pytestmark = pytest.mark.connected
 
@@ -16,7 +17,7 @@ async def test_the_demo_runs_the_seed_scenario_and_every_check_holds(
     async with whole_platform(postgres_admin_url, topics) as (_, gateway):
         lines: list[str] = []
         settings = DemoSettings(gateway_url=str(gateway.base_url), kafka_bootstrap_servers=topics)
-        assert await Demo(settings, out=lines.append).run(), "\n".join(lines)
+        assert await Demo(settings, out=lines.append, signer=ISSUER).run(), "\n".join(lines)
 
     text = "\n".join(lines)
     checks = [line.strip() for line in text.split("Checks:")[1].strip().splitlines()]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from nocode.services import SERVICES, SIMULATORS
-from tests.support import free_port
+from tests.support import AUTH_ENV, bearer, free_port
 
 pytestmark = pytest.mark.connected
 
@@ -48,6 +48,7 @@ def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Pat
         if not k.endswith(("_DATABASE_URL", "_PORT")) and k != "KAFKA_BOOTSTRAP_SERVERS"
     }
     env = {
+        **AUTH_ENV,
         **inherited,
         "NOCODE_DATA_DIR": str(tmp_path / "data"),
         "NOCODE_POSTGRES_PORT": str(free_port()),
@@ -60,7 +61,9 @@ def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Pat
     banner = (tmp_path / "first.log").read_text()
     for spec in (*SERVICES, SIMULATORS):
         assert f"http://127.0.0.1:{ports[spec.env_prefix]}" in banner
-    created = httpx.post(f"{gateway}/models", data={"userId": "test", "modelName": "Kept"})
+    created = httpx.post(
+        f"{gateway}/models", data={"userId": "test", "modelName": "Kept"}, headers=bearer()
+    )
     assert created.status_code == 201
     up.send_signal(signal.SIGTERM)
     assert up.wait(60) == 0
@@ -70,7 +73,7 @@ def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Pat
 
     again = start_up(env, tmp_path / "second.log")
     try:
-        kept = httpx.get(f"{gateway}/models/{created.json()['id']}")
+        kept = httpx.get(f"{gateway}/models/{created.json()['id']}", headers=bearer())
         assert kept.status_code == 200 and kept.json()["modelName"] == "Kept"
     finally:
         again.send_signal(signal.SIGINT)

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS, TARGET_EVENTS
 from mypage_cqrs.replay import rebuild
 from tests.connected.platform import Platform, whole_platform
-from tests.support import eventually, free_port, serving, topic_values
+from tests.support import bearer, eventually, free_port, serving, topic_values
 
 pytestmark = pytest.mark.connected
 
@@ -232,11 +232,14 @@ async def test_a_cancel_racing_the_completion_leaves_the_request_cancelled(
     model_url: dict[str, str] = {}
 
     @racer.get("/models/{id}")
-    async def check_then_cancel(id: int) -> Json:
+    async def check_then_cancel(id: int, request: Request) -> Json:
+        core_token = {"Authorization": request.headers["authorization"]}
         async with httpx.AsyncClient(base_url=model_url["url"]) as model:
-            answer = (await model.get(f"/models/{id}")).json()
+            answer = (await model.get(f"/models/{id}", headers=core_token)).json()
             if answer["state"] in {"approved", "inProgress"}:  # core asks once, before completing
-                await model.put(f"/models/{id}/cancel", json={"reason": "too late?"})
+                await model.put(
+                    f"/models/{id}/cancel", json={"reason": "too late?"}, headers=bearer("test")
+                )
         return answer  # what the model said before the cancel
 
     racer_port = free_port()

@@ -12,7 +12,7 @@ import pytest
 from contracts.topics import MODEL_EVENTS
 from nocode.launcher import LauncherSettings, Platform
 from nocode.services import SERVICES, SIMULATORS
-from tests.support import ce, free_port, read_topic
+from tests.support import AUTH_ENV, bearer, ce, free_port, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.connected
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     data_dir = tmp_path_factory.mktemp("nocode")
     env = {
+        **AUTH_ENV,
         "PATH": "/usr/bin:/bin",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
@@ -44,13 +45,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 @pytest.fixture
 def gateway(platform: Platform) -> Iterator[httpx.Client]:
     port = platform.port(SERVICES[0])
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=bearer()) as client:
         yield client
 
 
 async def test_the_seed_calls_request_then_approve(platform: Platform) -> None:
     port = platform.port(SERVICES[0])
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as gateway:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=bearer()) as gateway:
         await seed_calls(gateway)
     await seed_events_on_the_topic(platform)
 

@@ -51,12 +51,20 @@ class FakeJobs:
         return found[0] if found else None
 
     async def list(
-        self, state: State | None, kind: Kind | None, limit: int, offset: int
+        self,
+        state: State | None,
+        kind: Kind | None,
+        limit: int,
+        offset: int,
+        *,
+        user_id: str | None = None,
     ) -> list[Job]:
         return [
             j
             for j in self.rows.values()
-            if (state is None or j.state == state) and (kind is None or j.kind == kind)
+            if (state is None or j.state == state)
+            and (kind is None or j.kind == kind)
+            and (user_id is None or j.user_id == user_id)
         ][offset : offset + limit]
 
     async def save(self, job: Job) -> None:
@@ -218,7 +226,9 @@ async def test_a_refused_completion_turns_the_completed_job_into_a_cancelled_one
 async def test_queries_answer_jobs_and_not_found(uow: FakeUnitOfWork) -> None:
     await deliver(uow, approved(1))
     await deliver(uow, approved(2))
-    assert [j.request_id for j in await handlers.list_jobs(uow, None, Kind.MODEL, 10, 1)] == ["2"]
+    assert [j.request_id for j in await handlers.list_jobs(uow, None, None, Kind.MODEL, 10, 1)] == [
+        "2"
+    ]
     assert (await handlers.get(uow, 1)).request_id == "1"
     with pytest.raises(NotFound, match="job 42 not found"):
         await handlers.get(uow, 42)
