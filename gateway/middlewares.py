@@ -2,7 +2,7 @@
 
 1. :func:`request_context_middleware` gives every request an id, turns any failure into a
    JSON error, and records metrics and an access log line.
-2. :func:`identity_middleware` is where authentication goes.
+2. :func:`identity_middleware` verifies the caller's bearer token.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
+from gateway.authentication import authenticate
 from gateway.errors import json_error
 from gateway.headers import X_REQUEST_ID, request_id_from
 from gateway.metrics import REQUEST_DURATION, REQUESTS, method_label
@@ -58,13 +59,12 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
 
 @web.middleware
 async def identity_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authentication seam: establishes who is calling, for the services behind the gateway.
+    """Authentication: establishes who is calling (``gateway.authentication``).
 
-    Today there is no authentication, so nobody is established; the one duty already in
-    force is that ``X-User-*`` headers are the gateway's to set, so any a client sends are
-    removed before the request goes further. When authentication arrives, this middleware
-    verifies the caller's credentials (answering 401 without them where a route needs them)
-    and adds the ``X-User-*`` headers describing the verified user.
+    ``X-User-*`` headers are never trusted, so any a client sends are removed before the
+    request goes further. Then the bearer token is verified (401 without a valid one, bar
+    the public routes) and the caller's Identity put at ``request["identity"]``; the
+    Authorization header goes on upstream unchanged, where each service verifies it again.
     """
     if any(name.lower().startswith(USER_HEADER_PREFIX) for name in request.headers):
         trusted = CIMultiDict(
@@ -73,6 +73,9 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
             if not name.lower().startswith(USER_HEADER_PREFIX)
         )
         request = request.clone(headers=trusted)
+    refused = authenticate(request)
+    if refused is not None:
+        return refused
     return await handler(request)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 
 from servicekit.settings import ServiceSettings
 
@@ -18,7 +20,7 @@ DEFAULT_ROUTES: dict[str, str] = {
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = Field(8080, validation_alias="GATEWAY_PORT")
-    # Unused until the gateway owns users, roles and menus.
+    # Users and roles (gateway.users); migrated by `nocode migrate` / `nocode up`.
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:55432/gateway",
         validation_alias="GATEWAY_DATABASE_URL",
@@ -29,6 +31,12 @@ class GatewaySettings(ServiceSettings):
     )
     upstream_timeout_s: float = Field(30.0, validation_alias="GATEWAY_UPSTREAM_TIMEOUT_S")
     upstream_connections: int = Field(200, validation_alias="GATEWAY_UPSTREAM_CONNECTIONS")
+
+    # Identity (gateway.auth_routes): the first admin, seeded at startup when the password is
+    # set and no user of that name exists; and the menu catalogue (default gateway/menus.json).
+    admin_username: str = Field("admin", validation_alias="GATEWAY_ADMIN_USERNAME")
+    admin_password: SecretStr | None = Field(None, validation_alias="GATEWAY_ADMIN_PASSWORD")
+    menus_file: Path | None = Field(None, validation_alias="GATEWAY_MENUS_FILE")
 
     # Protection (gateway.protection, gateway.proxy).
     upstream_connect_timeout_s: float = Field(

@@ -1,0 +1,4 @@
+from gateway.users import metadata
+from servicekit.migrations import run_env
+
+run_env(metadata)
