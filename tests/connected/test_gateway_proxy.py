@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import SERVER_OPTIONS, build_app
 from gateway.settings import GatewaySettings
+from tests.support import AUTH_SETTINGS, bearer
 
 pytestmark = pytest.mark.connected
 
@@ -132,11 +133,12 @@ async def gateway(upstream: Upstream, hang_up_port: int) -> AsyncIterator[TestCl
             "/cores": f"http://127.0.0.1:{hang_up_port}",
         },
         upstream_timeout_s=UPSTREAM_TIMEOUT_S,
+        **AUTH_SETTINGS,
     )
     server = TestServer(build_app(settings), host="127.0.0.1")
     # TestServer drops options given to its constructor; they go to start_server.
     await server.start_server(**SERVER_OPTIONS)
-    async with TestClient(server) as client:
+    async with TestClient(server, headers=bearer()) as client:
         yield client
 
 
@@ -293,7 +295,7 @@ async def test_no_accept_encoding_is_invented(gateway: TestClient) -> None:
 
 async def test_compressed_response_passes_through_encoded(gateway: TestClient) -> None:
     async with (
-        aiohttp.ClientSession(auto_decompress=False) as raw,
+        aiohttp.ClientSession(auto_decompress=False, headers=bearer()) as raw,
         raw.get(gateway.make_url("/models/gzip")) as response,
     ):
         assert response.headers["Content-Encoding"] == "gzip"
@@ -347,7 +349,11 @@ async def raw_get(port: int, target: str) -> tuple[int, bytes]:
     """GET ``target`` exactly as given; HTTP clients would normalize dot segments away."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        authorization = bearer()["Authorization"]
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
         await writer.drain()
         response = await reader.read()
     finally:
