@@ -36,6 +36,8 @@ from target.settings import TargetSettings
 from tests.connected.services import running, settings_for
 from tests.support import AUTH_SETTINGS, bearer, free_port, migrated_database, serving
 
+ADMIN_PASSWORD = "admin-password-for-tests"  # the gateway's first admin, user "admin"
+
 Build = Callable[[Any], tuple[FastAPI, ServiceRuntime]]
 
 SERVICES: dict[str, tuple[Build, type[ServiceSettings], str]] = {
@@ -119,7 +121,12 @@ class Platform:
 async def gateway_in_front_of(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     routes = {prefix: platform.url(name) for name, (_, _, prefix) in SERVICES.items()}
     settings = GatewaySettings(
-        port=free_port(), routes=routes, upstream_timeout_s=5.0, **AUTH_SETTINGS
+        port=free_port(),
+        routes=routes,
+        upstream_timeout_s=5.0,
+        database_url=platform.databases["gateway"],
+        admin_password=ADMIN_PASSWORD,
+        **AUTH_SETTINGS,
     )
     runner = web.AppRunner(build_gateway(settings), **SERVER_OPTIONS)
     await runner.setup()
@@ -142,7 +149,7 @@ async def whole_platform(
     """
     platform = Platform(admin_url, bootstrap, overrides)
     platform.ports = {name: free_port() for name in (*SERVICES, "simulators")}
-    for name in SERVICES:
+    for name in (*SERVICES, "gateway"):
         platform.databases[name] = await migrated_database(admin_url, name)
     async with serving(build_simulators(), platform.ports["simulators"]):
         try:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.platform import ADMIN_PASSWORD, Platform, whole_platform
 from tests.support import bearer, eventually
 
 pytestmark = pytest.mark.connected
@@ -168,3 +168,30 @@ async def test_sql_in_a_name_is_stored_and_returned_verbatim(
     again = await gateway.get(f"/models/{created.json()['id']}", headers=TEST)
     assert again.json()["modelName"] == name
     assert len((await gateway.get("/models", headers=TEST)).json()) == 1
+
+
+async def test_a_user_the_admin_creates_logs_in_and_sees_their_menus(
+    saga: tuple[Platform, httpx.AsyncClient],
+) -> None:
+    _, gateway = saga
+    login = await gateway.post(
+        "/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD}, headers={}
+    )
+    assert login.status_code == 200, login.text
+    admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    made = await gateway.post(
+        "/users",
+        json={"username": "dana", "password": "s3cret-enough", "roles": ["user"]},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    token = (
+        await gateway.post("/auth/token", data={"username": "dana", "password": "s3cret-enough"})
+    ).json()["access_token"]
+    dana = {"Authorization": f"Bearer {token}"}
+
+    created = await gateway.post("/models", json={"userId": "dana", "modelName": "M"}, headers=dana)
+    assert created.status_code == 201
+    admin_menus = {m["id"] for m in (await gateway.get("/menus", headers=admin)).json()["menus"]}
+    dana_menus = {m["id"] for m in (await gateway.get("/menus", headers=dana)).json()["menus"]}
+    assert dana_menus < admin_menus
