@@ -37,6 +37,7 @@ from gateway.users import (
     USERNAME_MAX,
     InvalidField,
     LastAdmin,
+    User,
     UserExists,
     UserNotFound,
     UserStore,
@@ -165,7 +166,7 @@ def require_admin(request: web.Request) -> Identity:
     return who
 
 
-def user_answer(user: Any, status: int = 200) -> web.Response:
+def user_answer(user: User, status: int = 200) -> web.Response:
     return web.json_response(user.to_json(), status=status)
 
 
@@ -204,7 +205,10 @@ async def token_handler(request: web.Request) -> web.StreamResponse:
         log.info("login_refused", username=username, reason="disabled")
         return _bad_credentials()
     if passwords.needs_rehash(password_hash):
-        await store.set_password_hash(user.username, await passwords.hash(password))
+        try:
+            await store.set_password_hash(user.username, await passwords.hash(password))
+        except (SQLAlchemyError, OSError, UserNotFound) as exc:  # the login stands anyway
+            log.warning("rehash_failed", username=user.username, error=type(exc).__name__)
 
     token = issuer.issue(user.username, user.roles)
     log.info("login", username=user.username, roles=list(user.roles))
@@ -360,6 +364,7 @@ async def user_database(app: web.Application) -> AsyncIterator[None]:
     app[USER_STORE] = UserStore(engine)
     try:
         _check_keys(app)
+        await app[PASSWORDS].prepare()
         await seed_admin(app)
         yield
     finally:

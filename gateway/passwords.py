@@ -33,13 +33,18 @@ class Passwords:
         async with self._slots:
             return await asyncio.to_thread(self._verify, password_hash, password)
 
+    async def prepare(self) -> None:
+        """Make the stand-in hash :meth:`verify_nobody` checks against (at startup)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.hash("no such user: a password nobody has")
+
     async def verify_nobody(self, password: str) -> None:
         """Spend what a real check costs, for a user that does not exist.
 
         Answering an unknown user at once would tell who exists by the response time.
         """
-        if self._dummy_hash is None:
-            self._dummy_hash = await self.hash("no such user: a password nobody has")
+        await self.prepare()
+        assert self._dummy_hash is not None
         await self.verify(self._dummy_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
