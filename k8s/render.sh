@@ -1,0 +1,34 @@
+#!/bin/sh
+# Renders an overlay with the images of one build: every nocode-<service> image name in
+# the manifests becomes <registry>/<prefix><service>:<tag>. What buildspec.yml applies;
+# by hand:  k8s/render.sh k8s/overlays/prod "$ECR_REGISTRY" "$GIT_SHA" | kubectl apply -f -
+#
+#   k8s/render.sh OVERLAY REGISTRY TAG [SERVICES]
+# SERVICES defaults to the six services; ECR_REPOSITORY_PREFIX defaults to nocode-.
+# Uses `kubectl kustomize` (KUBECTL, default kubectl; `make install` puts one in .venv).
+set -eu
+if [ $# -lt 3 ]; then
+  echo "usage: $0 OVERLAY REGISTRY TAG [SERVICES]" >&2
+  exit 2
+fi
+overlay="${1%/}"
+registry="$2"
+tag="$3"
+services="${4:-gateway model notice core target mypage-cqrs}"
+prefix="${ECR_REPOSITORY_PREFIX:-nocode-}"
+
+# A throwaway kustomization on top of the overlay that only sets the images (what
+# `kustomize edit set image` would write), so the overlay in git stays untouched. It
+# sits next to the overlay: kustomize takes relative resource paths only.
+work="$(mktemp -d "$(dirname "$overlay")/.render.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+{
+  echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+  echo "kind: Kustomization"
+  echo "resources: [\"../$(basename "$overlay")\"]"
+  echo "images:"
+  for service in $services; do
+    echo "  - {name: nocode-$service, newName: \"$registry/$prefix$service\", newTag: \"$tag\"}"
+  done
+} > "$work/kustomization.yaml"
+"${KUBECTL:-kubectl}" kustomize "$work"

@@ -1,0 +1,97 @@
+"""The Grafana dashboard and the alert rules: one source each, and built only on
+metrics the services really expose."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+
+import yaml
+from prometheus_client import REGISTRY
+
+from tests.infra.manifests import ROOT
+from tests.infra.sync_rules import PROMETHEUS_RULE, RULES, render
+
+# Every module that defines metrics (importing registers them in the default registry).
+METRIC_MODULES = (
+    "servicekit.metrics",
+    "servicekit.resilience",
+    "core.metrics",
+    "gateway.metrics",
+    "notice.sender",
+    "model.handlers",
+    "target.handlers",
+)
+KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exposed_names() -> set[str]:
+    for module in METRIC_MODULES:
+        importlib.import_module(module)
+    names = {"up"}  # Prometheus's own, per target
+    for family in REGISTRY.collect():
+        names |= {family.name + s for s in SUFFIXES.get(family.type, ("",))}
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", "", expr)
+    names = set()
+    for match in re.finditer(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\(?)", expr):
+        if not match.group(2) and match.group(1) not in KEYWORDS:
+            names.add(match.group(1))
+    return names
+
+
+def rule_exprs() -> list[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [r["expr"] for g in groups for r in g["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    dash = json.loads((ROOT / "deploy/grafana/dashboards/nocode.json").read_text())
+    return [t["expr"] for p in dash["panels"] for t in p["targets"]]
+
+
+def test_the_metric_name_parser() -> None:
+    expr = 'histogram_quantile(0.99, sum by (service, le) (rate(x_bucket{a="b"}[5m]))) > 1'
+    assert metric_names(expr) == {"x_bucket"}
+
+
+def test_alert_rules_use_only_exposed_metrics() -> None:
+    exposed = exposed_names()
+    for expr in rule_exprs():
+        assert metric_names(expr), expr
+        assert metric_names(expr) <= exposed, (expr, metric_names(expr) - exposed)
+
+
+def test_dashboard_uses_only_exposed_metrics() -> None:
+    exposed = exposed_names()
+    exprs = dashboard_exprs()
+    assert len(exprs) >= 10
+    for expr in exprs:
+        assert metric_names(expr) <= exposed, (expr, metric_names(expr) - exposed)
+    used = set().union(*(metric_names(e) for e in exprs))
+    for name in ("core_queue_depth", "outbox_backlog_events", "events_dead_lettered_total"):
+        assert name in used
+
+
+def test_every_alert_is_named_labelled_and_explained() -> None:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    alerts = [r for g in groups for r in g["rules"]]
+    assert len({a["alert"] for a in alerts}) == len(alerts)
+    for a in alerts:
+        assert a["labels"]["severity"] in ("warning", "critical")
+        assert a["annotations"]["summary"]
+        assert 'platform="nocode"' in a["expr"], "selects the platform's own targets"
+
+
+def test_the_prometheusrule_is_the_rule_file() -> None:
+    assert PROMETHEUS_RULE.read_text() == render(), (
+        "run `.venv/bin/python -m tests.infra.sync_rules` after editing the rule file"
+    )
