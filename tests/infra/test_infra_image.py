@@ -3,6 +3,7 @@ image's health check script. No Docker engine is needed."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 import subprocess
@@ -125,3 +126,25 @@ def test_healthcheck_script_fails_when_nothing_listens() -> None:
         pass
     url = f"http://127.0.0.1:{port}/health/ready"
     assert subprocess.run([sys.executable, str(HEALTHCHECK), url], capture_output=True).returncode
+
+
+def test_every_data_file_of_a_package_ships_in_the_image() -> None:
+    """The image installs the platform non-editable: files that are not Python reach it
+    only through pyproject's package-data (migrations, templates, menus)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.rstrip("*") for p in include]
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for path in tracked:
+        top, _, rest = path.partition("/")
+        if top not in packages or path.endswith(".py") or not rest:
+            continue
+        package_dir, name = Path(path).parent, Path(path).name
+        # package-data globs are relative to the deepest package holding the file.
+        while not (ROOT / package_dir / "__init__.py").exists():
+            name = f"{package_dir.name}/{name}"
+            package_dir = package_dir.parent
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{path} is not package data"
