@@ -180,6 +180,9 @@ def test_gateway_routes_reach_each_service_by_its_kubernetes_name(overlay: str) 
 def test_hpas_scale_model_core_target_on_cpu(overlay: str) -> None:
     hpas = by_name(rendered(overlay), "HorizontalPodAutoscaler")
     assert set(hpas) == {"model", "core", "target"}
+    deployments = by_name(rendered(overlay), "Deployment")
+    for name in hpas:
+        assert "replicas" not in deployments[name]["spec"], "the HPA owns the count"
     for name, hpa in hpas.items():
         spec = hpa["spec"]
         assert spec["scaleTargetRef"] == {
