@@ -6,7 +6,10 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
+import subprocess
 
+import pytest
 import yaml
 from prometheus_client import REGISTRY
 
@@ -95,3 +98,29 @@ def test_the_prometheusrule_is_the_rule_file() -> None:
     assert PROMETHEUS_RULE.read_text() == render(), (
         "run `.venv/bin/python -m tests.infra.sync_rules` after editing the rule file"
     )
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus)")
+def test_promtool_parses_the_rules_the_dashboard_and_the_scrape_config(tmp_path) -> None:
+    dashboard_rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:expr{i}", "expr": e.replace("$__rate_interval", "5m")}
+                    for i, e in enumerate(dashboard_exprs())
+                ],
+            }
+        ]
+    }
+    (tmp_path / "dashboard.yml").write_text(yaml.safe_dump(dashboard_rules))
+    config = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    (tmp_path / "prometheus.yml").write_text(
+        config.replace("/etc/prometheus/rules/", f"{RULES.parent}/")
+    )
+    for args in (
+        ["check", "rules", str(RULES), str(tmp_path / "dashboard.yml")],
+        ["check", "config", str(tmp_path / "prometheus.yml")],
+    ):
+        result = subprocess.run(["promtool", *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
