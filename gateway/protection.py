@@ -3,11 +3,13 @@
 - :class:`RateLimiter` and :func:`rate_limit_middleware`: a token bucket per caller (the
   verified identity's subject, or the client address where no identity is established),
   answering 429 with ``Retry-After`` when it is empty. Memory-bounded: idle buckets go.
+  ``/auth/token`` has its own, stricter bucket per address.
 - :func:`body_limit_middleware`: bodies over ``GATEWAY_MAX_BODY_BYTES`` are refused with
   413 from their Content-Length at once; chunked bodies are cut off while they stream
   (the application's ``client_max_size``, see :func:`read_body`).
 - :func:`cors_middleware` and :func:`add_cors_headers`: CORS for the origins in
   ``GATEWAY_CORS_ORIGINS`` only; the gateway answers preflights itself.
+- :func:`finish_response`: ``Server`` names the gateway, not its software or an upstream's.
 - One :class:`~servicekit.resilience.CircuitBreaker` per upstream (:func:`upstream_breakers`),
   used by the proxy.
 
@@ -38,7 +40,7 @@ IDENTITY = "identity"
 RATE_LIMITED = Counter(
     "gateway_rate_limited_total",
     "Requests refused with 429 because their caller's bucket was empty.",
-    ["caller"],  # "user" or "address": never the subject itself (unbounded labels)
+    ["caller"],  # "user", "address" or "token": never the subject itself (unbounded labels)
 )
 
 # --- rate limit -----------------------------------------------------------------------
@@ -108,7 +110,11 @@ class RateLimiter:
 
 
 RATE_LIMITER = web.AppKey("gateway.rate_limiter", RateLimiter)
+TOKEN_RATE_LIMITER = web.AppKey("gateway.token_rate_limiter", RateLimiter)
 
+TOKEN_PATH = "/auth/token"
+"""Where passwords are checked: its own, stricter bucket per address (each check costs an
+argon2 hash, about 0.15 s of CPU), so guessing passwords is slow and cannot starve the rest."""
 _UNLIMITED_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
@@ -123,17 +129,24 @@ def caller_key(request: web.Request) -> tuple[str, str]:
 @web.middleware
 async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Runs after the identity middleware, so a verified caller is limited by subject."""
-    limiter = request.app.get(RATE_LIMITER)
-    if limiter is None or request.path in _UNLIMITED_PATHS:
-        return await handler(request)
-    key, kind = caller_key(request)
+    path = request.path
+    if path == TOKEN_PATH and TOKEN_RATE_LIMITER in request.app:
+        limiter = request.app[TOKEN_RATE_LIMITER]
+        key, kind = "addr:" + (request.remote or "unknown"), "token"
+        what = "token requests"
+    else:
+        limiter = request.app.get(RATE_LIMITER)
+        if limiter is None or path in _UNLIMITED_PATHS:
+            return await handler(request)
+        key, kind = caller_key(request)
+        what = "requests"
     wait_s = limiter.acquire(key)
     if wait_s > 0:
         RATE_LIMITED.labels(kind).inc()
         retry_after = max(1, math.ceil(wait_s))
         return json_error(
             429,
-            f"rate limit exceeded: at most {limiter.rate_per_s:g} requests per second "
+            f"rate limit exceeded: at most {limiter.rate_per_s:g} {what} per second "
             f"(bursts of {limiter.burst}); retry after {retry_after} s",
             headers={hdrs.RETRY_AFTER: str(retry_after)},
         )
@@ -237,14 +250,15 @@ _UPSTREAM_CORS_HEADERS = (
 )
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` hook: CORS headers on every response to an allowed origin.
+def add_cors_headers(
+    policy: CorsPolicy, request: web.Request, response: web.StreamResponse
+) -> None:
+    """CORS headers on a response to an allowed origin (errors included).
 
     The gateway owns CORS, so whatever an upstream said about it is replaced.
     """
     if _is_preflight(request):
         return  # answered by cors_middleware, complete already
-    policy = request.app[CORS_POLICY]
     headers = response.headers
     for name in _UPSTREAM_CORS_HEADERS:
         headers.popall(name, None)
@@ -258,6 +272,23 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
         assert origin is not None
         headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
         headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = CORS_EXPOSED_HEADERS
+
+
+# --- every response -------------------------------------------------------------------
+
+SERVER_NAME = "nocode-gateway"
+
+
+async def finish_response(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook, for every response the gateway sends.
+
+    ``Server`` names the gateway only: neither aiohttp's version nor the upstream's server
+    software is anyone's business. Then the CORS headers, where CORS is on.
+    """
+    response.headers[hdrs.SERVER] = SERVER_NAME
+    policy = request.app.get(CORS_POLICY)
+    if policy is not None:
+        add_cors_headers(policy, request, response)
 
 
 # --- circuit breakers -------------------------------------------------------------------
@@ -296,9 +327,15 @@ def install_protection(app: web.Application) -> None:
             settings.rate_limit_burst,
             max_keys=settings.rate_limit_max_keys,
         )
+    if settings.token_rate_limit_per_s > 0:
+        app[TOKEN_RATE_LIMITER] = RateLimiter(
+            settings.token_rate_limit_per_s,
+            settings.token_rate_limit_burst,
+            max_keys=settings.rate_limit_max_keys,
+        )
     if settings.cors_origins:
         app[CORS_POLICY] = CorsPolicy(settings.cors_origins, settings.cors_max_age_s)
-        app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(finish_response)
     app[UPSTREAM_BREAKERS] = upstream_breakers(
         (route.upstream for route in app[ROUTE_TABLE]), settings
     )

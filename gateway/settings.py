@@ -47,6 +47,10 @@ class GatewaySettings(ServiceSettings):
     )  # per caller; 0 turns rate limiting off
     rate_limit_burst: int = Field(100, ge=1, validation_alias="GATEWAY_RATE_LIMIT_BURST")
     rate_limit_max_keys: int = Field(100_000, ge=1, validation_alias="GATEWAY_RATE_LIMIT_MAX_KEYS")
+    token_rate_limit_per_s: float = Field(
+        1.0, ge=0, validation_alias="GATEWAY_TOKEN_RATE_LIMIT_PER_S"
+    )  # POST /auth/token per client address (password checks); 0: the general limit applies
+    token_rate_limit_burst: int = Field(10, ge=1, validation_alias="GATEWAY_TOKEN_RATE_LIMIT_BURST")
     max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="GATEWAY_MAX_BODY_BYTES")
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias="GATEWAY_CORS_ORIGINS"

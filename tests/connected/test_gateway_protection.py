@@ -176,8 +176,23 @@ async def test_rate_limit_is_per_user(upstream: Upstream) -> None:
         assert int((await gw.get("/models/1", headers=alice)).headers["Retry-After"]) >= 1
 
 
+async def test_token_endpoint_has_its_own_limit_by_address(upstream: Upstream) -> None:
+    settings = settings_for(upstream, token_rate_limit_per_s=0.1, token_rate_limit_burst=2)
+    async with running(settings) as gw:
+        form = {"username": "nobody", "password": "wrong-password"}
+        responses = [await gw.post("/auth/token", data=form, headers={}) for _ in range(3)]
+        assert 429 not in [r.status for r in responses[:2]]
+        assert responses[2].status == 429
+        assert "token requests" in (await responses[2].json())["detail"]
+        assert int(responses[2].headers["Retry-After"]) >= 1
+        # Other requests from the same address draw from their own buckets.
+        assert (await gw.get("/models/1")).status == 200
+
+
 async def test_unauthenticated_routes_are_limited_by_address(upstream: Upstream) -> None:
-    settings = settings_for(upstream, rate_limit_per_s=0.1, rate_limit_burst=2)
+    settings = settings_for(
+        upstream, rate_limit_per_s=0.1, rate_limit_burst=2, token_rate_limit_per_s=0
+    )
     async with running(settings, headers={}) as gw:
         form = {"username": "nobody", "password": "wrong-password"}
         statuses = [(await gw.post("/auth/token", data=form)).status for _ in range(3)]
@@ -373,6 +388,16 @@ async def test_huge_declared_body_is_refused_before_it_is_sent(upstream: Upstrea
             writer.close()
         assert head.startswith(b"HTTP/1.1 413 ")
         assert upstream.total == 0
+
+
+# --- what responses say -------------------------------------------------------------
+
+
+async def test_server_header_names_only_the_gateway(upstream: Upstream) -> None:
+    async with running(settings_for(upstream)) as gw:
+        for path in ("/models/1", "/nowhere", "/down/1"):
+            response = await gw.get(path)
+            assert response.headers.getall("Server") == ["nocode-gateway"], path
 
 
 # --- CORS ---------------------------------------------------------------------------

@@ -148,6 +148,7 @@ def test_protection_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_protection_defaults() -> None:
     settings = GatewaySettings()
     assert (settings.rate_limit_per_s, settings.rate_limit_burst) == (50, 100)
+    assert (settings.token_rate_limit_per_s, settings.token_rate_limit_burst) == (1, 10)
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.cors_origins == []
     assert (settings.breaker_failures, settings.breaker_reset_s) == (5, 10)
