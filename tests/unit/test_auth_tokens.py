@@ -39,7 +39,7 @@ def claims(**overrides: object) -> dict[str, object]:
         "sub": "test",
         "roles": ["user"],
         "iat": now,
-        "exp": now + 60,
+        "exp": now + 86_400,  # tokens are made at collection time, long before some tests run
         "iss": "nocode-gateway",
         "aud": "nocode",
     }
