@@ -143,7 +143,7 @@ async def timed(call: Callable[[], Any]) -> tuple[Any, float]:
 
 
 async def test_rate_limit_answers_429_with_retry_after_then_recovers(upstream: Upstream) -> None:
-    async with running(settings_for(upstream, rate_limit_per_s=5, rate_limit_burst=3)) as gw:
+    async with running(settings_for(upstream, rate_limit_per_s=1, rate_limit_burst=3)) as gw:
         statuses = [(await gw.get("/models/1")).status for _ in range(3)]
         assert statuses == [200, 200, 200]
 
@@ -250,7 +250,7 @@ async def test_slow_upstream_is_504_quickly(upstream: Upstream) -> None:
 
 
 async def test_breaker_opens_after_failures_and_closes_after_reset(upstream: Upstream) -> None:
-    settings = settings_for(upstream, breaker_failures=3, breaker_reset_s=0.5)
+    settings = settings_for(upstream, breaker_failures=3, breaker_reset_s=1.0)
     async with running(settings) as gw:
         upstream.failing = True
         for _ in range(3):  # the upstream's own 503s are relayed, and counted
@@ -274,7 +274,7 @@ async def test_breaker_opens_after_failures_and_closes_after_reset(upstream: Ups
         assert await response.json() == {"detail": "upstream for /down unavailable"}
 
         # Half-open after the reset: one trial; failing, it opens the circuit again.
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(1.1)
         assert (await gw.post("/models", data={"userId": "test"})).status == 503
         assert upstream.total == 4
         assert "Retry-After" in (await gw.get("/models/1")).headers
@@ -282,7 +282,7 @@ async def test_breaker_opens_after_failures_and_closes_after_reset(upstream: Ups
 
         # Next trial succeeds: closed, every request goes through again.
         upstream.failing = False
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(1.1)
         statuses = [(await gw.get(f"/models/{i}")).status for i in range(5)]
         assert statuses == [200] * 5
         assert upstream.total == 9
