@@ -19,9 +19,9 @@ import jwt
 from aiohttp import web
 
 from gateway.errors import json_error
+from gateway.state import IDENTITY
 from servicekit.auth import Identity, TokenVerifier, Unauthorized
 
-IDENTITY = "identity"
 """Request key of the caller's verified :class:`~servicekit.auth.Identity`."""
 
 

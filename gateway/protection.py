@@ -30,11 +30,10 @@ from prometheus_client import Counter
 
 from gateway.errors import json_error
 from gateway.settings import GatewaySettings
-from gateway.state import ROUTE_TABLE, SETTINGS
+from gateway.state import IDENTITY, ROUTE_TABLE, SETTINGS
 from servicekit.auth import Identity
 from servicekit.resilience import CircuitBreaker
 
-IDENTITY = "identity"
 """Request key under which the identity middleware leaves the verified :class:`Identity`."""
 
 RATE_LIMITED = Counter(

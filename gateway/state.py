@@ -10,6 +10,7 @@ from structlog.typing import FilteringBoundLogger
 
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
+from servicekit.auth import Identity
 
 UNMATCHED_ROUTE = "unmatched"
 """Metrics label for requests no route serves; raw paths would explode label cardinality."""
@@ -33,3 +34,6 @@ ROUTE_TABLE = web.AppKey("gateway.route_table", RouteTable)
 UPSTREAM_SESSION = web.AppKey("gateway.upstream_session", aiohttp.ClientSession)
 LOGGER = web.AppKey("gateway.logger", FilteringBoundLogger)
 REQUEST_CONTEXT = web.RequestKey("gateway.request_context", RequestContext)
+
+# The caller's verified identity, set by gateway.authentication for what runs after it.
+IDENTITY = web.RequestKey("identity", Identity)
