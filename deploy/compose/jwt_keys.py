@@ -15,8 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from servicekit.auth import generate_keypair  # the job runs in the nocode image
 
 KEY_ID = "compose"
 
@@ -33,17 +32,7 @@ def main(public_dir: Path, private_dir: Path, uid: int) -> None:
     if public_env.exists() and private_env.exists():
         print("jwt-keys: key pair already there")
         return
-    key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public_pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    private_pem, public_pem = generate_keypair()
     write(
         public_env,
         {"JWT_PUBLIC_KEYS": json.dumps({KEY_ID: public_pem}), "JWT_KEY_ID": KEY_ID},
