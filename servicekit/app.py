@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit import metrics
 from servicekit.auth import caller
-from servicekit.context import current_traceparent
 from servicekit.http import install_error_handlers
 from servicekit.logging import configure_logging
 from servicekit.runtime import ServiceRuntime
@@ -50,6 +49,7 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
+    runtime.tracing.instrument_fastapi(app)  # a server span per request, outermost
     return app
 
 
@@ -72,7 +72,7 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
 
 
 class RequestContextMiddleware:
-    """Binds request id and trace context for logs and the outbox; records RED metrics."""
+    """Binds the request id for logs (and echoes it); records RED metrics per route."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -96,12 +96,10 @@ class RequestContextMiddleware:
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        token = current_traceparent.set(headers.get("traceparent"))
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            current_traceparent.reset(token)
             structlog.contextvars.unbind_contextvars("request_id")
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             if not route.startswith(("/metrics", "/health")):

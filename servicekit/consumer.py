@@ -17,17 +17,18 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from sqlalchemy import MetaData
 from sqlalchemy.dialects.postgresql import insert
 
 from contracts import Event
 from contracts.topics import dead_letter_topic
 from servicekit import metrics
-from servicekit.context import current_traceparent
 from servicekit.db import UnitOfWork
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
 from servicekit.resilience import backoff_delay
 from servicekit.tables import inbox_table
+from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,7 @@ class EventConsumer:
         uow_factory: Callable[[], UnitOfWork],
         handlers: Mapping[type[Event], Handler],
         dead_letter_producer: AIOKafkaProducer,
+        tracer: Tracer,
         max_attempts: int = 5,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
@@ -60,6 +62,7 @@ class EventConsumer:
         self.uow_factory = uow_factory
         self.handlers = {contract.ce_type(): handler for contract, handler in handlers.items()}
         self.dlt_producer = dead_letter_producer
+        self.tracer = tracer
         self.dead_letter_topic = dead_letter_topic(service)
         self.max_attempts = max_attempts
         self.backoff_initial_s = backoff_initial_s
@@ -84,9 +87,9 @@ class EventConsumer:
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
                 async for record in consumer:
                     await self.process(record)
-                    await consumer.commit(
-                        {TopicPartition(record.topic, record.partition): record.offset + 1}
-                    )
+                    partition = TopicPartition(record.topic, record.partition)
+                    await consumer.commit({partition: record.offset + 1})
+                    self._record_lag(consumer, partition, record.offset + 1)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: start again, uncommitted records come back
@@ -95,70 +98,113 @@ class EventConsumer:
             finally:
                 await consumer.stop()
 
+    def _record_lag(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition, position: int
+    ) -> None:
+        highwater = consumer.highwater(partition)
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(
+                self.service, self.group_id, partition.topic, str(partition.partition)
+            ).set(max(0, highwater - position))
+
     async def process(self, record: ConsumerRecord) -> None:
-        """Apply one record, retrying; dead-letter it when it cannot be applied."""
-        ce_type = header_map(record.headers).get("ce_type", "")
+        """Apply one record, retrying; dead-letter it when it cannot be applied.
+
+        The work is one span, a child of the publish that sent the record (the
+        envelope's ``traceparent``); the handler's queries and the events it stages
+        in the outbox join that trace.
+        """
+        headers = header_map(record.headers)
+        ce_type = headers.get("ce_type", "")
+        labels = (self.service, self.group_id, record.topic)
         handler = self.handlers.get(ce_type)
         if ce_type and handler is None:
-            metrics.EVENTS_CONSUMED.labels(self.service, record.topic, ce_type, "ignored").inc()
+            metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "ignored").inc()
             return
-        try:
-            envelope = decode(record.value, record.headers)
-        except UndecodableMessage as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return
-        assert handler is not None
-        log_ = log.bind(event_id=envelope.id, event_type=ce_type, subject=envelope.subject)
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.consumer.group.name": self.group_id,
+            "messaging.kafka.offset": record.offset,
+            "messaging.message.id": headers.get("ce_id", ""),
+            "cloudevents.event_type": ce_type,
+        }
+        with (
+            span_from(
+                self.tracer,
+                f"process {record.topic}",
+                headers.get("traceparent"),
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
+            ) as span,
+            structlog.contextvars.bound_contextvars(
+                event_id=headers.get("ce_id"), event_type=ce_type
+            ),
+        ):
+            try:
+                envelope = decode(record.value, record.headers)
+            except UndecodableMessage as exc:
+                await self._dead_letter(record, exc, attempts=1, span=span)
+                return
+            assert handler is not None
+            await self._apply_with_retries(record, envelope, handler, span)
+
+    async def _apply_with_retries(
+        self, record: ConsumerRecord, envelope: Envelope, handler: Handler, span: Span
+    ) -> None:
+        labels = (self.service, self.group_id, record.topic)
+        log_ = log.bind(subject=envelope.subject)
+        started = time.perf_counter()
         attempt = 0
         while True:
             attempt += 1
-            started = time.perf_counter()
             try:
                 outcome = await self._apply(record, envelope, handler)
-                metrics.EVENT_PROCESSING.labels(self.service, record.topic).observe(
-                    time.perf_counter() - started
-                )
-                metrics.EVENTS_CONSUMED.labels(self.service, record.topic, ce_type, outcome).inc()
+                metrics.EVENT_PROCESSING.labels(*labels).observe(time.perf_counter() - started)
+                metrics.EVENTS_CONSUMED.labels(*labels, envelope.type, outcome).inc()
+                span.set_attribute("nocode.outcome", outcome)
                 log_.debug("event consumed", outcome=outcome)
                 return
             except Exception as exc:
+                metrics.EVENTS_FAILED.labels(*labels).inc()
+                span.record_exception(exc, attributes={"attempt": attempt})
                 if attempt >= self.max_attempts:
                     log_.error("event dead-lettered", attempts=attempt, error=repr(exc))
-                    await self._dead_letter(record, exc, attempts=attempt)
+                    await self._dead_letter(record, exc, attempts=attempt, span=span)
                     return
                 delay = backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s)
-                metrics.EVENTS_RETRIED.labels(self.service, record.topic).inc()
+                metrics.EVENTS_RETRIED.labels(*labels).inc()
                 log_.warning(
                     "event failed, retrying", attempt=attempt, retry_in_s=delay, error=repr(exc)
                 )
                 await asyncio.sleep(delay)
 
     async def _apply(self, record: ConsumerRecord, envelope: Envelope, handler: Handler) -> str:
-        token = current_traceparent.set(envelope.traceparent)
-        try:
-            async with self.uow_factory() as uow:
-                claimed = await uow.session.execute(
-                    insert(INBOX)
-                    .values(
-                        event_id=envelope.id,
-                        consumer=self.group_id,
-                        topic=record.topic,
-                        ce_type=envelope.type,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(INBOX.c.event_id)
+        async with self.uow_factory() as uow:
+            claimed = await uow.session.execute(
+                insert(INBOX)
+                .values(
+                    event_id=envelope.id,
+                    consumer=self.group_id,
+                    topic=record.topic,
+                    ce_type=envelope.type,
                 )
-                if claimed.first() is None:
-                    return "duplicate"
-                await handler(uow, envelope.event)
-                await uow.commit()
-                return "applied"
-        finally:
-            current_traceparent.reset(token)
+                .on_conflict_do_nothing()
+                .returning(INBOX.c.event_id)
+            )
+            if claimed.first() is None:
+                return "duplicate"
+            await handler(uow, envelope.event)
+            await uow.commit()
+            return "applied"
 
     async def _dead_letter(
-        self, record: ConsumerRecord, error: BaseException, attempts: int
+        self, record: ConsumerRecord, error: BaseException, attempts: int, span: Span
     ) -> None:
+        span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {type(error).__name__}"))
+        span.set_attribute("nocode.outcome", "dead_lettered")
         headers = [
             *(record.headers or ()),
             ("dlt_error", f"{type(error).__name__}: {error}"[:4000].encode()),
@@ -178,6 +224,7 @@ class EventConsumer:
             except Exception as exc:
                 log.warning("dead-letter publish failed", error=str(exc))
                 await asyncio.sleep(1.0)
-        metrics.EVENTS_DEAD_LETTERED.labels(self.service, record.topic).inc()
+        labels = (self.service, self.group_id, record.topic)
+        metrics.EVENTS_DEAD_LETTERED.labels(*labels).inc()
         ce_type = header_map(record.headers).get("ce_type", "unknown")
-        metrics.EVENTS_CONSUMED.labels(self.service, record.topic, ce_type, "dead_lettered").inc()
+        metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "dead_lettered").inc()

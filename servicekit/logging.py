@@ -1,4 +1,9 @@
-"""structlog JSON logs on stdout, with the service name and any bound context."""
+"""structlog JSON logs on stdout: service, level, time, trace and span ids, bound context.
+
+Requests bind ``request_id`` and consumed events bind ``event_id`` (structlog
+contextvars), and every line written inside a span carries its ``trace_id`` and
+``span_id``, so one grep by trace id finds a request's story across services.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,17 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
+
+
+def add_trace_ids(
+    _: object, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+    return event_dict
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -14,6 +30,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        add_trace_ids,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(

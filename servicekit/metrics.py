@@ -31,19 +31,30 @@ OUTBOX_LAG = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
+CONSUMER_LABELS = ["service", "group", "topic"]
 EVENTS_CONSUMED = Counter(
     "events_consumed_total",
     "Events taken from a topic, by outcome (applied, duplicate, ignored, dead_lettered)",
-    ["service", "topic", "type", "outcome"],
+    [*CONSUMER_LABELS, "type", "outcome"],
+)
+EVENTS_FAILED = Counter(
+    "events_failed_total", "Event processing attempts that raised", CONSUMER_LABELS
 )
 EVENTS_RETRIED = Counter(
     "events_retried_total",
     "Event processing attempts that failed and were retried",
-    ["service", "topic"],
+    CONSUMER_LABELS,
 )
 EVENTS_DEAD_LETTERED = Counter(
-    "events_dead_lettered_total", "Events parked on the dead-letter topic", ["service", "topic"]
+    "events_dead_lettered_total", "Events parked on the dead-letter topic", CONSUMER_LABELS
 )
 EVENT_PROCESSING = Histogram(
-    "event_processing_duration_seconds", "Time to apply one event", ["service", "topic"]
+    "event_processing_duration_seconds",
+    "Time to apply one event, retries included",
+    CONSUMER_LABELS,
+)
+CONSUMER_LAG = Gauge(
+    "kafka_consumer_lag_messages",
+    "Records on a partition not yet processed by the group (high-water mark minus position)",
+    [*CONSUMER_LABELS, "partition"],
 )

@@ -21,14 +21,15 @@ import asyncpg
 import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy import MetaData, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from contracts import Event
 from servicekit import metrics
-from servicekit.context import current_traceparent
 from servicekit.envelope import Envelope, encode_headers
 from servicekit.tables import OUTBOX_CHANNEL, outbox_table
+from servicekit.tracing import current_traceparent, span_from
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ class OutboxWriter:
 
     async def add(self, session: AsyncSession, event: Event) -> None:
         """Stage ``event`` in the caller's transaction, with the current trace context."""
-        envelope = Envelope.wrap(event, self.source, current_traceparent.get())
+        envelope = Envelope.wrap(event, self.source, current_traceparent())
         await session.execute(
             insert(OUTBOX).values(
                 event_id=envelope.id,
@@ -69,6 +70,7 @@ class OutboxRelay:
         engine: AsyncEngine,
         dsn: str,
         producer: AIOKafkaProducer,
+        tracer: Tracer,
         batch_size: int = 200,
         poll_interval_s: float = 1.0,
         retention: timedelta | None = None,
@@ -78,6 +80,7 @@ class OutboxRelay:
         self.engine = engine
         self.dsn = dsn
         self.producer = producer
+        self.tracer = tracer
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retention = retention
@@ -187,21 +190,40 @@ class OutboxRelay:
         return acked, failure
 
     async def _send(self, row: Row) -> None:
-        headers = encode_headers(
-            id=row.event_id,
-            type=row.ce_type,
-            source=row.source,
-            time=row.occurred_at,
-            subject=row.key,
-            traceparent=row.traceparent,
-        )
-        delivery = await asyncio.wait_for(
-            self.producer.send(
-                row.topic, orjson.dumps(row.payload), key=row.key.encode(), headers=headers
-            ),
-            self.send_timeout_s,
-        )
-        await asyncio.wait_for(delivery, self.send_timeout_s)
+        # The publish continues the trace of the work that stored the row; the record's
+        # traceparent names this publish, so each consumer's span is its child.
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": row.topic,
+            "messaging.kafka.message.key": row.key,
+            "messaging.message.id": row.event_id,
+            "cloudevents.event_type": row.ce_type,
+        }
+        with span_from(
+            self.tracer,
+            f"publish {row.topic}",
+            row.traceparent,
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
+        ) as span:
+            headers = encode_headers(
+                id=row.event_id,
+                type=row.ce_type,
+                source=row.source,
+                time=row.occurred_at,
+                subject=row.key,
+                traceparent=current_traceparent(),
+            )
+            delivery = await asyncio.wait_for(
+                self.producer.send(
+                    row.topic, orjson.dumps(row.payload), key=row.key.encode(), headers=headers
+                ),
+                self.send_timeout_s,
+            )
+            metadata = await asyncio.wait_for(delivery, self.send_timeout_s)
+            span.set_attribute("messaging.destination.partition.id", str(metadata.partition))
+            span.set_attribute("messaging.kafka.offset", metadata.offset)
 
     async def _prune(self) -> None:
         now = datetime.now(UTC)

@@ -41,7 +41,9 @@ Worker = Callable[[], Awaitable[None]]
 class ServiceRuntime:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
+        self.tracing = settings.tracing()
         self.engine = make_engine(settings.database_url, settings.db_pool_size)
+        self.tracing.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -105,6 +107,7 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 await self.producer.stop()
         await self.engine.dispose()
+        self.tracing.flush()
 
     async def ready(self) -> dict[str, str]:
         """What readiness depends on: the database and the broker, each ``ok`` or why not."""
@@ -139,6 +142,7 @@ class ServiceRuntime:
                 engine=self.engine,
                 dsn=asyncpg_dsn(s.database_url),
                 producer=producer,
+                tracer=self.tracing.tracer,
                 batch_size=s.outbox_batch_size,
                 poll_interval_s=s.outbox_poll_interval_s,
                 retention=retention,
@@ -152,6 +156,7 @@ class ServiceRuntime:
                 uow_factory=sub.uow_factory,
                 handlers=sub.handlers,
                 dead_letter_producer=producer,
+                tracer=self.tracing.tracer,
                 max_attempts=s.consumer_max_attempts,
                 backoff_initial_s=s.consumer_backoff_initial_s,
                 backoff_max_s=s.consumer_backoff_max_s,

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from servicekit.auth import TokenIssuer, TokenVerifier
+from servicekit.tracing import Tracing
 
 
 class ServiceSettings(BaseSettings):
@@ -29,6 +30,15 @@ class ServiceSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(2_000, validation_alias="KAFKA_HEARTBEAT_INTERVAL_MS")
 
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    service_version: str | None = Field(None, validation_alias="SERVICE_VERSION")
+
+    # Tracing (servicekit.tracing): spans are exported over OTLP/HTTP only when this is set.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    tracing_sample_ratio: float = Field(
+        1.0, ge=0.0, le=1.0, validation_alias="TRACING_SAMPLE_RATIO"
+    )  # of new traces; work continuing a trace follows its caller's decision
 
     outbox_batch_size: int = Field(200, validation_alias="OUTBOX_BATCH_SIZE")
     outbox_poll_interval_s: float = Field(1.0, validation_alias="OUTBOX_POLL_INTERVAL_S")
@@ -50,6 +60,14 @@ class ServiceSettings(BaseSettings):
     jwt_private_key: SecretStr | None = Field(None, validation_alias="JWT_PRIVATE_KEY")
     jwt_key_id: str = Field("k1", validation_alias="JWT_KEY_ID")
     jwt_ttl_s: int = Field(3600, gt=0, validation_alias="JWT_TTL_S")
+
+    def tracing(self) -> Tracing:
+        return Tracing(
+            self.service_name,
+            otlp_endpoint=self.otel_exporter_otlp_endpoint,
+            sample_ratio=self.tracing_sample_ratio,
+            service_version=self.service_version,
+        )
 
     def token_verifier(self) -> TokenVerifier:
         return TokenVerifier(self.jwt_public_keys, self.jwt_issuer, self.jwt_audience)

@@ -16,6 +16,7 @@ from servicekit.consumer import EventConsumer
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
+from servicekit.tracing import Tracing
 from tests.support import read_topic
 
 pytestmark = pytest.mark.connected
@@ -45,6 +46,7 @@ async def test_redelivered_event_applies_its_effect_once(model_db: str, topics: 
         uow_factory=lambda: UnitOfWork(sessions, OutboxWriter("/test")),
         handlers={ModelCompleted: count_effect},
         dead_letter_producer=producer,
+        tracer=Tracing("model").tracer,
         max_attempts=5,
         backoff_initial_s=0.01,
         session_timeout_ms=2000,

@@ -45,7 +45,12 @@ async def test_created_request_reaches_the_topic_with_cloudevents_headers(
     assert headers["ce_id"] == row.event_id
     assert headers["ce_time"].endswith("Z")
     assert headers["content-type"] == "application/json"
-    assert headers["traceparent"] == TRACEPARENT
+    # The request's trace goes on: the stored row names a span of the request, and the
+    # record names the relay's publish span, both in the caller's trace.
+    trace_id = TRACEPARENT.split("-")[1]
+    assert row.traceparent.split("-")[1] == trace_id
+    assert headers["traceparent"].split("-")[1] == trace_id
+    assert len({TRACEPARENT, row.traceparent, headers["traceparent"]}) == 3
     assert record.key == str(request_id).encode()
     value = orjson.loads(record.value)
     assert list(value) == ["eventType", "timestamp", "id", "state", "userId", "modelName"]

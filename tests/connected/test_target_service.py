@@ -204,6 +204,7 @@ async def test_a_cancelled_model_cancels_its_targets(target_db: str, topics: str
 def consumed(outcome: str) -> float:
     labels = {
         "service": "target",
+        "group": "target",
         "topic": "core.events",
         "type": "nocode.core.TargetCompleted",
         "outcome": outcome,

@@ -1,0 +1,194 @@
+"""OpenTelemetry tracing for one service: its tracer provider and how work joins a trace.
+
+Each service owns a :class:`Tracing` (not the global provider: tests run every service
+in one process, and each must report under its own name). Spans are always made, so
+logs carry trace ids; they leave the process only over OTLP, and only when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+
+Work that outlives the request or event that caused it (an outbox row, a queued job,
+a chat message waiting to be sent) stores :func:`current_traceparent` beside it; the
+code that later does the work opens its span with :func:`span_from` on that value,
+so the whole saga is one trace.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import aiohttp
+import httpx
+from fastapi import FastAPI
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagators.b3 import B3MultiFormat
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+W3C = TraceContextTextMapPropagator()
+# HTTP carries W3C trace context and B3 (what Istio's Envoy and Zipkin read) both ways;
+# Kafka records carry the envelope's W3C ``traceparent`` only.
+propagate.set_global_textmap(CompositePropagator([W3C, W3CBaggagePropagator(), B3MultiFormat()]))
+
+# Requests, events and publishes may start a trace; a database poll or an idle
+# background loop with nothing upstream may not (it would bury the real traces).
+ENTRY_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.PRODUCER})
+UNTRACED_PATHS = "/health/.*,/metrics"
+
+
+def package_version() -> str:
+    try:
+        return version("nocode")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class EntrySpans(Sampler):
+    """Samples root spans of the entry kinds (at ``ratio``); drops other root spans."""
+
+    def __init__(self, ratio: float = 1.0) -> None:
+        self._ratio = TraceIdRatioBased(ratio)
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        if kind not in ENTRY_KINDS:
+            return SamplingResult(Decision.DROP)
+        return self._ratio.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"EntrySpans({self._ratio.get_description()})"
+
+
+class Tracing:
+    def __init__(
+        self,
+        service: str,
+        *,
+        otlp_endpoint: str | None = None,
+        sample_ratio: float = 1.0,
+        service_version: str | None = None,
+    ) -> None:
+        self.service = service
+        resource = Resource.create(
+            {
+                "service.name": service,
+                "service.namespace": "nocode",
+                "service.version": service_version or package_version(),
+                "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
+            }
+        )
+        self.provider = TracerProvider(
+            resource=resource, sampler=ParentBased(EntrySpans(sample_ratio))
+        )
+        if otlp_endpoint:
+            exporter = OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")
+            self.provider.add_span_processor(BatchSpanProcessor(exporter))
+        self.tracer: Tracer = self.provider.get_tracer(f"nocode.{service}")
+
+    def add_span_processor(self, processor: SpanProcessor) -> None:
+        self.provider.add_span_processor(processor)
+
+    def instrument_fastapi(self, app: FastAPI) -> None:
+        FastAPIInstrumentor.instrument_app(
+            app,
+            tracer_provider=self.provider,
+            meter_provider=NoOpMeterProvider(),  # RED metrics come from prometheus-client
+            excluded_urls=UNTRACED_PATHS,
+            exclude_spans=["receive", "send"],
+        )
+
+    def instrument_engine(self, engine: AsyncEngine) -> None:
+        """A span per SQL statement, under whatever span is current."""
+        # The instrumentor's instrument() is process-wide (one provider for every engine);
+        # its EngineTracer instruments just this engine with this service's provider.
+        meter = NoOpMeterProvider().get_meter(__name__)
+        EngineTracer(
+            self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+            engine.sync_engine,
+            meter.create_up_down_counter("db.client.connections.usage"),
+        )
+
+    def instrument_httpx(self, client: httpx.AsyncClient) -> None:
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=self.provider, meter_provider=NoOpMeterProvider()
+        )
+
+    def aiohttp_trace_config(self) -> aiohttp.TraceConfig:
+        return create_trace_config(
+            tracer_provider=self.provider, meter_provider=NoOpMeterProvider()
+        )
+
+    def flush(self) -> None:
+        self.provider.force_flush(timeout_millis=5_000)
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, to store beside deferred work."""
+    carrier: dict[str, str] = {}
+    W3C.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_of(traceparent: str | None) -> otel_context.Context:
+    """The context a stored ``traceparent`` names; an empty one (a new trace) if none."""
+    if not traceparent:
+        return otel_context.Context()
+    return W3C.extract({"traceparent": traceparent})
+
+
+@contextmanager
+def span_from(
+    tracer: Tracer,
+    name: str,
+    traceparent: str | None,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[Span]:
+    """A current span continuing the trace of ``traceparent`` (work deferred from it)."""
+    with tracer.start_as_current_span(
+        name, context=context_of(traceparent), kind=kind, attributes=attributes
+    ) as span:
+        yield span
+
+
+def ids_of(span: Span) -> dict[str, str]:
+    """``trace_id`` and ``span_id`` in the hex form Jaeger and the logs show."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return {}
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
