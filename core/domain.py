@@ -118,6 +118,7 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime = field(default_factory=_now)
+    traceparent: str | None = None  # the trace of whatever caused the job; its work joins it
     events: list[Event] = field(default_factory=list, repr=False)
 
     @classmethod
