@@ -115,3 +115,21 @@ def token(
     from nocode.launcher import LauncherSettings
 
     typer.echo(issuer(LauncherSettings().data_dir).issue(user, role, ttl_s=ttl))
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="print the snapshot as JSON"),
+    watch: float = typer.Option(0.0, "--watch", metavar="N", help="refresh every N seconds"),
+    host: str = typer.Option("127.0.0.1", help="where the services listen (ports: NAME_PORT)"),
+    max_backlog: int = typer.Option(100, help="outbox backlog above this is degraded"),
+    max_lag: int = typer.Option(1000, help="consumer lag on a topic above this is degraded"),
+) -> None:
+    """Is it healthy? Each service's readiness, outbox backlog, consumer lag, dead letters,
+    core's queue and open circuit breakers, then a verdict; exit 1 when degraded."""
+    from nocode.status import Thresholds, main
+
+    thresholds = Thresholds(backlog=max_backlog, lag=max_lag)
+    raise typer.Exit(
+        main(host=host, as_json=as_json, watch=watch, thresholds=thresholds, out=typer.echo)
+    )

@@ -1,0 +1,326 @@
+"""``nocode status``: a one-screen answer to "is it healthy?" on a running platform.
+
+Gathering (every service's ``/health/ready`` and ``/metrics``, concurrently, over httpx)
+is separate from the pure parts (``parse_metrics``, ``verdict``, ``render``), which are
+tested without a network. When services share a Prometheus registry (the in-process
+test platform), each ``/metrics`` shows every service's series, so series are always
+filtered by their ``service`` label, and core's and notice's unlabelled metrics are read
+from their own scrape only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from nocode.services import SERVICES
+
+TIMEOUT_S = 2.0
+WIDTH = 100
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    backlog: int = 100  # outbox events not yet published, per service
+    lag: int = 1000  # records not yet processed, per service and topic
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What one service's scrape says about that service; ``None``: not exposed there."""
+
+    backlog: float | None = None
+    lag: dict[str, float] | None = None  # topic -> records behind (groups, partitions summed)
+    dead_lettered: float | None = None
+    open_breakers: tuple[str, ...] = ()
+    queue_depth: float | None = None  # core only
+    jobs_running: float | None = None  # core only
+    failed_sends: float | None = None  # notice only
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    url: str
+    health: str  # ok | unready | down
+    problem: str = ""  # why it is not ok: the failing check, or why it did not answer
+    metrics: Metrics | None = None  # None: /metrics not read
+    metrics_error: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    services: tuple[ServiceStatus, ...]
+    taken_at: str = ""
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reasons: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.reasons
+
+    def __str__(self) -> str:
+        return "healthy" if self.healthy else "DEGRADED: " + "; ".join(self.reasons)
+
+
+# --- pure: parsing -----------------------------------------------------------------------
+
+
+def read_health(status: int, body: bytes) -> tuple[str, str]:
+    """``(health, problem)`` from a ``/health/ready`` answer."""
+    if status == 200:
+        return "ok", ""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    failing = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "detail":
+                failing.append(str(value))
+            elif key != "status" and value != "ok":
+                failing.append(f"{key}: {value}")
+    return "unready", "; ".join(failing) or f"HTTP {status}"
+
+
+def parse_metrics(service: str, text: str, aliases: Mapping[str, str] | None = None) -> Metrics:
+    """This service's numbers from a Prometheus exposition text.
+
+    ``aliases`` names breaker dependencies (the gateway's are upstream URLs).
+    """
+    families = list(text_string_to_metric_families(text))
+    exposed = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    samples = [s for f in families for s in f.samples]
+
+    def own(name: str) -> float | None:
+        if name not in exposed:
+            return None
+        return sum(s.value for s in samples if s.name == name and _of(s.labels, service))
+
+    def unlabelled(name: str, only_on: str) -> float | None:
+        values = [s.value for s in samples if s.name == name]
+        return sum(values) if service == only_on and values else None
+
+    lag: dict[str, float] | None = None
+    if "kafka_consumer_lag_messages" in exposed:
+        lag = {}
+        for s in samples:
+            if s.name == "kafka_consumer_lag_messages" and _of(s.labels, service):
+                topic = s.labels.get("topic", "?")
+                lag[topic] = lag.get(topic, 0.0) + s.value
+    breakers = {
+        (aliases or {}).get(dep, dep)
+        for s in samples
+        if s.name == "circuit_breaker_open"
+        and _of(s.labels, service)
+        and s.value >= 1
+        and (dep := s.labels.get("dependency", "?"))
+    }
+    return Metrics(
+        backlog=own("outbox_backlog_events"),
+        lag=lag,
+        dead_lettered=own("events_dead_lettered_total"),
+        open_breakers=tuple(sorted(breakers)),
+        queue_depth=unlabelled("core_queue_depth", "core"),
+        jobs_running=unlabelled("core_jobs_running", "core"),
+        failed_sends=unlabelled("notice_messages_failed_total", "notice"),
+    )
+
+
+def _of(labels: Mapping[str, str], service: str) -> bool:
+    return labels.get("service") == service
+
+
+# --- pure: verdict and rendering -----------------------------------------------------------
+
+
+def verdict(snapshot: Snapshot) -> Verdict:
+    reasons: list[str] = []
+    limits = snapshot.thresholds
+    for s in snapshot.services:
+        if s.health == "down":
+            reasons.append(f"{s.name} down ({s.problem})")
+            continue
+        if s.health != "ok":
+            reasons.append(f"{s.name} not ready ({s.problem})")
+        if s.metrics is None:
+            reasons.append(f"{s.name} metrics unreadable ({s.metrics_error})")
+            continue
+        m = s.metrics
+        reasons.extend(f"{s.name} circuit open to {dep}" for dep in m.open_breakers)
+        if m.dead_lettered:
+            reasons.append(f"{s.name} dead-lettered {_num(m.dead_lettered)} events")
+        if m.backlog is not None and m.backlog > limits.backlog:
+            reasons.append(f"{s.name} outbox backlog {_num(m.backlog)} > {limits.backlog}")
+        for topic, behind in sorted((m.lag or {}).items()):
+            if behind > limits.lag:
+                reasons.append(f"{s.name} lag {_num(behind)} on {topic} > {limits.lag}")
+    return Verdict(tuple(reasons))
+
+
+# (header, width); the last column takes what is left of WIDTH.
+COLUMNS = (
+    ("SERVICE", 12),
+    ("HEALTH", 8),
+    ("BACKLOG", 8),
+    ("LAG", 7),
+    ("DEAD-LETTERED", 14),
+    ("QUEUED", 7),
+    ("RUNNING", 8),
+    ("SEND-FAILS", 11),
+    ("OPEN BREAKERS", 0),
+)
+
+
+def render(snapshot: Snapshot) -> str:
+    """The screen: one row per service, the details worth a line, then the verdict."""
+    lines = [f"nocode status  {snapshot.taken_at}".rstrip(), "", _row(h for h, _ in COLUMNS)]
+    details: list[str] = []
+    for s in snapshot.services:
+        m = s.metrics or Metrics()
+        lag = None if m.lag is None else sum(m.lag.values())
+        health = s.health if s.health == "ok" else s.health.upper()
+        cells = (s.name, health, m.backlog, lag, m.dead_lettered, m.queue_depth)
+        cells += (m.jobs_running, m.failed_sends, ", ".join(m.open_breakers) or "-")
+        lines.append(_row(_cell(c) for c in cells))
+        if s.health != "ok":
+            details.append(f"{s.name} {s.health} at {s.url}: {s.problem}")
+        elif s.metrics is None:
+            details.append(f"{s.name} {s.url}/metrics: {s.metrics_error}")
+        if m.lag and any(m.lag.values()):
+            behind = ", ".join(f"{t} {_num(n)}" for t, n in sorted(m.lag.items()) if n)
+            details.append(f"{s.name} lag by topic: {behind}")
+    if details:
+        lines += ["", *(_wrap(d, "  ", "    ") for d in details)]
+    lines += ["", _wrap(str(verdict(snapshot)), "", "  ")]
+    return "\n".join(lines)
+
+
+def to_json(snapshot: Snapshot) -> dict[str, object]:
+    v = verdict(snapshot)
+    return {
+        "taken_at": snapshot.taken_at,
+        "healthy": v.healthy,
+        "verdict": str(v),
+        "reasons": list(v.reasons),
+        "thresholds": asdict(snapshot.thresholds),
+        "services": [asdict(s) for s in snapshot.services],
+    }
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.1f}"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return _num(value) if isinstance(value, float | int) else str(value)
+
+
+def _row(cells: object) -> str:
+    out = ""
+    for (_, width), cell in zip(COLUMNS, cells, strict=True):
+        text = str(cell)
+        room = width - 1 if width else WIDTH - len(out)
+        if len(text) > room:
+            text = text[: max(room - 3, 0)] + "..."
+        out += text.ljust(width) if width else text
+    return out.rstrip()
+
+
+def _wrap(text: str, first: str, rest: str) -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest)
+
+
+# --- gathering -----------------------------------------------------------------------------
+
+
+def service_urls(host: str = "127.0.0.1", env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each service's base URL, with the launcher's ports: ``NAME_PORT``, else the default."""
+    from nocode.launcher import Platform
+
+    platform = Platform(env=dict(os.environ if env is None else env))
+    return {spec.name: f"http://{host}:{platform.port(spec)}" for spec in SERVICES}
+
+
+async def gather(
+    urls: Mapping[str, str], thresholds: Thresholds | None = None, timeout_s: float = TIMEOUT_S
+) -> Snapshot:
+    """Ask every service at once; a service that does not answer is ``down``."""
+    aliases = {url: name for name, url in urls.items()}
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        statuses = await asyncio.gather(
+            *(_probe(client, name, url, aliases, timeout_s) for name, url in urls.items())
+        )
+    taken_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return Snapshot(tuple(statuses), taken_at, thresholds or Thresholds())
+
+
+async def _probe(
+    client: httpx.AsyncClient, name: str, url: str, aliases: Mapping[str, str], timeout_s: float
+) -> ServiceStatus:
+    ready, scrape = await asyncio.gather(
+        client.get(f"{url}/health/ready"), client.get(f"{url}/metrics"), return_exceptions=True
+    )
+    if isinstance(ready, BaseException):
+        return ServiceStatus(name, url, "down", _why(ready, timeout_s))
+    health, problem = read_health(ready.status_code, ready.content)
+    try:
+        if isinstance(scrape, BaseException):
+            raise scrape
+        scrape.raise_for_status()
+        metrics = parse_metrics(name, scrape.text, aliases)
+    except Exception as exc:
+        return ServiceStatus(name, url, health, problem, None, _why(exc, timeout_s))
+    return ServiceStatus(name, url, health, problem, metrics)
+
+
+def _why(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {timeout_s:g}s"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def main(
+    *,
+    host: str = "127.0.0.1",
+    as_json: bool = False,
+    watch: float = 0.0,
+    thresholds: Thresholds | None = None,
+    urls: Mapping[str, str] | None = None,
+    out: Callable[[str], None] = print,
+) -> int:
+    """What ``nocode status`` does; returns the exit code (0 healthy, 1 degraded)."""
+    urls = urls or service_urls(host)
+    code = 1
+    try:
+        while True:
+            snapshot = asyncio.run(gather(urls, thresholds))
+            code = 0 if verdict(snapshot).healthy else 1
+            if as_json:
+                option = 0 if watch else orjson.OPT_INDENT_2
+                out(orjson.dumps(to_json(snapshot), option=option).decode())
+            else:
+                out(("\x1b[H\x1b[2J" if watch else "") + render(snapshot))
+            if not watch:
+                return code
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return code
