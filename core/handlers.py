@@ -2,7 +2,8 @@
 
 Event handlers run inside the consumer's unit of work (the runtime commits it, with
 the inbox row that makes a redelivery a no-op); the ``(kind, request_id)`` unique key
-makes a second Approved for the same request a no-op too.
+makes a second Approved for the same request a no-op too. Metrics count a change once
+that transaction committed, so a retried event is not counted twice.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from contracts import model as model_events
 from contracts import target as target_events
 from core import metrics
 from core.domain import Job, Kind, State
+from servicekit.db import after_commit
 from servicekit.http import NotFound
+from servicekit.metrics import SAGA_COMPENSATIONS
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +77,7 @@ def _now() -> datetime:
 async def _enqueue(uow: CoreUow, job: Job) -> None:
     added = await uow.jobs.enqueue(job)
     if added:
-        metrics.JOBS.labels(job.kind.value, "enqueued").inc()
+        after_commit(uow, metrics.JOBS.labels(job.kind.value, "enqueued").inc)
     log.info(
         "job enqueued" if added else "job already enqueued",
         job_id=job.id if added else None,
@@ -132,7 +135,9 @@ async def _cancel(uow: CoreUow, kind: Kind, request_id: str, reason: str) -> Non
     if outcome != "ignored":
         await uow.jobs.save(job)
     if outcome == "canceled":
-        metrics.JOBS.labels(kind.value, "canceled").inc()
+        # A running job ends at its next write instead; the runner counts it there.
+        after_commit(uow, metrics.JOBS.labels(kind.value, "canceled").inc)
+        after_commit(uow, SAGA_COMPENSATIONS.labels("core", "job_canceled").inc)
     log.info(
         "job cancel", job_id=job.id, request_id=request_id, outcome=outcome, state=job.state.value
     )
@@ -148,7 +153,8 @@ async def on_completion_refused(uow: CoreUow, event: model_events.CompletionRefu
         return
     if job.compensate(f"cancelled after completing: {event.reason}", _now()):
         await uow.jobs.save(job)
-        metrics.JOBS.labels(job.kind.value, "compensated").inc()
+        after_commit(uow, metrics.JOBS.labels(job.kind.value, "compensated").inc)
+        after_commit(uow, SAGA_COMPENSATIONS.labels("core", "job_compensated").inc)
         log.warning("job compensated", job_id=job.id, request_id=job.request_id, why=event.reason)
     else:
         log.info("completion refused changes nothing", job_id=job.id, state=job.state.value)

@@ -1,12 +1,13 @@
 """What the model context does: commands from the API, events from core.
 
 Every handler runs in one unit of work, so the request row and the events it
-raises are committed together.
+raises are committed together; metrics count a change once it committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -15,6 +16,8 @@ from prometheus_client import Counter
 
 from contracts import core
 from model.domain import ModelRequest, State
+from servicekit import metrics
+from servicekit.db import after_commit
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 
@@ -74,9 +77,16 @@ async def _change(uow: ModelUow, id: int, change: Callable[[ModelRequest], None]
         previous = req.state
         change(req)
         await uow.requests.save(req)
+        _count(uow, req, previous)
         await uow.commit()
     log.info("model request changed", model_request_id=id, previous=previous, state=req.state)
     return req
+
+
+def _count(uow: ModelUow, req: ModelRequest, previous: State) -> None:
+    """The saga's metrics of this change, once it committed."""
+    transition = (previous.value, req.state.value, req.created_at)
+    after_commit(uow, partial(metrics.record_saga_transition, "model", *transition))
 
 
 async def get(uow: ModelUow, id: int) -> ModelRequest:
@@ -111,6 +121,7 @@ async def on_completed(uow: ModelUow, event: core.ModelCompleted) -> None:
         # The cancel landed after core's compensation check: tell core and the read side.
         refused.refuse_completion(event.id)
         await uow.requests.save(refused)
+        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("model", "completion_refused").inc)
 
 
 async def on_failed(uow: ModelUow, event: core.ModelFailed) -> None:
@@ -127,8 +138,9 @@ async def _apply(
         log.warning(
             "core event for unknown request", event_type=name, model_request_id=event.request_id
         )
-        CORE_EVENTS_REFUSED.labels(name, "unknown").inc()
+        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, "unknown").inc)
         return None
+    previous = req.state
     try:
         change(req)
     except IllegalTransition as exc:
@@ -136,9 +148,10 @@ async def _apply(
         # check should have stopped it, this is the last line of defence.
         level = log.warning if req.state == State.CANCELED else log.info
         level("core event refused", event_type=name, model_request_id=req.id, why=str(exc))
-        CORE_EVENTS_REFUSED.labels(name, req.state.value).inc()
+        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, req.state.value).inc)
         return req
     await uow.requests.save(req)
+    _count(uow, req, previous)
     return None
 
 

@@ -3,13 +3,18 @@
 A unit of work is one transaction. Events raised by aggregates the unit of work
 has seen are written to the outbox inside that same transaction on commit, so a
 state change and the event announcing it are stored together or not at all.
+Effects outside the database that must happen once per committed change (metrics)
+are registered with :meth:`UnitOfWork.after_commit`: a consumer retrying a failed
+transaction does not count the change twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +25,10 @@ from sqlalchemy.ext.asyncio import (
 
 from contracts import Event
 from servicekit.outbox import OutboxWriter
+
+log = structlog.get_logger(__name__)
+
+Callback = Callable[[], object]
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -56,11 +65,13 @@ class UnitOfWork:
         self._sessionmaker = sessionmaker
         self.outbox = outbox
         self._seen: list[EventSource] = []
+        self._after_commit: list[Callback] = []
 
     async def __aenter__(self) -> Self:
         self.session = self._sessionmaker()
         await self.session.begin()
         self._seen = []
+        self._after_commit = []
         self.on_begin()
         return self
 
@@ -71,11 +82,25 @@ class UnitOfWork:
         if aggregate not in self._seen:
             self._seen.append(aggregate)
 
+    def after_commit(self, callback: Callback) -> None:
+        """Call ``callback`` once this transaction has committed; never if it rolls back.
+
+        Callbacks run in the order given, after the commit succeeded; one that raises
+        is logged and the others still run (the change is stored whatever they do).
+        """
+        self._after_commit.append(callback)
+
     async def commit(self) -> None:
         for aggregate in self._seen:
             for event in aggregate.pull_events():
                 await self.outbox.add(self.session, event)
         await self.session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as exc:
+                log.error("after-commit callback failed", callback=repr(callback), error=repr(exc))
 
     async def __aexit__(
         self,
@@ -83,6 +108,20 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._after_commit = []  # not committed: what waited for the commit never happens
         if self.session.in_transaction():
             await self.session.rollback()
         await self.session.close()
+
+
+def after_commit(uow: object, callback: Callback) -> None:
+    """``uow.after_commit(callback)``, for handlers typed against a unit-of-work Protocol.
+
+    A unit of work without the hook (an in-memory fake in unit tests, which has no
+    transaction to roll back) calls ``callback`` at once.
+    """
+    hook: Callable[[Callback], None] | None = getattr(uow, "after_commit", None)
+    if hook is None:
+        callback()
+    else:
+        hook(callback)

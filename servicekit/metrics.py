@@ -6,6 +6,8 @@ service process has its own registry (the default one) exposed on ``/metrics``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
@@ -58,3 +60,59 @@ CONSUMER_LAG = Gauge(
     "Records on a partition not yet processed by the group (high-water mark minus position)",
     [*CONSUMER_LABELS, "partition"],
 )
+
+# The saga, recorded by the service where each transition happens (model for the model
+# flow, target for the target flow), once its transaction committed (UnitOfWork.after_commit).
+# No ``service`` label on the flow metrics: one service owns each flow, so ``flow`` says it.
+SAGA_STAGE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 43200, 86400)
+SAGA_STAGE_DURATION = Histogram(
+    "saga_stage_duration_seconds",
+    "Time from a request's creation to a stage of its saga (stage: approved, completed)",
+    ["flow", "stage"],
+    buckets=SAGA_STAGE_BUCKETS,
+)
+SAGA_OUTCOMES = Counter(
+    "saga_outcomes_total",
+    "Requests that reached an end state (outcome: completed, failed, rejected, canceled)",
+    ["flow", "outcome"],
+)
+SAGA_CANCELLATIONS = Counter(
+    "saga_cancellations_total",
+    "Requests cancelled (by their user or by compensation), by the state they left",
+    ["flow", "from_state"],
+)
+# Three services compensate, each in its own way: ``service`` says which one acted.
+SAGA_COMPENSATIONS = Counter(
+    "saga_compensations_total",
+    "Compensating actions (kind: targets_canceled, completion_refused, job_canceled, "
+    "job_compensated)",
+    ["service", "kind"],
+)
+
+# End states as the flows name them (model's and target's states on the wire).
+SAGA_END_STATES = {
+    "completed": "completed",
+    "failed": "failed",
+    "rejected": "rejected",
+    "canceled": "canceled",
+    "requestCanceled": "canceled",
+}
+
+
+def record_saga_transition(
+    flow: str, previous: str, state: str, created_at: datetime, now: datetime | None = None
+) -> None:
+    """Count one committed transition of a ``flow`` request from ``previous`` to ``state``."""
+    if state == previous:
+        return
+    age = max(0.0, ((now or datetime.now(UTC)) - created_at).total_seconds())
+    if state == "approved":
+        SAGA_STAGE_DURATION.labels(flow, "approved").observe(age)
+    outcome = SAGA_END_STATES.get(state)
+    if outcome is None:
+        return
+    SAGA_OUTCOMES.labels(flow, outcome).inc()
+    if outcome == "completed":
+        SAGA_STAGE_DURATION.labels(flow, "completed").observe(age)
+    elif outcome == "canceled":
+        SAGA_CANCELLATIONS.labels(flow, previous).inc()

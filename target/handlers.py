@@ -1,12 +1,14 @@
 """What the target context does: commands from the API, events from model and core.
 
 Every handler runs in one unit of work, so the target rows, target's record of
-model states and the events they raise are committed together.
+model states and the events they raise are committed together; metrics count a
+change once it committed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
@@ -15,9 +17,11 @@ from prometheus_client import Counter
 
 from contracts import core
 from contracts import model as model_events
+from servicekit import metrics
+from servicekit.db import after_commit
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
-from target.domain import ModelGone, ModelRecord, TargetRequest
+from target.domain import ModelGone, ModelRecord, State, TargetRequest
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +112,7 @@ async def _change(
         previous = req.state
         change(req, model_state)
         await uow.targets.save(req)
+        _count(uow, req, previous)
         await uow.commit()
     log.info(
         "target request changed",
@@ -117,6 +122,12 @@ async def _change(
         reason=req.reason,
     )
     return TargetView(req, model_state)
+
+
+def _count(uow: TargetUow, req: TargetRequest, previous: State) -> None:
+    """The saga's metrics of this change, once it committed."""
+    transition = (previous.value, req.state.value, req.created_at)
+    after_commit(uow, partial(metrics.record_saga_transition, "target", *transition))
 
 
 async def get(uow: TargetUow, id: int) -> TargetView:
@@ -178,6 +189,8 @@ async def _compensate(uow: TargetUow, model: ModelRecord) -> None:
         previous = req.state
         req.cancel(reason)
         await uow.targets.save(req)
+        _count(uow, req, previous)
+        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("target", "targets_canceled").inc)
         log.info(
             "target request cancelled by compensation",
             target_request_id=req.id,
@@ -206,7 +219,7 @@ async def _apply(
         log.warning(
             "core event for unknown target", event_type=name, target_request_id=event.request_id
         )
-        CORE_EVENTS_REFUSED.labels(name, "unknown").inc()
+        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, "unknown").inc)
         return
     previous = req.state
     try:
@@ -214,9 +227,10 @@ async def _apply(
     except IllegalTransition as exc:
         # E.g. the target was cancelled while core extracted it: it stays cancelled.
         log.warning("core event refused", event_type=name, target_request_id=req.id, why=str(exc))
-        CORE_EVENTS_REFUSED.labels(name, req.state.value).inc()
+        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, req.state.value).inc)
         return
     await uow.targets.save(req)
+    _count(uow, req, previous)
     log.info(
         "target request changed",
         event_type=name,
