@@ -64,11 +64,18 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
             lease_s=s.lease_s,
             backoff=Backoff(s.job_backoff_initial_s, s.job_backoff_max_s),
             lms_max_attempts=s.lms_max_attempts,
+            tracer=runtime.tracing.tracer,
         )
+
+    def make_http() -> httpx.AsyncClient:
+        client = httpx.AsyncClient()
+        runtime.tracing.instrument_httpx(client)  # Vertica, MIDAS and model's check
+        return client
 
     worker = Worker(
         uow_factory,
         make_runner,
+        make_http=make_http,
         concurrency=s.worker_concurrency,
         poll_interval_s=s.poll_interval_s,
         lease_s=s.lease_s,

@@ -14,6 +14,7 @@ from core.domain import Job, Kind, State
 from core.tables import job_ids, jobs
 from servicekit.db import EventSource, UnitOfWork
 from servicekit.outbox import OutboxWriter
+from servicekit.tracing import current_traceparent
 
 _COLUMNS = (
     "kind",
@@ -38,6 +39,7 @@ _COLUMNS = (
     "started_at",
     "finished_at",
     "updated_at",
+    "traceparent",
 )
 
 
@@ -67,7 +69,10 @@ class JobRepository:
         return int(await self.session.scalar(job_ids.next_value()))
 
     async def enqueue(self, job: Job) -> bool:
-        """Add a job; False if its request already has a job of that kind (a redelivery)."""
+        """Add a job; False if its request already has a job of that kind (a redelivery).
+
+        The job keeps the current trace context, so the work it does joins that trace."""
+        job.traceparent = job.traceparent or current_traceparent()
         added = await self.session.execute(
             insert(jobs)
             .values(id=job.id, **_values(job))

@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from core import metrics
 from core.domain import Backoff, Job, Kind, State
 from core.queue import CoreUnitOfWork
 from core.work import Cancel, Complete, Fail, Outcome, Work, lms_job
+from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
 
@@ -49,30 +51,55 @@ class JobRunner:
         lease_s: float,
         backoff: Backoff,
         lms_max_attempts: int,
+        tracer: Tracer,
     ) -> None:
         self.uow_factory = uow_factory
         self.work = work
         self.lease_s = lease_s
         self.backoff = backoff
         self.lms_max_attempts = lms_max_attempts
+        self.tracer = tracer
 
     async def run(self, job: Job) -> None:
-        try:
-            await self._run(job)
-        except JobEnded:
-            pass
-        except LeaseLost as exc:
-            log.warning(
-                "job lease lost, stopping", job_id=job.id, request_id=job.request_id, why=str(exc)
-            )
+        """Run this claim of ``job``: one span in the trace of whatever caused the job."""
+        attributes = {
+            "nocode.job.id": job.id,
+            "nocode.job.kind": job.kind.value,
+            "nocode.request.id": job.request_id,
+            "nocode.job.attempt": job.attempts,
+        }
+        with (
+            span_from(
+                self.tracer, f"{job.kind.value} job", job.traceparent, attributes=attributes
+            ) as span,
+            structlog.contextvars.bound_contextvars(job_id=job.id),
+        ):
+            try:
+                await self._run(job)
+            except JobEnded:
+                span.set_attribute("nocode.job.state", "ended")
+            except LeaseLost as exc:
+                span.set_status(Status(StatusCode.ERROR, "lease lost"))
+                log.warning(
+                    "job lease lost, stopping",
+                    job_id=job.id,
+                    request_id=job.request_id,
+                    why=str(exc),
+                )
 
     async def _run(self, job: Job) -> None:
         owner = job.lease_owner  # this claim: every write checks it still holds the lease
         try:
             while job.step < job.work_steps:
-                job = await self._write(job.id, owner, self._renew)
-                offset = await self.work.step(job)
-                job = await self._write(job.id, owner, self._advance(offset))
+                with self.tracer.start_as_current_span(
+                    f"{job.kind.value} step",
+                    kind=SpanKind.INTERNAL,
+                    set_status_on_exception=False,  # JobEnded (a cancel) is no error
+                ) as span:
+                    span.set_attribute("nocode.job.step", job.step + 1)
+                    job = await self._write(job.id, owner, self._renew)
+                    offset = await self.work.step(job)
+                    job = await self._write(job.id, owner, self._advance(offset))
                 log.info(
                     "job step",
                     job_id=job.id,

@@ -33,6 +33,7 @@ class Worker:
         uow_factory: Callable[[], CoreUnitOfWork],
         make_runner: Callable[[httpx.AsyncClient], JobRunner],
         *,
+        make_http: Callable[[], httpx.AsyncClient] = httpx.AsyncClient,
         concurrency: int,
         poll_interval_s: float,
         lease_s: float,
@@ -40,6 +41,7 @@ class Worker:
     ) -> None:
         self.uow_factory = uow_factory
         self.make_runner = make_runner
+        self.make_http = make_http
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
         self.lease_s = lease_s
@@ -52,7 +54,7 @@ class Worker:
 
     async def run(self) -> None:
         tasks: set[asyncio.Task[None]] = set()
-        async with httpx.AsyncClient() as http:
+        async with self.make_http() as http:
             runner = self.make_runner(http)
             try:
                 while True:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from opentelemetry.trace import NoOpTracer
 
 from core.adapters.midas import MidasRefused, MidasRejected
 from core.adapters.model_client import ModelUnavailable
@@ -95,6 +96,7 @@ class Fixture:
             lease_s=10,
             backoff=Backoff(1.0, 8.0),
             lms_max_attempts=2,
+            tracer=NoOpTracer(),
         )
 
     def claimed(self, kind: Kind = Kind.MODEL, *, steps: int = 3, **state: Any) -> Job:
