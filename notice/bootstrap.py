@@ -29,8 +29,16 @@ def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRunti
             settings.notice_backoff_max_s,
         )
         async with httpx.AsyncClient(timeout=settings.chat_timeout_s) as client:
+            runtime.tracing.instrument_httpx(client)
             chat = WebhookChat(client, settings.chat_webhook_url)
-            await Sender(uow_factory, chat, policy, settings.notice_poll_interval_s).run()
+            sender = Sender(
+                uow_factory,
+                chat,
+                policy,
+                settings.notice_poll_interval_s,
+                tracer=runtime.tracing.tracer,
+            )
+            await sender.run()
 
     runtime.consume((MODEL_EVENTS, TARGET_EVENTS, CORE_EVENTS), HANDLERS, uow_factory)
     runtime.run_worker("sender", send_notifications)

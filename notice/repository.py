@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from notice.messages import Notice, TargetInfo
 from notice.tables import FAILED, PENDING, SENT, notice_targets, notifications
 from servicekit.db import UnitOfWork
+from servicekit.tracing import current_traceparent
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Notification:
     next_attempt_at: datetime
     created_at: datetime
     sent_at: datetime | None
+    traceparent: str | None
 
 
 class NotificationRepository:
@@ -48,6 +50,7 @@ class NotificationRepository:
                 text=notice.text,
                 status=PENDING,
                 attempts=0,
+                traceparent=current_traceparent(),
             )
             .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
             .returning(notifications.c.id)

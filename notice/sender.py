@@ -15,10 +15,12 @@ from typing import Protocol
 
 import httpx
 import structlog
+from opentelemetry.trace import NoOpTracer, Tracer
 from prometheus_client import Counter
 
-from notice.repository import NoticeUnitOfWork
+from notice.repository import NoticeUnitOfWork, Notification
 from servicekit.resilience import backoff_delay
+from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
 
@@ -75,11 +77,13 @@ class Sender:
         chat: Chat,
         policy: RetryPolicy,
         poll_interval_s: float,
+        tracer: Tracer | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.chat = chat
         self.policy = policy
         self.poll_interval_s = poll_interval_s
+        self.tracer = tracer or NoOpTracer()
 
     async def run(self) -> None:
         while True:
@@ -94,23 +98,30 @@ class Sender:
             if notification is None:
                 return False
             attempts = notification.attempts + 1
-            log_ = log.bind(notification_id=notification.id, attempts=attempts)
-            try:
-                await self.chat.post(notification.text)
-            except ChatUnavailable as exc:
-                error = str(exc)
-                delay = self.policy.delay_after(attempts)
-                if delay is None:
-                    await uow.notifications.mark_failed(notification.id, attempts, error)
-                    MESSAGES_FAILED.inc()
-                    log_.error("chat message given up", error=error)
-                else:
-                    await uow.notifications.retry_later(notification.id, attempts, error, delay)
-                    SEND_RETRIES.inc()
-                    log_.warning("chat message failed, retrying", error=error, retry_in_s=delay)
-            else:
-                await uow.notifications.mark_sent(notification.id, attempts)
-                MESSAGES_SENT.inc()
-                log_.info("chat message sent")
-            await uow.commit()
+            attributes = {"nocode.notification.id": notification.id, "nocode.attempt": attempts}
+            with span_from(
+                self.tracer, "send chat message", notification.traceparent, attributes=attributes
+            ):
+                await self._send(uow, notification, attempts)
+                await uow.commit()
         return True
+
+    async def _send(self, uow: NoticeUnitOfWork, notification: Notification, attempts: int) -> None:
+        log_ = log.bind(notification_id=notification.id, attempts=attempts)
+        try:
+            await self.chat.post(notification.text)
+        except ChatUnavailable as exc:
+            error = str(exc)
+            delay = self.policy.delay_after(attempts)
+            if delay is None:
+                await uow.notifications.mark_failed(notification.id, attempts, error)
+                MESSAGES_FAILED.inc()
+                log_.error("chat message given up", error=error)
+            else:
+                await uow.notifications.retry_later(notification.id, attempts, error, delay)
+                SEND_RETRIES.inc()
+                log_.warning("chat message failed, retrying", error=error, retry_in_s=delay)
+        else:
+            await uow.notifications.mark_sent(notification.id, attempts)
+            MESSAGES_SENT.inc()
+            log_.info("chat message sent")

@@ -41,6 +41,7 @@ notifications = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
+    Column("traceparent", String(64)),  # the trace of the event it announces
     Index(
         "ix_notifications_pending", "next_attempt_at", postgresql_where=text("status = 'pending'")
     ),
