@@ -51,14 +51,23 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
-def rule_exprs() -> list[str]:
+def alerts() -> list[dict]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [r["expr"] for g in groups for r in g["rules"]]
+    return [r for g in groups for r in g["rules"]]
+
+
+def rule_exprs() -> list[str]:
+    return [r["expr"] for r in alerts()]
 
 
 def dashboard_exprs() -> list[str]:
     dash = json.loads((ROOT / "deploy/grafana/dashboards/nocode.json").read_text())
-    return [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", ())]  # rows: none
+
+
+def used_names() -> set[str]:
+    """Every metric name a panel or an alert refers to."""
+    return set().union(*(metric_names(e) for e in (*dashboard_exprs(), *rule_exprs())))
 
 
 def test_the_metric_name_parser() -> None:
@@ -80,18 +89,51 @@ def test_dashboard_uses_only_exposed_metrics() -> None:
     for expr in exprs:
         assert metric_names(expr) <= exposed, (expr, metric_names(expr) - exposed)
     used = set().union(*(metric_names(e) for e in exprs))
-    for name in ("core_queue_depth", "outbox_backlog_events", "events_dead_lettered_total"):
+    for name in (
+        "core_queue_depth",
+        "outbox_backlog_events",
+        "events_dead_lettered_total",
+        "events_failed_total",
+        "kafka_consumer_lag_messages",
+        "core_compensation_checks_total",
+        "saga_stage_duration_seconds_bucket",
+        "saga_outcomes_total",
+        "saga_cancellations_total",
+        "saga_compensations_total",
+    ):
         assert name in used
 
 
+def test_consumer_panels_and_alerts_are_per_consumer_group() -> None:
+    consumer = ("events_", "event_processing_", "kafka_consumer_lag_")
+    for expr in (*dashboard_exprs(), *rule_exprs()):
+        if any(n.startswith(consumer) for n in metric_names(expr)):
+            assert re.search(r"by \([^)]*\bgroup\b", expr), expr
+
+
 def test_every_alert_is_named_labelled_and_explained() -> None:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    alerts = [r for g in groups for r in g["rules"]]
-    assert len({a["alert"] for a in alerts}) == len(alerts)
-    for a in alerts:
+    rules = alerts()
+    assert len({a["alert"] for a in rules}) == len(rules)
+    for a in rules:
         assert a["labels"]["severity"] in ("warning", "critical")
-        assert a["annotations"]["summary"]
+        assert a["annotations"]["summary"] and a["annotations"]["description"], a["alert"]
         assert 'platform="nocode"' in a["expr"], "selects the platform's own targets"
+
+
+def test_the_alerts_the_issue_asks_for() -> None:
+    """Dead letters > 0, outbox backlog and consumer lag growing (a slope, not only a
+    level), compensation checks retrying, error rate."""
+    by_name = {a["alert"]: a["expr"] for a in alerts()}
+    assert "events_dead_lettered_total" in by_name["NocodeEventsDeadLettered"]
+    assert by_name["NocodeEventsDeadLettered"].rstrip().endswith("> 0")
+    for name, metric in (
+        ("NocodeOutboxBacklogGrowing", "outbox_backlog_events"),
+        ("NocodeConsumerLagGrowing", "kafka_consumer_lag_messages"),
+    ):
+        assert re.search(rf"(deriv|delta)\({metric}\b", by_name[name]), by_name[name]
+    retrying = by_name["NocodeCompensationCheckRetrying"]
+    assert "core_compensation_checks_total" in retrying and "unavailable" in retrying
+    assert 'status=~"5.."' in by_name["NocodeHighErrorRate"]
 
 
 def test_the_prometheusrule_is_the_rule_file() -> None:
