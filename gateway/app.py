@@ -17,7 +17,7 @@ from gateway.protection import install_protection
 from gateway.proxy import proxy_handler
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
-from gateway.state import LOGGER, ROUTE_TABLE, SETTINGS, UPSTREAM_SESSION
+from gateway.state import LOGGER, ROUTE_TABLE, SETTINGS, TRACING, UPSTREAM_SESSION
 from servicekit.logging import configure_logging
 
 UPSTREAM_KEEPALIVE_S = 4.0
@@ -51,17 +51,21 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         cookie_jar=aiohttp.DummyCookieJar(),
         # Send only the headers the client sent, not aiohttp's defaults.
         skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+        # A client span per upstream call; it sends the trace context on (W3C and B3).
+        trace_configs=[app[TRACING].aiohttp_trace_config()],
     ) as session:
         # aiohttp would resend PUT and DELETE on its own after a dropped connection; the
         # gateway's retry policy (gateway.proxy) decides instead.
         session._retry_connection = False
         app[UPSTREAM_SESSION] = session
         yield
+    app[TRACING].flush()
 
 
 def build_app(settings: GatewaySettings) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
+    app[TRACING] = settings.tracing()
     app[ROUTE_TABLE] = RouteTable(settings.routes)
     install_protection(app)  # rate limiter, CORS, a circuit breaker per upstream
     app[LOGGER] = structlog.get_logger("gateway", service=settings.service_name)

@@ -27,7 +27,7 @@ from gateway.health import live_handler, ready_handler
 from gateway.menus import MenuCatalogue
 from gateway.metrics import metrics_handler
 from gateway.passwords import Passwords
-from gateway.state import LOGGER, REQUEST_CONTEXT, SETTINGS
+from gateway.state import LOGGER, REQUEST_CONTEXT, SETTINGS, TRACING
 from gateway.users import (
     ADMIN,
     DEFAULT_ROLES,
@@ -361,6 +361,7 @@ async def user_database(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the user database's engine for the app's life; seeds the admin."""
     settings = app[SETTINGS]
     engine = make_engine(settings.database_url, settings.db_pool_size)
+    app[TRACING].instrument_engine(engine)
     app[USER_STORE] = UserStore(engine)
     try:
         _check_keys(app)

@@ -1,5 +1,6 @@
 """The gateway's middlewares, outermost first in :data:`MIDDLEWARES`.
 
+0. :func:`gateway.tracing.tracing_middleware` opens the request's server span.
 1. :func:`request_context_middleware` gives every request an id, turns any failure into a
    JSON error, and records metrics and an access log line.
 2. :func:`identity_middleware` verifies the caller's bearer token.
@@ -19,6 +20,7 @@ from gateway.headers import X_REQUEST_ID, request_id_from
 from gateway.metrics import REQUEST_DURATION, REQUESTS, method_label
 from gateway.protection import body_limit_middleware, cors_middleware, rate_limit_middleware
 from gateway.state import LOGGER, REQUEST_CONTEXT, RequestContext
+from gateway.tracing import tracing_middleware
 
 USER_HEADER_PREFIX = "x-user-"
 
@@ -80,6 +82,7 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 MIDDLEWARES: list[Middleware] = [
+    tracing_middleware,
     request_context_middleware,
     cors_middleware,  # before authentication: preflights carry no token
     body_limit_middleware,

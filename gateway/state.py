@@ -11,6 +11,7 @@ from structlog.typing import FilteringBoundLogger
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
 from servicekit.auth import Identity
+from servicekit.tracing import Tracing
 
 UNMATCHED_ROUTE = "unmatched"
 """Metrics label for requests no route serves; raw paths would explode label cardinality."""
@@ -32,6 +33,7 @@ class RequestContext:
 SETTINGS = web.AppKey("gateway.settings", GatewaySettings)
 ROUTE_TABLE = web.AppKey("gateway.route_table", RouteTable)
 UPSTREAM_SESSION = web.AppKey("gateway.upstream_session", aiohttp.ClientSession)
+TRACING = web.AppKey("gateway.tracing", Tracing)
 LOGGER = web.AppKey("gateway.logger", FilteringBoundLogger)
 REQUEST_CONTEXT = web.RequestKey("gateway.request_context", RequestContext)
 
