@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from nocode.services import SERVICES
 
@@ -98,51 +99,42 @@ def read_health(status: int, body: bytes) -> tuple[str, str]:
 
 
 def parse_metrics(service: str, text: str, aliases: Mapping[str, str] | None = None) -> Metrics:
-    """This service's numbers from a Prometheus exposition text.
-
-    ``aliases`` names breaker dependencies (the gateway's are upstream URLs).
-    """
+    """This service's numbers from an exposition text; ``aliases`` names breaker
+    dependencies (the gateway's are upstream URLs)."""
     families = list(text_string_to_metric_families(text))
-    exposed = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    exposed = {f.name for f in families}  # a counter's family is named without "_total"
     samples = [s for f in families for s in f.samples]
 
-    def own(name: str) -> float | None:
-        if name not in exposed:
-            return None
-        return sum(s.value for s in samples if s.name == name and _of(s.labels, service))
+    def own(name: str) -> list[Sample]:
+        return [s for s in samples if s.name == name and s.labels.get("service") == service]
 
     def unlabelled(name: str, only_on: str) -> float | None:
         values = [s.value for s in samples if s.name == name]
         return sum(values) if service == only_on and values else None
 
-    lag: dict[str, float] | None = None
-    if "kafka_consumer_lag_messages" in exposed:
-        lag = {}
-        for s in samples:
-            if s.name == "kafka_consumer_lag_messages" and _of(s.labels, service):
-                topic = s.labels.get("topic", "?")
-                lag[topic] = lag.get(topic, 0.0) + s.value
+    # A gauge's series appear once set: none of this service's means it has no outbox (or
+    # has consumed nothing yet). An exposed counter family reads 0 until it counts.
+    backlog = own("outbox_backlog_events")
+    lag: dict[str, float] = {}
+    for s in own("kafka_consumer_lag_messages"):
+        topic = s.labels.get("topic", "?")
+        lag[topic] = lag.get(topic, 0.0) + s.value
+    dead = own("events_dead_lettered_total")
+    counting = dead or "events_dead_lettered" in exposed
     breakers = {
         (aliases or {}).get(dep, dep)
-        for s in samples
-        if s.name == "circuit_breaker_open"
-        and _of(s.labels, service)
-        and s.value >= 1
-        and (dep := s.labels.get("dependency", "?"))
+        for s in own("circuit_breaker_open")
+        if s.value >= 1 and (dep := s.labels.get("dependency", "?"))
     }
     return Metrics(
-        backlog=own("outbox_backlog_events"),
-        lag=lag,
-        dead_lettered=own("events_dead_lettered_total"),
+        backlog=sum(s.value for s in backlog) if backlog else None,
+        lag=lag or None,
+        dead_lettered=sum(s.value for s in dead) if counting else None,
         open_breakers=tuple(sorted(breakers)),
         queue_depth=unlabelled("core_queue_depth", "core"),
         jobs_running=unlabelled("core_jobs_running", "core"),
         failed_sends=unlabelled("notice_messages_failed_total", "notice"),
     )
-
-
-def _of(labels: Mapping[str, str], service: str) -> bool:
-    return labels.get("service") == service
 
 
 # --- pure: verdict and rendering -----------------------------------------------------------
@@ -294,7 +286,9 @@ def _why(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer within {timeout_s:g}s"
     if isinstance(exc, httpx.ConnectError):
-        return "connection refused"
+        # httpx says this when every address refused the connection.
+        refused = str(exc) == "All connection attempts failed"
+        return "connection refused" if refused else f"cannot connect: {exc}"
     return f"{type(exc).__name__}: {exc}"[:200]
 
 

@@ -59,7 +59,7 @@ ALIASES = {"http://127.0.0.1:8083": "notice", "http://127.0.0.1:8082": "model"}
 
 def test_each_service_sees_only_its_own_series_in_a_shared_scrape() -> None:
     notice = parse_metrics("notice", SHARED_SCRAPE, ALIASES)
-    assert notice.backlog == 0  # the family is there, notice has no outbox row in it
+    assert notice.backlog is None  # other services' backlogs are there, notice has none
     assert notice.dead_lettered == 3
     assert notice.lag == {"model.events": 9, "core.events": 0}  # partitions summed per topic
     assert notice.open_breakers == ()
@@ -67,7 +67,7 @@ def test_each_service_sees_only_its_own_series_in_a_shared_scrape() -> None:
     assert (notice.queue_depth, notice.jobs_running) == (None, None)
 
     model = parse_metrics("model", SHARED_SCRAPE, ALIASES)
-    assert (model.backlog, model.dead_lettered, model.lag) == (3, 7, {})
+    assert (model.backlog, model.dead_lettered, model.lag) == (3, 7, None)
     assert model.failed_sends is None
 
     core = parse_metrics("core", SHARED_SCRAPE, ALIASES)
@@ -110,6 +110,16 @@ def test_a_scrape_straight_from_prometheus_client_parses() -> None:
     target = parse_metrics("target", text)
     assert (target.dead_lettered, target.lag, target.backlog) == (2, {"model.events": 11}, None)
     assert parse_metrics("notice", text).failed_sends == 0
+    # An exposed counter counts from 0; a gauge has no series for model until it is set.
+    model = parse_metrics("model", text)
+    assert (model.dead_lettered, model.lag) == (0, None)
+
+
+def test_a_counter_without_any_series_yet_reads_zero() -> None:
+    registry = CollectorRegistry()
+    Counter("events_dead_lettered_total", "x", ["service", "group", "topic"], registry=registry)
+    text = generate_latest(registry).decode()
+    assert parse_metrics("model", text).dead_lettered == 0
 
 
 def test_readiness_answers() -> None:
