@@ -128,6 +128,7 @@ class EventConsumer:
             "messaging.destination.partition.id": str(record.partition),
             "messaging.consumer.group.name": self.group_id,
             "messaging.kafka.offset": record.offset,
+            "messaging.kafka.message.key": (record.key or b"").decode("utf-8", "replace"),
             "messaging.message.id": headers.get("ce_id", ""),
             "cloudevents.event_type": ce_type,
         }

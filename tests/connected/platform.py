@@ -22,6 +22,7 @@ from core.settings import CoreSettings
 from gateway.app import SERVER_OPTIONS
 from gateway.app import build_app as build_gateway
 from gateway.settings import GatewaySettings
+from gateway.state import TRACING
 from model.bootstrap import build as build_model
 from model.settings import ModelSettings
 from mypage_cqrs.bootstrap import build as build_mypage
@@ -30,6 +31,7 @@ from notice.bootstrap import build as build_notice
 from notice.settings import NoticeSettings
 from servicekit.runtime import ServiceRuntime
 from servicekit.settings import ServiceSettings
+from servicekit.tracing import Tracing
 from simulators.app import build_app as build_simulators
 from target.bootstrap import build as build_target
 from target.settings import TargetSettings
@@ -73,6 +75,7 @@ class Platform:
     databases: dict[str, str] = field(default_factory=dict)
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     runtimes: dict[str, ServiceRuntime] = field(default_factory=dict)
+    gateway_tracing: Tracing | None = None
     _running: dict[str, contextlib.AsyncExitStack] = field(default_factory=dict)
 
     @property
@@ -112,6 +115,13 @@ class Platform:
         self.clients.pop(name)
         self.runtimes.pop(name)
 
+    def tracings(self) -> dict[str, Tracing]:
+        """Each running service's tracing, the gateway's included."""
+        found = {name: runtime.tracing for name, runtime in self.runtimes.items()}
+        if self.gateway_tracing is not None:
+            found["gateway"] = self.gateway_tracing
+        return found
+
     async def stop_all(self) -> None:
         for name in list(self._running):
             await self.stop(name)
@@ -128,7 +138,9 @@ async def gateway_in_front_of(platform: Platform) -> AsyncIterator[httpx.AsyncCl
         admin_password=ADMIN_PASSWORD,
         **AUTH_SETTINGS,
     )
-    runner = web.AppRunner(build_gateway(settings), **SERVER_OPTIONS)
+    app = build_gateway(settings)
+    platform.gateway_tracing = app[TRACING]
+    runner = web.AppRunner(app, **SERVER_OPTIONS)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.port).start()
     try:
