@@ -24,7 +24,6 @@ from core import metrics
 from core.domain import Job, Kind, State
 from servicekit.db import after_commit
 from servicekit.http import NotFound
-from servicekit.metrics import SAGA_COMPENSATIONS
 
 log = structlog.get_logger(__name__)
 
@@ -137,7 +136,7 @@ async def _cancel(uow: CoreUow, kind: Kind, request_id: str, reason: str) -> Non
     if outcome == "canceled":
         # A running job ends at its next write instead; the runner counts it there.
         after_commit(uow, metrics.JOBS.labels(kind.value, "canceled").inc)
-        after_commit(uow, SAGA_COMPENSATIONS.labels("core", "job_canceled").inc)
+        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("core", "job_canceled").inc)
     log.info(
         "job cancel", job_id=job.id, request_id=request_id, outcome=outcome, state=job.state.value
     )
@@ -154,7 +153,7 @@ async def on_completion_refused(uow: CoreUow, event: model_events.CompletionRefu
     if job.compensate(f"cancelled after completing: {event.reason}", _now()):
         await uow.jobs.save(job)
         after_commit(uow, metrics.JOBS.labels(job.kind.value, "compensated").inc)
-        after_commit(uow, SAGA_COMPENSATIONS.labels("core", "job_compensated").inc)
+        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("core", "job_compensated").inc)
         log.warning("job compensated", job_id=job.id, request_id=job.request_id, why=event.reason)
     else:
         log.info("completion refused changes nothing", job_id=job.id, state=job.state.value)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# core's compensations (job_canceled, job_compensated) count in the saga's metric too.
+from servicekit.metrics import SAGA_COMPENSATIONS as SAGA_COMPENSATIONS
+
 JOBS = Counter(
     "core_jobs_total",
     "Jobs by kind and outcome (enqueued, completed, canceled, failed, retried, compensated)",
