@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 from opentelemetry import trace
@@ -17,15 +18,21 @@ from opentelemetry import trace
 def add_trace_ids(
     _: object, __: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
-    ctx = trace.get_current_span().get_span_context()
+    span = trace.get_current_span()
+    ctx = span.get_span_context()
     if ctx.is_valid:
         event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
         event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+        # The span knows which service made it (one process may run several, in tests).
+        resource = getattr(span, "resource", None)
+        if resource is not None and "service.name" in resource.attributes:
+            event_dict["service"] = resource.attributes["service.name"]
     return event_dict
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Route stdlib and structlog output through one JSON renderer on stdout."""
+def configure_logging(service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Route stdlib and structlog output through one JSON renderer on ``stream`` (stdout)."""
+    stream = stream or sys.stdout
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -41,11 +48,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.processors.JSONRenderer(),
