@@ -86,12 +86,20 @@ async def test_status_is_healthy_then_names_what_is_down_and_the_open_breaker(
     async with whole_platform(postgres_admin_url, topics) as (platform, gateway):
         urls = urls_of(platform, gateway)
 
-        async def healthy() -> Snapshot | None:
+        # One request, so model's relay publishes and every consumer of model.events has
+        # a lag to report.
+        created = await gateway.post("/models", data={"userId": "test", "modelName": "M1"})
+        assert created.status_code == 201, created.text
+        consumers = ("target", "core", "notice", "mypage_cqrs")
+
+        async def healthy_and_consumed() -> Snapshot | None:
             snapshot = await gather(urls)
-            return snapshot if verdict(snapshot).healthy else None
+            lags = {s.name: s.metrics and s.metrics.lag for s in snapshot.services}
+            consumed = all(lags[name] and "model.events" in lags[name] for name in consumers)
+            return snapshot if consumed and verdict(snapshot).healthy else None
 
         # Each service's producer connects in the background after it starts serving.
-        await eventually(healthy, timeout_s=30, what="every service ready")
+        await eventually(healthy_and_consumed, timeout_s=30, what="ready, request consumed")
 
         code, screen = await nocode_status(urls)
         print(f"\n$ nocode status   (exit {code})\n{screen}")
@@ -103,6 +111,8 @@ async def test_status_is_healthy_then_names_what_is_down_and_the_open_breaker(
         for name in SERVICE_NAMES:
             assert rows[name][1] == "ok", screen
         assert rows["core"][5:7] == ["0", "0"]  # queued, running
+        assert [rows[name][3] for name in consumers] == ["0"] * 4  # lag
+        assert rows["model"][2] == "0"  # outbox backlog: the request's event was published
         assert all(len(line) <= 100 for line in lines)
 
         await platform.stop("notice")
