@@ -182,6 +182,8 @@ def record_end(job: Job) -> None:
     """Log and count a job that just ended."""
     outcome = job.state.value
     metrics.JOBS.labels(job.kind.value, outcome).inc()
+    if job.state == State.CANCELED:
+        metrics.SAGA_COMPENSATIONS.labels("core", "job_canceled").inc()
     if job.started_at and job.finished_at:
         metrics.JOB_DURATION.labels(job.kind.value, outcome).observe(
             (job.finished_at - job.started_at).total_seconds()

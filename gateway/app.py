@@ -59,7 +59,7 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         session._retry_connection = False
         app[UPSTREAM_SESSION] = session
         yield
-    app[TRACING].flush()
+    await app[TRACING].flush()
 
 
 def build_app(settings: GatewaySettings) -> web.Application:

@@ -107,7 +107,7 @@ class ServiceRuntime:
             with contextlib.suppress(Exception):
                 await self.producer.stop()
         await self.engine.dispose()
-        self.tracing.flush()
+        await self.tracing.flush()
 
     async def ready(self) -> dict[str, str]:
         """What readiness depends on: the database and the broker, each ``ok`` or why not."""

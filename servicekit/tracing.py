@@ -13,6 +13,7 @@ so the whole saga is one trace.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
@@ -152,8 +153,9 @@ class Tracing:
             tracer_provider=self.provider, meter_provider=NoOpMeterProvider()
         )
 
-    def flush(self) -> None:
-        self.provider.force_flush(timeout_millis=5_000)
+    async def flush(self) -> None:
+        """Hand every finished span to the exporter (off the event loop: it blocks)."""
+        await asyncio.to_thread(self.provider.force_flush, 5_000)
 
 
 def current_traceparent() -> str | None:
