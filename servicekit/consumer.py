@@ -33,6 +33,7 @@ from servicekit.tracing import span_from
 log = structlog.get_logger(__name__)
 
 INBOX = inbox_table(MetaData())
+LAG_REFRESH_S = 5.0
 
 Handler = Callable[[Any, Any], Awaitable[None]]
 
@@ -82,30 +83,49 @@ class EventConsumer:
                 session_timeout_ms=self.session_timeout_ms,
                 heartbeat_interval_ms=self.heartbeat_interval_ms,
             )
+            lag_reporter: asyncio.Task[None] | None = None
             try:
                 await consumer.start()
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
+                lag_reporter = asyncio.create_task(self._report_lag(consumer))
                 async for record in consumer:
                     await self.process(record)
                     partition = TopicPartition(record.topic, record.partition)
                     await consumer.commit({partition: record.offset + 1})
-                    self._record_lag(consumer, partition, record.offset + 1)
+                    highwater = consumer.highwater(partition)
+                    if highwater is not None:
+                        self._set_lag(partition, highwater - (record.offset + 1))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: start again, uncommitted records come back
                 log.warning("consumer interrupted", error=str(exc))
                 await asyncio.sleep(1.0)
             finally:
+                if lag_reporter is not None:
+                    lag_reporter.cancel()
                 await consumer.stop()
 
-    def _record_lag(
-        self, consumer: AIOKafkaConsumer, partition: TopicPartition, position: int
-    ) -> None:
-        highwater = consumer.highwater(partition)
-        if highwater is not None:
-            metrics.CONSUMER_LAG.labels(
-                self.service, self.group_id, partition.topic, str(partition.partition)
-            ).set(max(0, highwater - position))
+    def _set_lag(self, partition: TopicPartition, lag: int) -> None:
+        metrics.CONSUMER_LAG.labels(
+            self.service, self.group_id, partition.topic, str(partition.partition)
+        ).set(max(0, lag))
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag from the broker's offsets every few seconds, so a consumer stuck on one
+        record (or starved of fetches) still shows its lag growing."""
+        while True:
+            await asyncio.sleep(LAG_REFRESH_S)
+            try:
+                partitions = list(consumer.assignment())
+                ends = await consumer.end_offsets(partitions)
+                starts = await consumer.beginning_offsets(partitions)
+                for partition in partitions:
+                    # Nothing committed yet: the group reads from the earliest record.
+                    committed = await consumer.committed(partition)
+                    done = starts[partition] if committed is None else committed
+                    self._set_lag(partition, ends[partition] - done)
+            except Exception as exc:  # the consume loop reports outages; try again later
+                log.debug("lag not measured", error=repr(exc))
 
     async def process(self, record: ConsumerRecord) -> None:
         """Apply one record, retrying; dead-letter it when it cannot be applied.

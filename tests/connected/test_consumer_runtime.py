@@ -7,17 +7,19 @@ import contextlib
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.core import ModelCompleted
 from contracts.topics import CORE_EVENTS, dead_letter_topic
+from servicekit import consumer as consumer_module
 from servicekit.consumer import EventConsumer
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
 from servicekit.tracing import Tracing
-from tests.support import read_topic
+from tests.support import eventually, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -77,3 +79,57 @@ async def test_redelivered_event_applies_its_effect_once(model_db: str, topics: 
     assert [r.request_id for r in done] == ["once", "flaky", "last"]
     assert attempts == ["once", "flaky", "flaky", "flaky", "last"]
     assert parked == []
+
+
+async def test_lag_shows_records_waiting_behind_a_stuck_one(
+    model_db: str, topics: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer_module, "LAG_REFRESH_S", 0.2)
+    engine = make_engine(model_db)
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    release = asyncio.Event()
+
+    async def slow_effect(uow: UnitOfWork, event: ModelCompleted) -> None:
+        await release.wait()
+
+    producer = AIOKafkaProducer(bootstrap_servers=topics, acks="all")
+    await producer.start()
+    consumer = EventConsumer(
+        service="lagtest",
+        topics=(CORE_EVENTS,),
+        bootstrap_servers=topics,
+        uow_factory=lambda: UnitOfWork(sessions, OutboxWriter("/test")),
+        handlers={ModelCompleted: slow_effect},
+        dead_letter_producer=producer,
+        tracer=Tracing("lagtest").tracer,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+    )
+
+    def lag() -> float:
+        return sum(
+            sample.value
+            for family in REGISTRY.collect()
+            if family.name == "kafka_consumer_lag_messages"
+            for sample in family.samples
+            if sample.labels["group"] == "lagtest" and sample.labels["topic"] == CORE_EVENTS
+        )
+
+    async def lag_is(expected: float) -> bool:
+        return lag() == expected
+
+    task = asyncio.create_task(consumer.run())
+    try:
+        for n in range(6):
+            env = Envelope.wrap(ModelCompleted(id=n, request_id="7"), "/nocode/core")
+            await producer.send_and_wait(CORE_EVENTS, env.value(), key=b"7", headers=env.headers())
+        # The first record is stuck in its handler; the broker's offsets show all six waiting.
+        await eventually(lambda: lag_is(6), what="lag of 6 while the handler is stuck")
+        release.set()
+        await eventually(lambda: lag_is(0), what="lag back to 0")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()
+        await engine.dispose()

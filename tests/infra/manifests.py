@@ -37,9 +37,6 @@ SETTINGS = {
 }
 PORTS = {spec.name: spec.default_port for spec in (*SERVICES, SIMULATORS)}
 
-# Set by the manifests before any service reads it: tracing (issue 5) will read it in
-# every service. Listed here so the check stays strict for every other name.
-PENDING = frozenset({"OTEL_EXPORTER_OTLP_ENDPOINT"})
 # What the siege container runs besides siege: `nocode token` (JWT_* from the
 # environment, nocode/keys.py) and the load-test script (the demo's gateway and user).
 CLI_NAMES = frozenset({"JWT_PRIVATE_KEY", "JWT_KEY_ID", "JWT_ISSUER", "JWT_AUDIENCE"}) | {
@@ -62,12 +59,12 @@ def aliases(settings_class: type) -> set[str]:
 
 def settings_of(service: str) -> frozenset[str]:
     """The environment variables ``nocode serve SERVICE`` reads."""
-    return frozenset(aliases(SETTINGS[service])) | PENDING
+    return frozenset(aliases(SETTINGS[service]))
 
 
 def all_settings() -> frozenset[str]:
     """Every variable some service, the launcher or the CLI reads."""
-    names = set(PENDING) | CLI_NAMES | aliases(LauncherSettings)
+    names = set(CLI_NAMES) | aliases(LauncherSettings)
     for cls in SETTINGS.values():
         names |= aliases(cls)
     return frozenset(names)
