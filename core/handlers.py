@@ -22,7 +22,6 @@ from contracts import model as model_events
 from contracts import target as target_events
 from core import metrics
 from core.domain import Job, Kind, State
-from servicekit.db import after_commit
 from servicekit.http import NotFound
 
 log = structlog.get_logger(__name__)
@@ -67,6 +66,7 @@ class CoreUow(Protocol):
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None: ...
     async def commit(self) -> None: ...
+    def after_commit(self, callback: Callable[[], object]) -> None: ...
 
 
 def _now() -> datetime:
@@ -76,7 +76,7 @@ def _now() -> datetime:
 async def _enqueue(uow: CoreUow, job: Job) -> None:
     added = await uow.jobs.enqueue(job)
     if added:
-        after_commit(uow, metrics.JOBS.labels(job.kind.value, "enqueued").inc)
+        uow.after_commit(metrics.JOBS.labels(job.kind.value, "enqueued").inc)
     log.info(
         "job enqueued" if added else "job already enqueued",
         job_id=job.id if added else None,
@@ -135,8 +135,8 @@ async def _cancel(uow: CoreUow, kind: Kind, request_id: str, reason: str) -> Non
         await uow.jobs.save(job)
     if outcome == "canceled":
         # A running job ends at its next write instead; the runner counts it there.
-        after_commit(uow, metrics.JOBS.labels(kind.value, "canceled").inc)
-        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("core", "job_canceled").inc)
+        uow.after_commit(metrics.JOBS.labels(kind.value, "canceled").inc)
+        uow.after_commit(metrics.SAGA_COMPENSATIONS.labels("core", "job_canceled").inc)
     log.info(
         "job cancel", job_id=job.id, request_id=request_id, outcome=outcome, state=job.state.value
     )
@@ -152,8 +152,8 @@ async def on_completion_refused(uow: CoreUow, event: model_events.CompletionRefu
         return
     if job.compensate(f"cancelled after completing: {event.reason}", _now()):
         await uow.jobs.save(job)
-        after_commit(uow, metrics.JOBS.labels(job.kind.value, "compensated").inc)
-        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("core", "job_compensated").inc)
+        uow.after_commit(metrics.JOBS.labels(job.kind.value, "compensated").inc)
+        uow.after_commit(metrics.SAGA_COMPENSATIONS.labels("core", "job_compensated").inc)
         log.warning("job compensated", job_id=job.id, request_id=job.request_id, why=event.reason)
     else:
         log.info("completion refused changes nothing", job_id=job.id, state=job.state.value)

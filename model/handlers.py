@@ -17,7 +17,6 @@ from prometheus_client import Counter
 from contracts import core
 from model.domain import ModelRequest, State
 from servicekit import metrics
-from servicekit.db import after_commit
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 
@@ -47,6 +46,7 @@ class ModelUow(Protocol):
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None: ...
     async def commit(self) -> None: ...
+    def after_commit(self, callback: Callable[[], object]) -> None: ...
 
 
 async def request_model(uow: ModelUow, user_id: str, model_name: str) -> ModelRequest:
@@ -86,7 +86,7 @@ async def _change(uow: ModelUow, id: int, change: Callable[[ModelRequest], None]
 def _count(uow: ModelUow, req: ModelRequest, previous: State) -> None:
     """The saga's metrics of this change, once it committed."""
     transition = (previous.value, req.state.value, req.created_at)
-    after_commit(uow, partial(metrics.record_saga_transition, "model", *transition))
+    uow.after_commit(partial(metrics.record_saga_transition, "model", *transition))
 
 
 async def get(uow: ModelUow, id: int) -> ModelRequest:
@@ -121,7 +121,7 @@ async def on_completed(uow: ModelUow, event: core.ModelCompleted) -> None:
         # The cancel landed after core's compensation check: tell core and the read side.
         refused.refuse_completion(event.id)
         await uow.requests.save(refused)
-        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("model", "completion_refused").inc)
+        uow.after_commit(metrics.SAGA_COMPENSATIONS.labels("model", "completion_refused").inc)
 
 
 async def on_failed(uow: ModelUow, event: core.ModelFailed) -> None:
@@ -138,7 +138,7 @@ async def _apply(
         log.warning(
             "core event for unknown request", event_type=name, model_request_id=event.request_id
         )
-        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, "unknown").inc)
+        uow.after_commit(CORE_EVENTS_REFUSED.labels(name, "unknown").inc)
         return None
     previous = req.state
     try:
@@ -148,7 +148,7 @@ async def _apply(
         # check should have stopped it, this is the last line of defence.
         level = log.warning if req.state == State.CANCELED else log.info
         level("core event refused", event_type=name, model_request_id=req.id, why=str(exc))
-        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, req.state.value).inc)
+        uow.after_commit(CORE_EVENTS_REFUSED.labels(name, req.state.value).inc)
         return req
     await uow.requests.save(req)
     _count(uow, req, previous)

@@ -112,16 +112,3 @@ class UnitOfWork:
         if self.session.in_transaction():
             await self.session.rollback()
         await self.session.close()
-
-
-def after_commit(uow: object, callback: Callback) -> None:
-    """``uow.after_commit(callback)``, for handlers typed against a unit-of-work Protocol.
-
-    A unit of work without the hook (an in-memory fake in unit tests, which has no
-    transaction to roll back) calls ``callback`` at once.
-    """
-    hook: Callable[[Callback], None] | None = getattr(uow, "after_commit", None)
-    if hook is None:
-        callback()
-    else:
-        hook(callback)

@@ -18,7 +18,6 @@ from prometheus_client import Counter
 from contracts import core
 from contracts import model as model_events
 from servicekit import metrics
-from servicekit.db import after_commit
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 from target.domain import ModelGone, ModelRecord, State, TargetRequest
@@ -58,6 +57,7 @@ class TargetUow(Protocol):
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None: ...
     async def commit(self) -> None: ...
+    def after_commit(self, callback: Callable[[], object]) -> None: ...
 
 
 class TargetView(NamedTuple):
@@ -127,7 +127,7 @@ async def _change(
 def _count(uow: TargetUow, req: TargetRequest, previous: State) -> None:
     """The saga's metrics of this change, once it committed."""
     transition = (previous.value, req.state.value, req.created_at)
-    after_commit(uow, partial(metrics.record_saga_transition, "target", *transition))
+    uow.after_commit(partial(metrics.record_saga_transition, "target", *transition))
 
 
 async def get(uow: TargetUow, id: int) -> TargetView:
@@ -190,7 +190,7 @@ async def _compensate(uow: TargetUow, model: ModelRecord) -> None:
         req.cancel(reason)
         await uow.targets.save(req)
         _count(uow, req, previous)
-        after_commit(uow, metrics.SAGA_COMPENSATIONS.labels("target", "targets_canceled").inc)
+        uow.after_commit(metrics.SAGA_COMPENSATIONS.labels("target", "targets_canceled").inc)
         log.info(
             "target request cancelled by compensation",
             target_request_id=req.id,
@@ -219,7 +219,7 @@ async def _apply(
         log.warning(
             "core event for unknown target", event_type=name, target_request_id=event.request_id
         )
-        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, "unknown").inc)
+        uow.after_commit(CORE_EVENTS_REFUSED.labels(name, "unknown").inc)
         return
     previous = req.state
     try:
@@ -227,7 +227,7 @@ async def _apply(
     except IllegalTransition as exc:
         # E.g. the target was cancelled while core extracted it: it stays cancelled.
         log.warning("core event refused", event_type=name, target_request_id=req.id, why=str(exc))
-        after_commit(uow, CORE_EVENTS_REFUSED.labels(name, req.state.value).inc)
+        uow.after_commit(CORE_EVENTS_REFUSED.labels(name, req.state.value).inc)
         return
     await uow.targets.save(req)
     _count(uow, req, previous)

@@ -13,6 +13,7 @@ from core import handlers
 from core.domain import Job, Kind, State
 from servicekit.db import EventSource
 from servicekit.http import NotFound
+from tests.unit.fakes import AfterCommit
 
 POLICY = handlers.JobPolicy(
     training_steps=5, extraction_steps=2, max_attempts=3, lms_max_attempts=4
@@ -72,10 +73,11 @@ class FakeJobs:
         self.rows[job.id] = job
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(AfterCommit):
     """Rows in memory; ``outbox`` holds what a real commit would have written."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[EventSource] = []
         self.jobs = FakeJobs(self.seen.append)
         self.outbox: list[Event] = []
@@ -85,10 +87,13 @@ class FakeUnitOfWork:
 
     async def __aexit__(self, *exc: object) -> None:
         self.seen.clear()
+        self.callbacks.clear()
 
     async def commit(self) -> None:
+        self.committing()
         for aggregate in self.seen:
             self.outbox.extend(aggregate.pull_events())
+        self.committed()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from model.domain import ModelRequest, State
 from servicekit.db import EventSource
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
+from tests.unit.fakes import AfterCommit
 
 
 class FakeRepository:
@@ -37,10 +38,11 @@ class FakeRepository:
         self.rows[req.id] = req
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(AfterCommit):
     """Keeps rows in memory; ``outbox`` holds what a real commit would have written."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[EventSource] = []
         self.requests = FakeRepository(self.seen.append)
         self.outbox: list[Event] = []
@@ -51,11 +53,14 @@ class FakeUnitOfWork:
 
     async def __aexit__(self, *exc: object) -> None:
         self.seen.clear()
+        self.callbacks.clear()
 
     async def commit(self) -> None:
+        self.committing()
         for aggregate in self.seen:
             self.outbox.extend(aggregate.pull_events())
         self.commits += 1
+        self.committed()
 
 
 @pytest.fixture

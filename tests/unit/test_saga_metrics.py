@@ -3,7 +3,6 @@ unit of work committed (a consumer's retried transaction is not counted twice)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -63,46 +62,11 @@ class Deltas:
         return grown
 
 
-class Deferring:
-    """Adds the real unit of work's after_commit to a test fake: callbacks run after a
-    commit that succeeds, and are dropped when the block is left without one."""
-
-    def __init__(self) -> None:
-        self.callbacks: list[Callable[[], object]] = []
-        self.fail_commit = False
-
-    def after_commit(self, callback: Callable[[], object]) -> None:
-        self.callbacks.append(callback)
-
-    async def commit(self) -> None:
-        if self.fail_commit:
-            raise ConnectionError("commit failed")
-        await super().commit()
-        callbacks, self.callbacks = self.callbacks, []
-        for callback in callbacks:
-            callback()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.callbacks.clear()
-        await super().__aexit__(*exc)
-
-
-class ModelUow(Deferring, model_fakes.FakeUnitOfWork):
-    def __init__(self) -> None:
-        model_fakes.FakeUnitOfWork.__init__(self)
-        Deferring.__init__(self)
-
-
-class TargetUow(Deferring, target_fakes.FakeUnitOfWork):
-    def __init__(self) -> None:
-        target_fakes.FakeUnitOfWork.__init__(self)
-        Deferring.__init__(self)
-
-
-class CoreUow(Deferring, core_fakes.FakeUnitOfWork):
-    def __init__(self) -> None:
-        core_fakes.FakeUnitOfWork.__init__(self)
-        Deferring.__init__(self)
+# The handlers' own fakes, whose after_commit (tests/unit/fakes.py) runs callbacks
+# only after a commit that succeeds.
+ModelUow = model_fakes.FakeUnitOfWork
+TargetUow = target_fakes.FakeUnitOfWork
+CoreUow = core_fakes.FakeUnitOfWork
 
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -14,6 +14,7 @@ from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 from target import handlers
 from target.domain import ModelGone, ModelNotCompleted, ModelRecord, State, TargetRequest
+from tests.unit.fakes import AfterCommit
 
 
 class FakeTargets:
@@ -69,10 +70,11 @@ class FakeModels:
         self.rows[record.model_request_id] = record
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(AfterCommit):
     """Keeps rows in memory; ``outbox`` holds what a real commit would have written."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[EventSource] = []
         self.targets = FakeTargets(self.seen.append)
         self.models = FakeModels()
@@ -84,12 +86,15 @@ class FakeUnitOfWork:
 
     async def __aexit__(self, *exc: object) -> None:
         self.seen.clear()
+        self.callbacks.clear()
 
     async def commit(self) -> None:
+        self.committing()
         for aggregate in self.seen:
             self.outbox.extend(aggregate.pull_events())
         self.seen.clear()
         self.commits += 1
+        self.committed()
 
 
 @pytest.fixture
