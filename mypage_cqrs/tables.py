@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
 )
 
-from servicekit.tables import inbox_table
+from servicekit.tables import dead_letters_table, inbox_table
 
 metadata = MetaData()
 
@@ -50,3 +50,4 @@ my_requests = Table(
 )
 
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)

@@ -4,8 +4,11 @@ For each record: decode the envelope, then in one transaction claim its event id
 in the inbox and apply the handler; commit the offset only after that transaction
 committed. A redelivered event finds its id in the inbox and changes nothing. A
 handler that keeps failing is retried with backoff; after ``max_attempts`` the
-record goes to the service's dead-letter topic with the error in a header, and
-the partition moves on. A record that cannot be decoded goes there at once.
+record is kept in the service's own ``dead_letters`` table (the embedded broker
+forgets its topics on a restart) and published to the service's dead-letter topic
+with the error in a header, and the partition moves on. A record that cannot be
+decoded goes there at once. An admin re-drives a dead letter through the same
+inbox claim (:mod:`servicekit.dead_letters`), so one already applied is skipped.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from sqlalchemy import MetaData
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Event
 from contracts.topics import dead_letter_topic
 from servicekit import metrics
 from servicekit.db import UnitOfWork
+from servicekit.dead_letters import record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
 from servicekit.resilience import backoff_delay
 from servicekit.tables import inbox_table
@@ -204,18 +209,7 @@ class EventConsumer:
 
     async def _apply(self, record: ConsumerRecord, envelope: Envelope, handler: Handler) -> str:
         async with self.uow_factory() as uow:
-            claimed = await uow.session.execute(
-                insert(INBOX)
-                .values(
-                    event_id=envelope.id,
-                    consumer=self.group_id,
-                    topic=record.topic,
-                    ce_type=envelope.type,
-                )
-                .on_conflict_do_nothing()
-                .returning(INBOX.c.event_id)
-            )
-            if claimed.first() is None:
+            if not await claim(uow.session, self.group_id, record.topic, envelope):
                 return "duplicate"
             await handler(uow, envelope.event)
             await uow.commit()
@@ -235,7 +229,15 @@ class EventConsumer:
             ("dlt_consumer_group", self.group_id.encode()),
             ("dlt_attempts", str(attempts).encode()),
         ]
-        # Retry until the broker takes it: moving on without parking it would lose it.
+        # Kept in the database first (the embedded broker keeps topics in memory only),
+        # then on the topic; each retried until taken: moving on without it would lose it.
+        while True:
+            try:
+                await record_dead_letter(self.uow_factory, self.group_id, record, error, attempts)
+                break
+            except Exception as exc:
+                log.warning("dead letter not stored yet", error=repr(exc))
+                await asyncio.sleep(1.0)
         while True:
             try:
                 await self.dlt_producer.send_and_wait(
@@ -249,3 +251,15 @@ class EventConsumer:
         metrics.EVENTS_DEAD_LETTERED.labels(*labels).inc()
         ce_type = header_map(record.headers).get("ce_type", "unknown")
         metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "dead_lettered").inc()
+
+
+async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Envelope) -> bool:
+    """Record ``envelope``'s id in the inbox of ``group_id``, in the caller's transaction;
+    False when that consumer applied it already."""
+    claimed = await session.execute(
+        insert(INBOX)
+        .values(event_id=envelope.id, consumer=group_id, topic=topic, ce_type=envelope.type)
+        .on_conflict_do_nothing()
+        .returning(INBOX.c.event_id)
+    )
+    return claimed.first() is not None
