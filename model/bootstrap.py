@@ -10,6 +10,7 @@ from model.handlers import CORE_HANDLERS
 from model.repository import ModelUnitOfWork
 from model.settings import ModelSettings
 from servicekit.app import create_app
+from servicekit.ops import mount_ops
 from servicekit.runtime import ServiceRuntime
 
 
@@ -23,5 +24,6 @@ def build(settings: ModelSettings | None = None) -> tuple[FastAPI, ServiceRuntim
     runtime.publish_from_outbox()
     runtime.consume((CORE_EVENTS,), CORE_HANDLERS, uow_factory)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/models")
     app.state.uow_factory = uow_factory
     return app, runtime

@@ -10,6 +10,7 @@ from mypage_cqrs.handlers import HANDLERS
 from mypage_cqrs.repository import MypageUnitOfWork
 from mypage_cqrs.settings import MypageCqrsSettings
 from servicekit.app import create_app
+from servicekit.ops import mount_ops
 from servicekit.runtime import ServiceRuntime
 
 
@@ -23,5 +24,6 @@ def build(settings: MypageCqrsSettings | None = None) -> tuple[FastAPI, ServiceR
     # Consumes only: no outbox to publish from.
     runtime.consume(EVENT_TOPICS, HANDLERS, uow_factory)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/myRequests")
     app.state.uow_factory = uow_factory
     return app, runtime

@@ -1,6 +1,6 @@
 """The admin's re-drive API every consuming service mounts under its own prefix.
 
-- ``GET  {prefix}/ops/dead-letters``            parked ones (``status``, ``eventType``, ``id``)
+- ``GET  {prefix}/ops/dead-letters``            parked ones (``status``: or all, ...)
 - ``POST {prefix}/ops/dead-letters/redrive``    a dry run unless ``dryRun=false``
 - ``GET  {prefix}/ops/failed``                  the service's own failed things (``kind``, ``id``)
 - ``POST {prefix}/ops/failed/redrive``          a dry run unless ``dryRun=false``
@@ -15,7 +15,7 @@ single route and selects nothing in the batch one (only failed things are select
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Protocol
+from typing import Annotated, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 
@@ -120,13 +120,14 @@ def ops_router(
     @router.get("/dead-letters")
     async def list_dead_letters(
         who: Caller,
-        status: Status | None = Status.PARKED,
+        status: Literal["parked", "redriven", "skipped", "all"] = "parked",
         event_type: Annotated[str | None, Query(alias="eventType")] = None,
         ids: Ids = None,
         limit: Limit = 100,
     ) -> list[DeadLetterOut]:
         require_admin(who, "see dead letters")
-        found = await redriver.list(status, ids=ids, event_type=event_type, limit=limit)
+        chosen = None if status == "all" else Status(status)
+        found = await redriver.list(chosen, ids=ids, event_type=event_type, limit=limit)
         return [DeadLetterOut.of(d) for d in found]
 
     @router.post("/dead-letters/redrive")

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS
 from servicekit.app import create_app
+from servicekit.ops import mount_ops
 from servicekit.runtime import ServiceRuntime
 from target.api import router
 from target.handlers import HANDLERS
@@ -24,5 +25,6 @@ def build(settings: TargetSettings | None = None) -> tuple[FastAPI, ServiceRunti
     # Model's events keep target's record of model states; core's move extractions on.
     runtime.consume((MODEL_EVENTS, CORE_EVENTS), HANDLERS, uow_factory)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/targets")
     app.state.uow_factory = uow_factory
     return app, runtime

@@ -21,6 +21,8 @@ LEGAL = {
     (State.IN_PROGRESS, Action.COMPLETE): State.COMPLETED,
     (State.APPROVED, Action.FAIL): State.FAILED,
     (State.IN_PROGRESS, Action.FAIL): State.FAILED,
+    (State.FAILED, Action.PROGRESS): State.IN_PROGRESS,
+    (State.FAILED, Action.COMPLETE): State.COMPLETED,
 }
 ALL_PAIRS = list(itertools.product(State, Action))
 
