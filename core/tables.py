@@ -55,6 +55,7 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("traceparent", String(64)),
+    Column("redrives", Integer, nullable=False, server_default="0"),
     UniqueConstraint("kind", "request_id", name="uq_jobs_kind_request"),
     Index("ix_jobs_claimable", "id", postgresql_where=CLAIMABLE),
     Index("ix_jobs_state_kind", "state", "kind"),
