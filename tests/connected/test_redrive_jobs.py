@@ -3,12 +3,14 @@ once Vertica and MIDAS answer again: each completes once, one MIDAS send per tar
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS
+from nocode import dlq
 from tests.connected.platform import whole_platform
 from tests.support import bearer, eventually, topic_values
 
@@ -86,7 +88,12 @@ async def test_a_failed_job_and_a_failed_lms_send_redriven_complete_once(
         await eventually(approved, what="the target approved once its model completed")
         [lms_job] = await eventually(lambda: failed_jobs(gateway, "lms"))
         await sim.put("/midas/_faults", json={})
-        one = await gateway.post(f"/cores/ops/failed/{lms_job['id']}/redrive")
+        # The admin's CLI: list, a dry run, then --yes (filtered to core's LMS sends).
+        listed, dry_cli, applied_cli = (
+            await cli(str(gateway.base_url), "list"),
+            await cli(str(gateway.base_url), "redrive", service=["core"], kind="lms"),
+            await cli(str(gateway.base_url), "redrive", service=["core"], kind="lms", apply=True),
+        )
         again = await gateway.post(f"/cores/ops/failed/{lms_job['id']}/redrive")
 
         async def lms_completed() -> Json | None:
@@ -125,12 +132,34 @@ async def test_a_failed_job_and_a_failed_lms_send_redriven_complete_once(
     assert of(model_events, mid, "StateChanged")[-1:] == ["StateChanged"]
 
     assert lms_job["attempts"] == 2 and "midas answered 503" in lms_job["error"]
-    assert one.status_code == 200 and one.json()["state"] == "queued"
+    assert listed[0] == 0 and f"core         failed      {lms_job['id']:>6}  lms" in listed[1]
+    assert "midas answered 503" in listed[1]
+    assert dry_cli[0] == 0 and "would_redrive" in dry_cli[1] and "dry run" in dry_cli[1]
+    assert applied_cli[0] == 0 and "→ redriven" in applied_cli[1], applied_cli[1]
+    assert "re-driven: 1 of 1" in applied_cli[1]
     assert again.status_code == 409
     assert (lms_done["attempts"], lms_done["maxAttempts"]) == (3, 4)
     assert [s["targetId"] for s in sends] == [tid]  # one MIDAS send for the target
     assert of(core_events, tid, "LmsFailed", "LmsSent") == ["LmsFailed", "LmsSent"]
     assert left == []
+
+
+async def cli(gateway_url: str, action: str, **options: Any) -> tuple[int, str]:
+    """``nocode dlq`` as the admin runs it (its main, with the tests' admin token)."""
+    printed: list[str] = []
+    token = bearer()["Authorization"].removeprefix("Bearer ")
+    code = await asyncio.to_thread(
+        dlq.main,
+        gateway_url=gateway_url,
+        token=token,
+        services=options.pop("service", []),
+        what=[],
+        filters=dlq.Filters(kind=options.pop("kind", None)),
+        action=action,
+        out=printed.append,
+        **options,
+    )
+    return code, "\n".join(printed)
 
 
 def platform_bootstrap(platform: Any) -> str:
