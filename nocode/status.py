@@ -46,6 +46,7 @@ class Metrics:
     queue_depth: float | None = None  # core only
     jobs_running: float | None = None  # core only
     failed_sends: float | None = None  # notice only
+    parked: float | None = None  # dead letters not re-driven yet (None: not exposed)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def parse_metrics(service: str, text: str, aliases: Mapping[str, str] | None = N
         queue_depth=unlabelled("core_queue_depth", "core"),
         jobs_running=unlabelled("core_jobs_running", "core"),
         failed_sends=unlabelled("notice_messages_failed_total", "notice"),
+        parked=sum(s.value for s in parked) if (parked := own("dead_letters_parked")) else None,
     )
 
 
@@ -164,7 +166,10 @@ def verdict(snapshot: Snapshot) -> Verdict:
             continue
         m = s.metrics
         reasons.extend(f"{s.name} circuit open to {dep}" for dep in m.open_breakers)
-        if m.dead_lettered:
+        if m.parked is not None:  # re-driven ones are no reason to worry any more
+            if m.parked:
+                reasons.append(f"{s.name} has {_num(m.parked)} dead letters (nocode dlq list)")
+        elif m.dead_lettered:
             reasons.append(f"{s.name} dead-lettered {_num(m.dead_lettered)} events")
         if m.backlog is not None and m.backlog > limits.backlog:
             reasons.append(f"{s.name} outbox backlog {_num(m.backlog)} > {limits.backlog}")

@@ -29,7 +29,7 @@ from contracts import Event
 from contracts.topics import dead_letter_topic
 from servicekit import metrics
 from servicekit.db import UnitOfWork
-from servicekit.dead_letters import record_dead_letter
+from servicekit.dead_letters import PARKED, record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
 from servicekit.resilience import backoff_delay
 from servicekit.tables import inbox_table
@@ -234,6 +234,7 @@ class EventConsumer:
         while True:
             try:
                 await record_dead_letter(self.uow_factory, self.group_id, record, error, attempts)
+                PARKED.labels(self.service).inc()  # the redriver's count corrects it
                 break
             except Exception as exc:
                 log.warning("dead letter not stored yet", error=repr(exc))

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from aiokafka import ConsumerRecord
+from prometheus_client import Gauge
 from sqlalchemy import MetaData, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,12 @@ from servicekit.statemachine import TransitionTable
 from servicekit.tables import dead_letters_table
 
 DEAD_LETTERS = dead_letters_table(MetaData())
+
+PARKED = Gauge(
+    "dead_letters_parked",
+    "Dead letters kept in the service's database and not re-driven yet",
+    ["service"],
+)
 
 
 class Status(StrEnum):
@@ -108,6 +115,11 @@ async def record_dead_letter(
             .on_conflict_do_nothing(constraint="uq_dead_letters_record")
         )
         await uow.commit()
+
+
+async def count_parked(session: AsyncSession) -> int:
+    query = select(func.count()).where(DEAD_LETTERS.c.status == Status.PARKED.value)
+    return int(await session.scalar(query) or 0)
 
 
 async def select_dead_letters(

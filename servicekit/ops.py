@@ -190,3 +190,4 @@ def mount_ops(
         runtime.settings.service_name, runtime.sessionmaker, runtime.subscriptions
     )
     app.include_router(ops_router(prefix, redriver, failed), dependencies=[Depends(caller)])
+    runtime.run_worker("dead-letters", redriver.watch)

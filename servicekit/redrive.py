@@ -8,6 +8,7 @@ that fails again stays parked with the new error. A dry run says what each would
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,7 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from contracts import Event
 from servicekit.consumer import Handler, claim
 from servicekit.db import UnitOfWork
-from servicekit.dead_letters import Action, DeadLetter, Status, move, select_dead_letters
+from servicekit.dead_letters import (
+    PARKED,
+    Action,
+    DeadLetter,
+    Status,
+    count_parked,
+    move,
+    select_dead_letters,
+)
 from servicekit.envelope import UndecodableMessage, decode
 from servicekit.tables import inbox_table
 
@@ -59,6 +68,21 @@ class DeadLetterRedriver:
         self.sessionmaker = sessionmaker
         self.subscriptions = subscriptions
 
+    async def count_parked(self) -> int:
+        """Count the parked dead letters into the ``dead_letters_parked`` gauge."""
+        async with self.sessionmaker() as session:
+            parked = await count_parked(session)
+        PARKED.labels(self.service).set(parked)
+        return parked
+
+    async def watch(self, interval_s: float = 10.0) -> None:
+        while True:
+            try:
+                await self.count_parked()
+            except Exception as exc:  # the database is away: next time
+                log.debug("dead letters not counted", error=repr(exc))
+            await asyncio.sleep(interval_s)
+
     async def list(self, status: Status | None, **filters: Any) -> list[DeadLetter]:
         async with self.sessionmaker() as session:
             return await select_dead_letters(session, status=status, **filters)
@@ -71,6 +95,8 @@ class DeadLetterRedriver:
                 outcomes.append(await self._preview(letter))
             else:
                 outcomes.append(await self._redrive_one(letter.id))
+        if not dry_run:
+            await self.count_parked()
         return outcomes
 
     async def _preview(self, letter: DeadLetter) -> Outcome:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from contracts.core import ModelCompleted, ModelProgressed
 from contracts.topics import dead_letter_topic
 from model.tables import dead_letters, inbox, outbox
+from nocode import status
 from servicekit.runtime import ServiceRuntime
 from tests.connected.model_service import model_service
 from tests.connected.test_consumer import approved_request, publish, wait_for
@@ -61,6 +62,7 @@ async def test_a_dead_letter_is_listed_redriven_once_and_a_copy_of_it_skipped(
         )
         on_topic = await read_topic(topics, dead_letter_topic("model"), expect=2)
         as_user = await client.get("/models/ops/dead-letters", headers=bearer("test"))
+        parked_before = status.parse_metrics("model", (await client.get("/metrics")).text)
         still_running = (await client.get(f"/models/{id}")).json()["state"]
 
         async with runtime.engine.begin() as conn:  # the cause is fixed
@@ -73,6 +75,7 @@ async def test_a_dead_letter_is_listed_redriven_once_and_a_copy_of_it_skipped(
         ).json()
         body = (await client.get(f"/models/{id}")).json()
         history = (await client.get("/models/ops/dead-letters", params={"status": "all"})).json()
+        parked_after = status.parse_metrics("model", (await client.get("/metrics")).text)
         redrive_as_user = await client.post(
             "/models/ops/dead-letters/redrive", params={"dryRun": "false"}, headers=bearer("u")
         )
@@ -115,6 +118,9 @@ async def test_a_dead_letter_is_listed_redriven_once_and_a_copy_of_it_skipped(
         ("skipped", 1, "skipped: already applied"),
     ]
     assert redrive_as_user.status_code == 403
+    # nocode status: degraded while they are parked, not once they are re-driven.
+    assert (parked_before.parked, parked_after.parked) == (2, 0)
+    assert parked_after.dead_lettered == 2  # the counter still says what happened
     assert rows == 2
 
 

@@ -228,3 +228,18 @@ def test_urls_come_from_the_launchers_ports() -> None:
     assert urls["gateway"] == "http://127.0.0.1:8080"
     assert list(urls) == list(SERVICE_NAMES)
     assert service_urls("10.0.0.5", env={})["core"] == "http://10.0.0.5:8084"
+
+
+def test_parked_dead_letters_degrade_and_redriven_ones_do_not() -> None:
+    from nocode.status import Metrics, ServiceStatus, Snapshot, StalledSaga, verdict
+
+    def of(metrics: Metrics, *stalls: StalledSaga) -> Snapshot:
+        return Snapshot((ServiceStatus("core", "http://c", "ok", metrics=metrics),), stalls=stalls)
+
+    assert verdict(of(Metrics(dead_lettered=3, parked=0))).healthy
+    assert verdict(of(Metrics(dead_lettered=3, parked=2))).reasons == (
+        "core has 2 dead letters (nocode dlq list)",
+    )
+    assert verdict(of(Metrics(dead_lettered=3))).reasons == ("core dead-lettered 3 events",)
+    stalled = of(Metrics(), StalledSaga("model-1", "approved_no_job", 700.0, "kim"))
+    assert verdict(stalled).reasons == ("1 saga stalled",)
