@@ -136,6 +136,8 @@ class ModelRequest:
         previous = self.state
         self.state = LIFECYCLE.next(self.id, self.state, action)
         self.updated_at = _now()
+        if previous == State.FAILED:  # its job was re-driven: the failure is over
+            self.reason = None
         return previous
 
     def _changed(self, previous: State, reason: str | None = None) -> None:

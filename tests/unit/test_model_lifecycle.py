@@ -124,3 +124,19 @@ def test_failure_keeps_the_reason() -> None:
         "vertica unreachable",
         "inProgress",
     )
+
+
+def test_a_failed_request_whose_job_is_redriven_trains_and_completes_again() -> None:
+    req = in_state(State.IN_PROGRESS)
+    req.fail("vertica unreachable")
+    req.pull_events()
+    req.record_progress(1, 3)
+    req.complete()
+    resumed, completed = req.pull_events()
+    assert (resumed.previous_state, resumed.state, resumed.reason) == ("failed", "inProgress", None)
+    assert (req.state, req.reason, completed.state, completed.progress) == (
+        State.COMPLETED,
+        None,
+        "completed",
+        100,
+    )
