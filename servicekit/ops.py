@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Annotated, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.exceptions import RequestValidationError
 
 from servicekit.auth import Caller, caller, require_admin
 from servicekit.dead_letters import DeadLetter, Status
@@ -150,19 +151,33 @@ def ops_router(
         return router
     things = failed
 
+    def known(kind: str | None) -> str | None:
+        if kind is not None and kind not in things.kinds:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "enum",
+                        "loc": ("query", "kind"),
+                        "msg": f"must be one of {', '.join(things.kinds)}",
+                        "input": kind,
+                    }
+                ]
+            )
+        return kind
+
     @router.get("/failed")
     async def list_failed(
         who: Caller, kind: str | None = None, ids: Ids = None, limit: Limit = 100
     ) -> list[Stuck]:
         require_admin(who, "see failed work")
-        return await things.failed(kind, ids, limit)
+        return await things.failed(known(kind), ids, limit)
 
     @router.post("/failed/redrive")
     async def redrive_failed(
         who: Caller, dry_run: DryRun = True, kind: str | None = None, ids: Ids = None
     ) -> RedriveReport:
         require_admin(who, "re-drive failed work")
-        chosen = await things.failed(kind, ids, 1000)
+        chosen = await things.failed(known(kind), ids, 1000)
         report = []
         for stuck in chosen:
             if dry_run:

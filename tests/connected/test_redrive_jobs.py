@@ -50,6 +50,7 @@ async def test_a_failed_job_and_a_failed_lms_send_redriven_complete_once(
         prefixes = ("/models", "/targets", "/cores", "/notices", "/myRequests")
         listings = {p: await gateway.get(f"{p}/ops/dead-letters") for p in prefixes}
         as_user = await gateway.get("/cores/ops/failed", headers=bearer("test"))
+        bad_kind = await gateway.post("/cores/ops/failed/redrive", params={"kind": "bogus"})
 
         # Training fails: Vertica is down for every attempt.
         await sim.put("/vertica/_faults", json={"failAlways": True})
@@ -116,6 +117,9 @@ async def test_a_failed_job_and_a_failed_lms_send_redriven_complete_once(
     assert {p: r.status_code for p, r in listings.items()} == dict.fromkeys(prefixes, 200)
     assert all(r.json() == [] for r in listings.values())
     assert as_user.status_code == 403
+    assert (
+        bad_kind.status_code == 422 and "kind: must be one of model, target, lms" in bad_kind.text
+    )
 
     assert failed["state"] == "failed" and "vertica answered 503" in failed["reason"]
     assert (model_job["state"], model_job["attempts"], model_job["redrives"]) == ("failed", 2, 0)
