@@ -133,7 +133,10 @@ async def read(uow: Uow, who: Caller, id: Annotated[str, Path(max_length=64)]) -
     return MyRequestOut.of(row)
 
 
-@router.get("/{kind}/{id}/timeline")
+@router.get(
+    "/{kind}/{id}/timeline",
+    responses={404: {"description": "no such request, or someone else's (the same answer)"}},
+)
 async def request_timeline(
     uow: Uow, who: Caller, kind: Literal["model", "target"], id: PositiveId
 ) -> TimelineOut:

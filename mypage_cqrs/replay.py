@@ -12,7 +12,8 @@
    live table once more.
 
 Why the live consumer may keep running meanwhile: the apply rule is a join
-(order-tolerant and idempotent), so a row is a function of the *set* of its events.
+(order-tolerant and idempotent), so a row is a function of the *set* of its events,
+and a timeline is the set of its events' entries (keyed by event id).
 Events the live consumer wrote to the old table after the snapshot are lost with it
 but are in the tail; events it writes to the new table after the swap are joined
 with the rebuilt rows; anything applied twice, by it and by the tail, changes
