@@ -7,6 +7,7 @@ and sent by MIDAS, a replay, then a model cancelled mid-training and a replay ag
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -124,7 +125,8 @@ async def completed_model_and_target(platform: Platform, gateway: httpx.AsyncCli
     position = seen.index(started)
     assert seen[:position] + seen[position + 1 :] == expected
     assert 3 < position < len(expected) - 1
-    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+    times = [datetime.fromisoformat(e["at"]) for e in entries]
+    assert times == sorted(times)
     assert [e["eventType"] for e in entries][:2] == ["Requested", "Approved"]
     page = await timeline(gateway, "model", mid)
     assert page["request"] == (await gateway.get(f"/myRequests/model-{mid}", headers=TEST)).json()
@@ -195,7 +197,8 @@ async def notices_of_the_request(gateway: httpx.AsyncClient, mid: int, entries: 
     assert {(n["userId"], n["requestKind"], n["requestId"], n["attempts"]) for n in mine} == {
         ("test", "model", mid, 1)
     }
-    assert all(n["sentAt"] and n["createdAt"] <= n["sentAt"] for n in mine)
+    moment = datetime.fromisoformat
+    assert all(n["sentAt"] and moment(n["createdAt"]) <= moment(n["sentAt"]) for n in mine)
     assert mine[1]["text"] == f'Model request #{mid} "Churn" by test: requested → approved'
     assert (await gateway.get("/notices", params=query)).json() == mine  # an admin: all
     assert (await gateway.get("/notices", params=query, headers=OTHER)).json() == []
