@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from servicekit.auth import Forbidden, Identity, Unauthorized
+from servicekit.db import DATABASE_ERRORS, DB_RETRY_AFTER_S, database_unavailable
 from servicekit.statemachine import IllegalTransition
 
 M = TypeVar("M", bound=BaseModel)
@@ -104,6 +105,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": f"invalid request: {summary}", "errors": errors}, status_code=422
         )
+
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await unexpected(request, exc)
+        # Expected while PostgreSQL restarts: one line, no traceback; nothing was stored.
+        log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+        )
+
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, database_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
