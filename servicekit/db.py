@@ -109,9 +109,15 @@ class UnitOfWork:
     Leaving the block without commit rolls back. Services subclass it to add
     their repositories (built on :attr:`session`) and register aggregates with
     :meth:`track` so their events reach the outbox.
+
+    Blocks nest: a block entered while one is open joins its transaction, and its
+    ``commit`` only stages the events; the outermost block commits (or rolls back)
+    everything. That is how a command and what is stored about it (an idempotency
+    key and its response, ``servicekit.idempotency``) commit together.
     """
 
     session: AsyncSession
+    _depth = 0
 
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], outbox: OutboxWriter
@@ -122,6 +128,9 @@ class UnitOfWork:
         self._after_commit: list[Callback] = []
 
     async def __aenter__(self) -> Self:
+        self._depth += 1
+        if self._depth > 1:
+            return self  # joins the open transaction
         self.session = self._sessionmaker()
         await self.session.begin()
         self._seen = []
@@ -148,6 +157,8 @@ class UnitOfWork:
         for aggregate in self._seen:
             for event in aggregate.pull_events():
                 await self.outbox.add(self.session, event)
+        if self._depth > 1:
+            return  # the outermost block commits
         await self.session.commit()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
@@ -162,6 +173,9 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return  # an exception goes on to the outermost block, which rolls back
         self._after_commit = []  # not committed: what waited for the commit never happens
         if self.session.in_transaction():
             await self.session.rollback()
