@@ -13,7 +13,7 @@ from collections import Counter
 import httpx
 import orjson
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from contracts.topics import MODEL_EVENTS, TARGET_EVENTS
 from model.tables import idempotency_keys, model_requests, outbox
@@ -155,6 +155,32 @@ async def test_concurrent_requests_with_one_key_take_effect_once(
     replayed = [a for a in created if a.headers.get("idempotent-replayed") == "true"]
     assert len(replayed) == len(created) - 1
     assert rows == 1 and in_outbox["Requested"] == 1
+
+
+async def test_a_repeat_while_the_first_holds_the_key_too_long_is_told_it_is_in_progress(
+    model_db: str, topics: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(idempotency, "WAIT_FOR_FIRST_S", 0.5)
+    async with model_service(model_db, topics) as (client, runtime):
+        body = {"userId": "test", "modelName": "Held"}
+        # A first request with the key, still in its transaction (claimed, not committed).
+        async with runtime.engine.connect() as held:
+            await held.begin()
+            await held.execute(
+                insert(idempotency_keys).values(owner="test", key="held", request_hash="x")
+            )
+            waiting = await client.post("/models", json=body, headers=keyed("held"))
+            await held.rollback()  # the first failed: the key is free again
+        retried = await client.post("/models", json=body, headers=keyed("held"))
+        rows = await count(runtime, model_requests)
+
+    assert waiting.status_code == 409, waiting.text
+    assert waiting.json()["detail"] == (
+        "a request with this Idempotency-Key is in progress; retry later"
+    )
+    assert waiting.headers["retry-after"] == "1"
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+    assert rows == 1
 
 
 async def test_key_format_is_checked_and_expired_keys_no_longer_count(
