@@ -155,6 +155,12 @@ async def test_postgres_stopped_under_writes_gives_503s_and_every_201_completes(
                 return set(states) == {"completed"}
 
             await eventually(all_completed, timeout_s=180, what="every model completed")
+            # The key travels through the gateway: a request sent again is answered, not redone.
+            key, id = next(iter(writes.created.items()))
+            body = {"userId": "test", "modelName": f"outage-{key[:8]}"}
+            resent = await gateway.post(
+                "/models", json=body, headers={**bearer("test"), "Idempotency-Key": key}
+            )
             async with platform.runtimes["model"].engine.connect() as conn:
                 rows = await conn.scalar(select(func.count()).select_from(model_requests))
     finally:
@@ -173,6 +179,8 @@ async def test_postgres_stopped_under_writes_gives_503s_and_every_201_completes(
     assert int(login.headers["retry-after"]) >= 1
     assert ready.status_code == 503 and ready.json()["database"].startswith("unreachable")
     assert not writes.failures, writes.failures[:5]
+    assert (resent.status_code, resent.json()["id"]) == (201, id)
+    assert resent.headers["idempotent-replayed"] == "true"
     assert set(statuses) <= {201, 503}  # no 500, nor anything else
     assert meanwhile and {s for s, _ in meanwhile} == {503}
     assert all(ra is not None and int(ra) >= 1 for _, ra in unavailable)
