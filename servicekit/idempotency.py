@@ -87,8 +87,8 @@ def parse_key(values: list[str]) -> str | None:
 
 
 def fingerprint(method: str, path: str, data: Any) -> str:
-    """What makes two requests "the same": method, path and the body's data (so key order,
-    spacing, or JSON against a form with the same fields do not matter)."""
+    """What makes two requests "the same": method, path (with any query) and the body's data
+    (so key order, spacing, or JSON against a form with the same fields do not matter)."""
     body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(b"\0".join((method.encode(), path.encode(), body))).hexdigest()
 
@@ -183,7 +183,8 @@ async def answer_once(request: Request, handle: Handle) -> Response:
     if key is None:
         return await handle(request)
     owner = caller(request).subject  # 401 first: an unknown caller claims nothing
-    request_hash = fingerprint(request.method, request.url.path, await request_data(request))
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    request_hash = fingerprint(request.method, target, await request_data(request))
     uow = request.app.state.uow_factory()
     request.state.uow = uow  # the route's handlers join this transaction (``unit_of_work``)
     try:
