@@ -114,7 +114,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if not database_unavailable(exc):
             return await unexpected(request, exc)
-        # Expected while PostgreSQL restarts: one line, no traceback; nothing was stored.
+        # Expected while PostgreSQL restarts: one line, no traceback. The transaction did not
+        # commit (or, rarely, its commit's answer was lost: a retry with its key tells).
         log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
         return JSONResponse(
             {"detail": "database unavailable, retry later"},
