@@ -9,10 +9,13 @@ it on a 503 as a client would, so the test also counts one model request per key
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -98,9 +101,12 @@ async def until_ok(call) -> httpx.Response:  # type: ignore[no-untyped-def]
 
 
 async def test_postgres_stopped_under_writes_gives_503s_and_every_201_completes(
-    tmp_path_factory: pytest.TempPathFactory, topics: str
+    topics: str,
 ) -> None:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("outage-pg") / "data", free_port())
+    # Not under pytest's tmp dir: a pytest started meanwhile (another session) resets that to
+    # 0700, and pg_ctl, running as PostgreSQL's own user when root, could no longer stop it.
+    data_dir = Path(tempfile.mkdtemp(prefix="nocode-outage-pg-")) / "data"
+    server = EmbeddedPostgres(data_dir, free_port())
     server.start()
     dead_lettered_before = dead_lettered()
     overrides = {name: dict(PATIENT_CONSUMERS) for name in SERVICES}
@@ -165,6 +171,7 @@ async def test_postgres_stopped_under_writes_gives_503s_and_every_201_completes(
                 rows = await conn.scalar(select(func.count()).select_from(model_requests))
     finally:
         server.stop()
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
     statuses = Counter(s for s, _, _ in writes.answers)
     assert dead_lettered() == dead_lettered_before  # no event given up on meanwhile
