@@ -14,7 +14,7 @@ from sqlalchemy import (
     Text,
 )
 
-from servicekit.tables import inbox_table, outbox_table
+from servicekit.tables import idempotency_table, inbox_table, outbox_table
 
 metadata = MetaData()
 
@@ -36,3 +36,4 @@ model_requests = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+idempotency_keys = idempotency_table(metadata)
