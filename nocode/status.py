@@ -92,13 +92,17 @@ class Verdict:
 
 
 def read_health(status: int, body: bytes) -> tuple[str, str]:
-    """``(health, problem)`` from a ``/health/ready`` answer."""
-    if status == 200:
-        return "ok", ""
+    """``(health, problem)`` from a ``/health/ready`` answer. A ready service may still
+    report a failing check it does not depend on (the broker): ``("ok", "broker: ...")``."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         data = None
+    if status == 200:
+        if not isinstance(data, dict):
+            return "ok", ""
+        failing = (f"{k}: {v}" for k, v in data.items() if k != "status" and v != "ok")
+        return "ok", "; ".join(failing)
     failing = []
     if isinstance(data, dict):
         for key, value in data.items():
@@ -161,6 +165,8 @@ def verdict(snapshot: Snapshot) -> Verdict:
             continue
         if s.health != "ok":
             reasons.append(f"{s.name} not ready ({s.problem})")
+        elif s.problem:
+            reasons.append(f"{s.name} degraded ({s.problem})")
         if s.metrics is None:
             reasons.append(f"{s.name} metrics unreadable ({s.metrics_error})")
             continue
@@ -209,6 +215,8 @@ def render(snapshot: Snapshot) -> str:
         lines.append(_row(_cell(c) for c in cells))
         if s.health != "ok":
             details.append(f"{s.name} {s.health} at {s.url}: {s.problem}")
+        elif s.problem:
+            details.append(f"{s.name} ready but degraded: {s.problem}")
         elif s.metrics is None:
             details.append(f"{s.name} {s.url}/metrics: {s.metrics_error}")
         if m.lag and any(m.lag.values()):

@@ -7,6 +7,9 @@ written in the same transaction as the effect, so a redelivery changes nothing.
 ``dead_letters``: the records a consumer could not apply, kept in its own database
 (the embedded broker's dead-letter topic lives in memory only) until an admin
 re-drives them; each row says what the re-drive did.
+``idempotency_keys``: each ``Idempotency-Key`` a caller sent with a command that
+succeeded, with the fingerprint of that request and the response it got, written in
+the same transaction as the command's effect (``servicekit.idempotency``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -149,3 +153,34 @@ def create_dead_letters(op: Operations) -> None:
 
 def drop_dead_letters(op: Operations) -> None:
     op.drop_table("dead_letters")
+
+
+def _idempotency_columns() -> list[Column]:
+    return [
+        Column("owner", String(255), primary_key=True),  # the caller: keys are per caller
+        Column("key", String(255), primary_key=True),
+        Column("request_hash", String(64), nullable=False),  # method, path and body
+        # Null only inside the transaction of the request that holds the key.
+        Column("status", SmallInteger),
+        Column("body", LargeBinary),
+        Column("media_type", String(255)),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    return Table(
+        "idempotency_keys",
+        metadata,
+        *_idempotency_columns(),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+
+def create_idempotency_keys(op: Operations) -> None:
+    op.create_table("idempotency_keys", *_idempotency_columns())
+    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+
+
+def drop_idempotency_keys(op: Operations) -> None:
+    op.drop_table("idempotency_keys")

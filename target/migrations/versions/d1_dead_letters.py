@@ -1,7 +1,7 @@
 """dead letters
 
 Revision ID: d1
-Revises: 0001
+Revises: i1
 Create Date: 2026-12-03
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from servicekit.tables import create_dead_letters, drop_dead_letters
 
 revision = "d1"
-down_revision = "0001"
+down_revision = "i1"
 branch_labels = None
 depends_on = None
 
