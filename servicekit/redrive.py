@@ -50,6 +50,10 @@ class Subscription(Protocol):
     uow_factory: Callable[[], UnitOfWork]
 
 
+class NotParked(Exception):
+    """Someone else re-drove it meanwhile."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     letter: DeadLetter
@@ -120,15 +124,15 @@ class DeadLetterRedriver:
     async def _redrive_one(self, id: int) -> Outcome:
         error: Exception
         try:
-            letter = await self._locked(id)
+            letter = await self._get(id)
             if letter is None or letter.status != Status.PARKED:
-                raise LookupError(f"dead letter {id} is no longer parked")
+                raise NotParked(f"dead letter {id} is no longer parked")
             sub, handler = self._route(letter)
             envelope = decode(letter.value or b"", letter.record_headers())
             async with sub.uow_factory() as uow:
-                letter = await self._locked(id, uow.session)
+                letter = await self._get(id, uow.session)
                 if letter is None or letter.status != Status.PARKED:
-                    raise LookupError(f"dead letter {id} is no longer parked")
+                    raise NotParked(f"dead letter {id} is no longer parked")
                 if not await claim(uow.session, letter.consumer, letter.topic, envelope):
                     await move(uow.session, letter, Action.SKIP, "skipped: already applied")
                     await uow.commit()
@@ -137,20 +141,20 @@ class DeadLetterRedriver:
                 await move(uow.session, letter, Action.APPLY, "applied")
                 await uow.commit()
                 return await self._done(letter, "applied")
-        except LookupError as exc:
-            found = await self._locked(id)
+        except NotParked as exc:
+            found = await self._get(id)
             assert found is not None
             return Outcome(found, "conflict", str(exc))
         except Exception as exc:
             error = exc
         detail = f"{type(error).__name__}: {error}"
         async with self.sessionmaker() as session, session.begin():
-            letter = await self._locked(id, session)
+            letter = await self._get(id, session)
             assert letter is not None
             await move(session, letter, Action.FAIL, f"failed: {detail}")
         log.warning("dead letter re-drive failed", dead_letter_id=id, error=detail)
         REDRIVES.labels(self.service, "failed").inc()
-        return Outcome(await self._locked(id) or letter, "failed", detail)
+        return Outcome(await self._get(id) or letter, "failed", detail)
 
     async def _done(self, letter: DeadLetter, outcome: str, detail: str = "") -> Outcome:
         REDRIVES.labels(self.service, outcome).inc()
@@ -161,9 +165,10 @@ class DeadLetterRedriver:
             event_type=letter.ce_type,
             outcome=outcome,
         )
-        return Outcome(await self._locked(letter.id) or letter, outcome, detail)
+        return Outcome(await self._get(letter.id) or letter, outcome, detail)
 
-    async def _locked(self, id: int, session: AsyncSession | None = None) -> DeadLetter | None:
+    async def _get(self, id: int, session: AsyncSession | None = None) -> DeadLetter | None:
+        """One dead letter; locked when read in the caller's ``session``."""
         if session is None:
             async with self.sessionmaker() as own:
                 found = await select_dead_letters(own, status=None, ids=[id], limit=1)
