@@ -147,7 +147,8 @@ class DeadLetterRedriver:
             return Outcome(found, "conflict", str(exc))
         except Exception as exc:
             error = exc
-        detail = f"{type(error).__name__}: {error}"
+        first_line = (str(error).splitlines() or [""])[0]  # not the statement and its values
+        detail = f"{type(error).__name__}: {first_line}"
         async with self.sessionmaker() as session, session.begin():
             letter = await self._get(id, session)
             assert letter is not None

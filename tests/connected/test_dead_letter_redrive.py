@@ -65,6 +65,10 @@ async def test_a_dead_letter_is_listed_redriven_once_and_a_copy_of_it_skipped(
         parked_before = status.parse_metrics("model", (await client.get("/metrics")).text)
         still_running = (await client.get(f"/models/{id}")).json()["state"]
 
+        # Re-driven before the cause is fixed: it fails again and stays parked.
+        too_early = (
+            await client.post("/models/ops/dead-letters/redrive", params={"dryRun": "false"})
+        ).json()["deadLetters"]
         async with runtime.engine.begin() as conn:  # the cause is fixed
             await conn.execute(text("DROP TRIGGER poisoned ON model_requests"))
         dry = (await client.post("/models/ops/dead-letters/redrive")).json()
@@ -104,6 +108,11 @@ async def test_a_dead_letter_is_listed_redriven_once_and_a_copy_of_it_skipped(
     assert as_user.status_code == 403
     assert still_running == "inProgress"
 
+    assert [(o["outcome"], o["deadLetter"]["status"]) for o in too_early] == [
+        ("failed", "parked"),
+        ("failed", "parked"),
+    ]
+    assert all("locked for maintenance" in o["deadLetter"]["outcome"] for o in too_early)
     assert dry["dryRun"] is True
     assert [o["outcome"] for o in dry["deadLetters"]] == ["would_apply", "would_apply"]
     assert after_dry == "inProgress"  # a dry run changes nothing
@@ -114,8 +123,8 @@ async def test_a_dead_letter_is_listed_redriven_once_and_a_copy_of_it_skipped(
     assert body["state"] == "completed" and body["progress"] == 100
     assert effects == 1 and applied_once == 1
     assert [(d["status"], d["redrives"], d["outcome"]) for d in history] == [
-        ("redriven", 1, "applied"),
-        ("skipped", 1, "skipped: already applied"),
+        ("redriven", 2, "applied"),
+        ("skipped", 2, "skipped: already applied"),
     ]
     assert redrive_as_user.status_code == 403
     # nocode status: degraded while they are parked, not once they are re-driven.
