@@ -3,7 +3,8 @@
 For each record: decode the envelope, then in one transaction claim its event id
 in the inbox and apply the handler; commit the offset only after that transaction
 committed. A redelivered event finds its id in the inbox and changes nothing. A
-handler that keeps failing is retried with backoff; after ``max_attempts`` the
+handler that keeps failing is retried with backoff (a database that cannot be
+reached spends no attempt: the outage is waited out); after ``max_attempts`` the
 record is kept in the service's own ``dead_letters`` table (the embedded broker
 forgets its topics on a restart) and published to the service's dead-letter topic
 with the error in a header, and the partition moves on. A record that cannot be
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import Event
 from contracts.topics import dead_letter_topic
 from servicekit import metrics
-from servicekit.db import UnitOfWork
+from servicekit.db import UnitOfWork, database_unavailable
 from servicekit.dead_letters import PARKED, record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
 from servicekit.resilience import backoff_delay
@@ -183,9 +184,10 @@ class EventConsumer:
         labels = (self.service, self.group_id, record.topic)
         log_ = log.bind(subject=envelope.subject)
         started = time.perf_counter()
-        attempt = 0
+        attempt = tries = 0
         while True:
             attempt += 1
+            tries += 1
             try:
                 outcome = await self._apply(record, envelope, handler)
                 metrics.EVENT_PROCESSING.labels(*labels).observe(time.perf_counter() - started)
@@ -196,11 +198,14 @@ class EventConsumer:
             except Exception as exc:
                 metrics.EVENTS_FAILED.labels(*labels).inc()
                 span.record_exception(exc, attributes={"attempt": attempt})
-                if attempt >= self.max_attempts:
+                if database_unavailable(exc):
+                    # An outage is not the event's fault: wait it out, spend no attempt.
+                    attempt -= 1
+                elif attempt >= self.max_attempts:
                     log_.error("event dead-lettered", attempts=attempt, error=repr(exc))
                     await self._dead_letter(record, exc, attempts=attempt, span=span)
                     return
-                delay = backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s)
+                delay = backoff_delay(tries, self.backoff_initial_s, self.backoff_max_s)
                 metrics.EVENTS_RETRIED.labels(*labels).inc()
                 log_.warning(
                     "event failed, retrying", attempt=attempt, retry_in_s=delay, error=repr(exc)
