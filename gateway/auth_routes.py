@@ -1,6 +1,9 @@
 """The gateway's own identity endpoints: tokens, menus and the admin API for users.
 
-``POST /auth/token``  username + password (JSON or form) -> a signed bearer token
+``POST /auth/token``  username + password (JSON or form) -> a signed bearer token and a
+                      refresh token (gateway.sessions)
+``POST /auth/refresh`` a refresh token -> a new pair; the old one is used up
+``POST /auth/logout``  ends the session of a refresh token or of the bearer token
 ``GET  /menus``       the menus the caller's roles may see
 ``/users/**``         admins manage users and their roles (403 for anyone else)
 
@@ -21,12 +24,20 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.authentication import IDENTITY, PUBLIC_HANDLERS, TOKEN_VERIFIER, VerifiedTokens
+from gateway.authentication import (
+    ACCESS_CHECK,
+    IDENTITY,
+    PUBLIC_HANDLERS,
+    TOKEN_VERIFIER,
+    VerifiedTokens,
+    unauthorized,
+)
 from gateway.errors import json_error
 from gateway.health import live_handler, ready_handler
 from gateway.menus import MenuCatalogue
 from gateway.metrics import metrics_handler
 from gateway.passwords import Passwords
+from gateway.sessions import AccessCheck, SessionEnded, SessionStore
 from gateway.state import LOGGER, REQUEST_CONTEXT, SETTINGS, TRACING
 from gateway.users import (
     ADMIN,
@@ -46,13 +57,14 @@ from gateway.users import (
     check_roles,
     check_username,
 )
-from servicekit.auth import Forbidden, Identity, TokenIssuer
+from servicekit.auth import Forbidden, Identity, TokenIssuer, Unauthorized
 from servicekit.db import DATABASE_ERRORS, DB_RETRY_AFTER_S, make_engine
 
 USER_STORE = web.AppKey("gateway.user_store", UserStore)
 PASSWORDS = web.AppKey("gateway.passwords", Passwords)
 TOKEN_ISSUER = web.AppKey("gateway.token_issuer", TokenIssuer)
 MENUS = web.AppKey("gateway.menus", MenuCatalogue)
+SESSIONS = web.AppKey("gateway.sessions", SessionStore)
 
 BAD_CREDENTIALS = "invalid username or password"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -160,11 +172,21 @@ def caller(request: web.Request) -> Identity:
     return request[IDENTITY]
 
 
-def require_admin(request: web.Request) -> Identity:
+async def require_admin(request: web.Request) -> Identity:
+    """The caller, if the user store (not the token) says they are an enabled admin."""
     who = caller(request)
-    if not who.is_admin:
+    user = await request.app[USER_STORE].get(who.subject)
+    if user is None or not user.is_enabled_admin:
         raise Forbidden("only an admin may manage users")
     return who
+
+
+def user_changed(request: web.Request, user: User) -> web.Response:
+    """The answer to an admin's change of ``user``, whose next request is checked afresh."""
+    check = request.app.get(ACCESS_CHECK)
+    if check is not None:
+        check.forget(user.username)
+    return user_answer(user)
 
 
 def user_answer(user: User, status: int = 200) -> web.Response:
@@ -207,16 +229,88 @@ async def token_handler(request: web.Request) -> web.StreamResponse:
         return _bad_credentials()
     if passwords.needs_rehash(password_hash):
         try:
-            await store.set_password_hash(user.username, await passwords.hash(password))
+            new_hash = await passwords.hash(password)
+            await store.set_password_hash(user.username, new_hash, end_sessions=False)
         except (SQLAlchemyError, OSError, UserNotFound) as exc:  # the login stands anyway
             log.warning("rehash_failed", username=user.username, error=type(exc).__name__)
 
-    token = issuer.issue(user.username, user.roles)
-    log.info("login", username=user.username, roles=list(user.roles))
+    session_id, refresh = await request.app[SESSIONS].start(user)
+    log.info("login", username=user.username, roles=list(user.roles), session=session_id)
+    return _tokens(request, issuer, user, session_id, refresh)
+
+
+def _tokens(
+    request: web.Request, issuer: TokenIssuer, user: User, session_id: str, refresh: str
+) -> web.Response:
+    """The token answer: the access token's fields as before, and the refresh token."""
+    settings = request.app[SETTINGS]
+    ttl = settings.access_token_ttl_s
+    token = issuer.issue(
+        user.username, user.roles, ttl, session=session_id, version=user.token_version
+    )
     return web.json_response(
-        {"access_token": token, "token_type": "bearer", "expires_in": issuer.ttl_s},
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": ttl,
+            "refresh_token": refresh,
+            "refresh_expires_in": settings.refresh_token_ttl_s,
+        },
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
+
+
+@answers_errors
+async def refresh_handler(request: web.Request) -> web.StreamResponse:
+    """``POST /auth/refresh``: a new access token and refresh token for a refresh token.
+
+    The refresh token is used up; presenting it again ends its whole session.
+    """
+    fields = await read_fields(request)
+    grant_type = fields.get("grant_type")
+    if grant_type is not None and grant_type != "refresh_token":
+        raise InvalidField("grant_type", "only 'refresh_token' is supported here")
+    refresh = required_str(fields, "refresh_token")
+    issuer = request.app.get(TOKEN_ISSUER)
+    if issuer is None:
+        return json_error(503, "token signing is not configured")
+    log = request.app[LOGGER]
+    try:
+        refreshed = await request.app[SESSIONS].rotate(refresh)
+    except SessionEnded as exc:
+        log.info("refresh_refused", reason=str(exc), session=exc.session_id)
+        if exc.session_id is not None:
+            request.app[ACCESS_CHECK].forget_session(exc.session_id)
+        return unauthorized(str(exc))
+    log.info("refreshed", username=refreshed.user.username, session=refreshed.session_id)
+    user = refreshed.user
+    return _tokens(request, issuer, user, refreshed.session_id, refreshed.refresh_token)
+
+
+@answers_errors
+async def logout_handler(request: web.Request) -> web.StreamResponse:
+    """``POST /auth/logout``: ends the session of the refresh token in the body, or of the
+    bearer token; 204 (also when it had ended already), 401 when neither names one."""
+    fields = await read_fields(request)
+    refresh = fields.get("refresh_token")
+    if refresh is not None and not isinstance(refresh, str):
+        raise InvalidField("refresh_token", "must be a string")
+    store, log = request.app[SESSIONS], request.app[LOGGER]
+    ended = await store.end_by_refresh(refresh) if refresh else None
+    if ended is None and request.headers.get("Authorization"):
+        try:
+            who = request.app[TOKEN_VERIFIER].verifier.verify_header(
+                request.headers["Authorization"]
+            )
+        except Unauthorized as exc:
+            return unauthorized(str(exc))
+        if who.session is not None and await store.end(who.session, who.subject):
+            ended = who.session
+    if ended is None:
+        return unauthorized("no session to end: send refresh_token or a session's bearer token")
+    request.app[ACCESS_CHECK].forget_session(ended)
+    log.info("logout", session=ended)
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 
 def _bad_credentials() -> web.Response:
@@ -244,7 +338,7 @@ async def menus_handler(request: web.Request) -> web.StreamResponse:
 
 @answers_errors
 async def create_user(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    await require_admin(request)
     fields = await read_fields(request)
     username = check_username(required(fields, "username"))
     password = check_password(required(fields, "password"))
@@ -265,7 +359,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
 
 @answers_errors
 async def list_users(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    await require_admin(request)
     limit = _int_query(request, "limit", 100, 1, 1000)
     offset = _int_query(request, "offset", 0, 0, None)
     users = await request.app[USER_STORE].list(limit, offset)
@@ -288,7 +382,7 @@ def _int_query(request: web.Request, name: str, default: int, least: int, most: 
 
 @answers_errors
 async def get_user(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    await require_admin(request)
     username = path_username(request)
     user = await request.app[USER_STORE].get(username)
     if user is None:
@@ -297,12 +391,12 @@ async def get_user(request: web.Request) -> web.StreamResponse:
 
 
 async def _set_disabled(request: web.Request, disabled: bool) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
     user = await request.app[USER_STORE].set_disabled(username, disabled)
     event = "user_disabled" if disabled else "user_enabled"
     request.app[LOGGER].info(event, username=username, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
@@ -317,33 +411,33 @@ async def enable_user(request: web.Request) -> web.StreamResponse:
 
 @answers_errors
 async def grant_role(request: web.Request) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
     role = check_role(request.match_info["role"])
     user = await request.app[USER_STORE].grant(username, role)
     request.app[LOGGER].info("role_granted", username=username, role=role, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
 async def revoke_role(request: web.Request) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
     role = check_role(request.match_info["role"])
     user = await request.app[USER_STORE].revoke(username, role)
     request.app[LOGGER].info("role_revoked", username=username, role=role, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
 async def set_password(request: web.Request) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
     password = check_password(required(await read_fields(request), "password"))
     password_hash = await request.app[PASSWORDS].hash(password)
     user = await request.app[USER_STORE].set_password_hash(username, password_hash)
     request.app[LOGGER].info("password_set", username=username, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
@@ -364,6 +458,8 @@ async def user_database(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(settings.database_url, settings.db_pool_size)
     app[TRACING].instrument_engine(engine)
     app[USER_STORE] = UserStore(engine)
+    app[SESSIONS] = SessionStore(engine, app[USER_STORE], settings.refresh_token_ttl_s)
+    app[ACCESS_CHECK] = AccessCheck(app[SESSIONS], settings.access_check_cache_s)
     try:
         _check_keys(app)
         await app[PASSWORDS].prepare()
@@ -433,12 +529,22 @@ def add_identity(app: web.Application) -> None:
     app[PASSWORDS] = Passwords()
     app[MENUS] = MenuCatalogue.load(settings.menus_file, KNOWN_ROLES)
     app[PUBLIC_HANDLERS] = frozenset(
-        {token_handler, live_handler, ready_handler, metrics_handler, method_not_allowed}
+        {
+            token_handler,
+            refresh_handler,
+            logout_handler,
+            live_handler,
+            ready_handler,
+            metrics_handler,
+            method_not_allowed,
+        }
     )
     app.cleanup_ctx.append(user_database)
 
     routes: dict[str, dict[str, Handler]] = {
         "/auth/token": {"POST": token_handler},
+        "/auth/refresh": {"POST": refresh_handler},
+        "/auth/logout": {"POST": logout_handler},
         "/menus": {"GET": menus_handler},
         "/users": {"GET": list_users, "POST": create_user},
         "/users/{username}": {"GET": get_user},

@@ -19,8 +19,10 @@ import jwt
 from aiohttp import web
 
 from gateway.errors import json_error
+from gateway.sessions import AccessCheck
 from gateway.state import IDENTITY
-from servicekit.auth import Identity, TokenVerifier, Unauthorized
+from servicekit.auth import SERVICE, Identity, TokenVerifier, Unauthorized
+from servicekit.db import DB_RETRY_AFTER_S
 
 """Request key of the caller's verified :class:`~servicekit.auth.Identity`."""
 
@@ -70,6 +72,9 @@ class VerifiedTokens:
 
 
 TOKEN_VERIFIER = web.AppKey("gateway.token_verifier", VerifiedTokens)
+ACCESS_CHECK = web.AppKey("gateway.access_check", AccessCheck)
+"""The check of each token against the user store (gateway.sessions); set while the user
+database is open."""
 PUBLIC_HANDLERS = web.AppKey("gateway.public_handlers", frozenset)
 """The handlers that answer without a token (token endpoint, health, metrics)."""
 
@@ -78,13 +83,29 @@ def unauthorized(reason: str) -> web.Response:
     return json_error(401, f"unauthorized: {reason}", headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(request: web.Request) -> web.Response | None:
-    """Establish the caller of ``request``; the 401 to answer instead when there is none."""
+async def authenticate(request: web.Request) -> web.Response | None:
+    """Establish the caller of ``request``; the 401 to answer instead when there is none.
+
+    A valid signature is not enough: the token's user must still have the access it
+    claims (gateway.sessions.AccessCheck), and a token for the platform's own calls (role
+    ``service``) is never accepted from outside.
+    """
     if request.match_info.handler in request.app[PUBLIC_HANDLERS]:
         return None
     try:
         identity = request.app[TOKEN_VERIFIER].verify_header(request.headers.get("Authorization"))
     except Unauthorized as exc:
         return unauthorized(str(exc))
+    if SERVICE in identity.roles:
+        return unauthorized("service tokens are not accepted here")
+    check = request.app.get(ACCESS_CHECK)
+    if check is None:
+        return json_error(503, "user database unavailable", headers=_RETRY)
+    refused = await check.refusal(identity)
+    if refused is not None:
+        return unauthorized(refused)
     request[IDENTITY] = identity
     return None
+
+
+_RETRY = {"Retry-After": str(DB_RETRY_AFTER_S)}

@@ -38,6 +38,18 @@ class GatewaySettings(ServiceSettings):
     admin_password: SecretStr | None = Field(None, validation_alias="GATEWAY_ADMIN_PASSWORD")
     menus_file: Path | None = Field(None, validation_alias="GATEWAY_MENUS_FILE")
 
+    # Sessions (gateway.sessions): short access tokens, rotating refresh tokens, and how long
+    # a user's state (disabled, roles, token version) may be served from memory.
+    access_token_ttl_s: int = Field(
+        900, ge=1, le=900, validation_alias="GATEWAY_ACCESS_TOKEN_TTL_S"
+    )
+    refresh_token_ttl_s: int = Field(
+        12 * 3600, ge=60, validation_alias="GATEWAY_REFRESH_TOKEN_TTL_S"
+    )
+    access_check_cache_s: float = Field(
+        2.0, ge=0, le=5, validation_alias="GATEWAY_ACCESS_CHECK_CACHE_S"
+    )
+
     # Protection (gateway.protection, gateway.proxy).
     upstream_connect_timeout_s: float = Field(
         5.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S"

@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -54,6 +55,9 @@ users = Table(
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Raised whenever access is taken back (disabled, a role revoked, a new password): every
+    # token and session issued under an older version is refused from then on.
+    Column("token_version", Integer, nullable=False, server_default=text("0")),
 )
 Index("ux_users_username_lower", func.lower(users.c.username), unique=True)
 
@@ -104,6 +108,7 @@ class User:
     disabled: bool
     created_at: datetime
     updated_at: datetime
+    token_version: int = 0
 
     @property
     def is_enabled_admin(self) -> bool:
@@ -251,7 +256,8 @@ class UserStore:
             user = await self._locked(conn, username, guard_admins=disabled)
             if disabled and user.is_enabled_admin:
                 await self._keep_an_admin(conn, username, "disable")
-            await self._touch(conn, username, disabled=disabled)
+            ends = {"token_version": users.c.token_version + 1} if disabled else {}
+            await self._touch(conn, username, disabled=disabled, **ends)
             return await self._reload(conn, username)
 
     async def grant(self, username: str, role: str) -> User:
@@ -268,18 +274,24 @@ class UserStore:
             user = await self._locked(conn, username, guard_admins=role == ADMIN)
             if role == ADMIN and user.is_enabled_admin:
                 await self._keep_an_admin(conn, username, "revoke the admin role of")
-            await conn.execute(
+            removed = await conn.execute(
                 user_roles.delete().where(
                     (user_roles.c.username == username) & (user_roles.c.role == role)
                 )
             )
-            await self._touch(conn, username)
+            ends = {"token_version": users.c.token_version + 1} if removed.rowcount else {}
+            await self._touch(conn, username, **ends)
             return await self._reload(conn, username)
 
-    async def set_password_hash(self, username: str, password_hash: str) -> User:
+    async def set_password_hash(
+        self, username: str, password_hash: str, *, end_sessions: bool = True
+    ) -> User:
+        """A new password hash; ends the user's sessions unless it only re-hashes the same
+        password (``end_sessions=False``, on login)."""
         async with self.engine.begin() as conn:
             await self._locked(conn, username)
-            await self._touch(conn, username, password_hash=password_hash)
+            ends = {"token_version": users.c.token_version + 1} if end_sessions else {}
+            await self._touch(conn, username, password_hash=password_hash, **ends)
             return await self._reload(conn, username)
 
     # --- inside a transaction ---
@@ -353,4 +365,5 @@ def _user(row: object, roles: tuple[str, ...]) -> User:
         disabled=data["disabled"],
         created_at=data["created_at"],
         updated_at=data["updated_at"],
+        token_version=data.get("token_version", 0),
     )

@@ -297,12 +297,13 @@ async def test_token_for_the_seeded_admin(gateway: TestClient) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     body = await response.json()
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 3600
+    assert body["expires_in"] == 900  # GATEWAY_ACCESS_TOKEN_TTL_S: 15 minutes at most
+    assert len(body["refresh_token"]) >= 40 and body["refresh_expires_in"] == 12 * 3600
     identity = TokenVerifier({"k1": PUBLIC_1}, ISS, AUD).verify(body["access_token"])
     assert identity.subject == "admin"
     assert identity.roles == {"admin", "user"}
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["exp"] - claims["iat"] == 900
 
 
 async def test_token_from_a_form(gateway: TestClient) -> None:
