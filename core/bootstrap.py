@@ -40,7 +40,7 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
         # ``worker`` is bound below; a commit that enqueued a job wakes it.
         return CoreUnitOfWork(runtime.sessionmaker, runtime.outbox, worker.notify)
 
-    issuer = s.token_issuer()
+    issuer = s.service_token_issuer()  # core's own key: service tokens only
 
     def service_token() -> str:
         if issuer is None:

@@ -122,6 +122,9 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         max_lifetime_s: int = MAX_TOKEN_LIFETIME_S,
+        *,
+        service_keys: frozenset[str] = frozenset(),
+        service_audience: str = "nocode-internal",
     ) -> None:
         self.keys = {
             kid: serialization.load_pem_public_key(pem.encode()) for kid, pem in public_keys.items()
@@ -129,6 +132,10 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self.max_lifetime_s = max_lifetime_s
+        # Keys with one job: a service key (core's) signs only role ``service`` for the
+        # internal audience; tokens for that audience need a service key.
+        self.service_keys = frozenset(service_keys)
+        self.service_audience = service_audience
 
     def verify(self, token: str) -> Identity:
         try:
@@ -138,12 +145,13 @@ class TokenVerifier:
         key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise Unauthorized("token signed with an unknown key")
+        service_key = kid in self.service_keys
         try:
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=[ALGORITHM],
-                audience=self.audience,
+                audience=self.service_audience if service_key else self.audience,
                 issuer=self.issuer,
                 options={"require": REQUIRED_CLAIMS},
             )
@@ -157,6 +165,8 @@ class TokenVerifier:
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise Unauthorized("invalid token: sub must be a non-empty string")
         self._check_lifetime(claims["iat"], claims["exp"])
+        if service_key and roles != [SERVICE]:
+            raise Unauthorized("invalid token: a service key signs only the role 'service'")
         session, version = claims.get("sid"), claims.get("ver")
         if session is not None and not isinstance(session, str):
             raise Unauthorized("invalid token: sid must be a string")

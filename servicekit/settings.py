@@ -60,6 +60,18 @@ class ServiceSettings(BaseSettings):
     jwt_private_key: SecretStr | None = Field(None, validation_alias="JWT_PRIVATE_KEY")
     jwt_key_id: str = Field("k1", validation_alias="JWT_KEY_ID")
     jwt_ttl_s: int = Field(3600, gt=0, validation_alias="JWT_TTL_S")
+    # Keys with one job each: the key ids in JWT_SERVICE_KEY_IDS sign only the platform's
+    # own calls (role ``service``, audience JWT_SERVICE_AUDIENCE); core signs with its own
+    # SERVICE_JWT_PRIVATE_KEY, never with the users' key. No token may outlive JWT_MAX_TTL_S.
+    jwt_service_key_ids: list[str] = Field(
+        default_factory=list, validation_alias="JWT_SERVICE_KEY_IDS"
+    )
+    jwt_service_audience: str = Field("nocode-internal", validation_alias="JWT_SERVICE_AUDIENCE")
+    service_jwt_private_key: SecretStr | None = Field(
+        None, validation_alias="SERVICE_JWT_PRIVATE_KEY"
+    )
+    service_jwt_key_id: str = Field("service", validation_alias="SERVICE_JWT_KEY_ID")
+    jwt_max_ttl_s: int = Field(24 * 3600, gt=0, validation_alias="JWT_MAX_TTL_S")
 
     def tracing(self) -> Tracing:
         return Tracing(
@@ -70,7 +82,27 @@ class ServiceSettings(BaseSettings):
         )
 
     def token_verifier(self) -> TokenVerifier:
-        return TokenVerifier(self.jwt_public_keys, self.jwt_issuer, self.jwt_audience)
+        return TokenVerifier(
+            self.jwt_public_keys,
+            self.jwt_issuer,
+            self.jwt_audience,
+            self.jwt_max_ttl_s,
+            service_keys=frozenset(self.jwt_service_key_ids),
+            service_audience=self.jwt_service_audience,
+        )
+
+    def service_token_issuer(self) -> TokenIssuer | None:
+        """The signer of the platform's own calls: the service key where one is given
+        (SERVICE_JWT_PRIVATE_KEY, internal audience), else JWT_PRIVATE_KEY as before."""
+        if self.service_jwt_private_key is None:
+            return self.token_issuer()
+        return TokenIssuer(
+            self.service_jwt_private_key.get_secret_value(),
+            self.service_jwt_key_id,
+            self.jwt_issuer,
+            self.jwt_service_audience,
+            self.jwt_ttl_s,
+        )
 
     def token_issuer(self) -> TokenIssuer | None:
         """The signer, where this service has a private key; ``None`` elsewhere."""
