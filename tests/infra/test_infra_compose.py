@@ -140,8 +140,10 @@ def test_only_the_signers_mount_the_private_key() -> None:
     for compose_name, svc in nocode_services().items():
         mounts = [v.split(":")[0] for v in svc.get("volumes", [])]
         name = served_service(svc.get("command", []))
-        signer = name in ("gateway", "core") or compose_name in ("siege", "jwt-keys")
+        signer = name == "gateway" or compose_name in ("siege", "jwt-keys")
         assert ("jwt-private" in mounts) == signer, compose_name
+        # core's own key signs only service tokens; nobody else holds it.
+        assert ("jwt-service" in mounts) == (name == "core" or compose_name == "jwt-keys")
 
 
 def test_prometheus_scrapes_every_service_and_grafana_gets_the_dashboard() -> None:

@@ -147,7 +147,8 @@ def test_every_env_var_set_is_a_setting_the_container_reads(overlay: str) -> Non
 def test_only_the_signers_get_the_private_key(overlay: str) -> None:
     for name, c in nocode_containers(rendered(overlay)):
         names = {e["name"] for e in c.get("env", [])}
-        assert ("JWT_PRIVATE_KEY" in names) == (name in ("gateway", "core")), name
+        assert ("JWT_PRIVATE_KEY" in names) == (name == "gateway"), name
+        assert ("SERVICE_JWT_PRIVATE_KEY" in names) == (name == "core"), name
         if name != "simulators":
             assert {"JWT_PUBLIC_KEYS", f"{name.upper()}_DATABASE_URL"} <= names, name
 
