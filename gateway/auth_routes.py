@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -37,13 +38,13 @@ from gateway.health import live_handler, ready_handler
 from gateway.menus import MenuCatalogue
 from gateway.metrics import metrics_handler
 from gateway.passwords import Passwords
+from gateway.protection import RATE_LIMITED, RateLimiter
 from gateway.sessions import AccessCheck, SessionEnded, SessionStore
 from gateway.state import LOGGER, REQUEST_CONTEXT, SETTINGS, TRACING
 from gateway.users import (
     ADMIN,
     DEFAULT_ROLES,
     KNOWN_ROLES,
-    PASSWORD_MIN,
     USER,
     USERNAME_MAX,
     InvalidField,
@@ -65,6 +66,7 @@ PASSWORDS = web.AppKey("gateway.passwords", Passwords)
 TOKEN_ISSUER = web.AppKey("gateway.token_issuer", TokenIssuer)
 MENUS = web.AppKey("gateway.menus", MenuCatalogue)
 SESSIONS = web.AppKey("gateway.sessions", SessionStore)
+LOGIN_USER_LIMITER = web.AppKey("gateway.login_user_limiter", RateLimiter)
 
 BAD_CREDENTIALS = "invalid username or password"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -214,6 +216,10 @@ async def token_handler(request: web.Request) -> web.StreamResponse:
         return json_error(503, "token signing is not configured")
 
     store, passwords, log = request.app[USER_STORE], request.app[PASSWORDS], request.app[LOGGER]
+    limited = _login_limited(request, username)
+    if limited is not None:
+        log.info("login_refused", username=username[:USERNAME_MAX], reason="rate limited")
+        return limited
     could_exist = len(username) <= USERNAME_MAX and "\x00" not in username
     found = await store.credentials(username) if could_exist else None
     if found is None:
@@ -313,6 +319,24 @@ async def logout_handler(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 
+def _login_limited(request: web.Request, username: str) -> web.Response | None:
+    """A bucket per username (any username, so the answer tells nobody who exists): one
+    account's password is guessed slowly however many addresses the guesses come from."""
+    limiter = request.app.get(LOGIN_USER_LIMITER)
+    if limiter is None:
+        return None
+    wait_s = limiter.acquire("login:" + username[:USERNAME_MAX].casefold())
+    if wait_s <= 0:
+        return None
+    RATE_LIMITED.labels("username").inc()
+    retry_after = max(1, math.ceil(wait_s))
+    return json_error(
+        429,
+        f"rate limit exceeded: too many sign-ins for this username; retry after {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def _bad_credentials() -> web.Response:
     return json_error(
         401, f"unauthorized: {BAD_CREDENTIALS}", headers={"WWW-Authenticate": "Bearer"}
@@ -341,7 +365,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
     await require_admin(request)
     fields = await read_fields(request)
     username = check_username(required(fields, "username"))
-    password = check_password(required(fields, "password"))
+    password = check_password(required(fields, "password"), username=username)
     given_roles = fields.get("roles", list(DEFAULT_ROLES))
     if is_form(request):  # roles=admin,user or roles=admin&roles=user
         given = given_roles if isinstance(given_roles, list) else [given_roles]
@@ -433,7 +457,7 @@ async def revoke_role(request: web.Request) -> web.StreamResponse:
 async def set_password(request: web.Request) -> web.StreamResponse:
     who = await require_admin(request)
     username = path_username(request)
-    password = check_password(required(await read_fields(request), "password"))
+    password = check_password(required(await read_fields(request), "password"), username=username)
     password_hash = await request.app[PASSWORDS].hash(password)
     user = await request.app[USER_STORE].set_password_hash(username, password_hash)
     request.app[LOGGER].info("password_set", username=username, by=who.subject)
@@ -487,8 +511,10 @@ async def seed_admin(app: web.Application) -> None:
         username = check_username(settings.admin_username, "GATEWAY_ADMIN_USERNAME")
     except InvalidField as exc:
         raise ValueError(str(exc)) from None
-    if len(password) < PASSWORD_MIN:
-        log.warning("weak_admin_password", reason=f"shorter than {PASSWORD_MIN} characters")
+    try:
+        check_password(password, "GATEWAY_ADMIN_PASSWORD", username)
+    except InvalidField as exc:  # seeded all the same: refusing would leave no admin at all
+        log.warning("weak_admin_password", reason=exc.message)
     store = app[USER_STORE]
     if await store.get(username) is not None:
         log.info("admin_seed_skipped", username=username, reason="user exists")
@@ -527,6 +553,12 @@ def add_identity(app: web.Application) -> None:
     if issuer is not None:
         app[TOKEN_ISSUER] = issuer
     app[PASSWORDS] = Passwords()
+    if settings.login_user_rate_limit_per_s > 0:
+        app[LOGIN_USER_LIMITER] = RateLimiter(
+            settings.login_user_rate_limit_per_s,
+            settings.login_user_rate_limit_burst,
+            max_keys=settings.rate_limit_max_keys,
+        )
     app[MENUS] = MenuCatalogue.load(settings.menus_file, KNOWN_ROLES)
     app[PUBLIC_HANDLERS] = frozenset(
         {

@@ -12,13 +12,16 @@ service verifies the token again.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import jwt
 from aiohttp import web
 
+from gateway.clients import client_address
 from gateway.errors import json_error
+from gateway.protection import RATE_LIMITED, RATE_LIMITER
 from gateway.sessions import AccessCheck
 from gateway.state import IDENTITY
 from servicekit.auth import SERVICE, Identity, TokenVerifier, Unauthorized
@@ -95,17 +98,35 @@ async def authenticate(request: web.Request) -> web.Response | None:
     try:
         identity = request.app[TOKEN_VERIFIER].verify_header(request.headers.get("Authorization"))
     except Unauthorized as exc:
-        return unauthorized(str(exc))
+        return refuse(request, str(exc))
     if SERVICE in identity.roles:
-        return unauthorized("service tokens are not accepted here")
+        return refuse(request, "service tokens are not accepted here")
     check = request.app.get(ACCESS_CHECK)
     if check is None:
         return json_error(503, "user database unavailable", headers=_RETRY)
     refused = await check.refusal(identity)
     if refused is not None:
-        return unauthorized(refused)
+        return refuse(request, refused)
     request[IDENTITY] = identity
     return None
+
+
+def refuse(request: web.Request, reason: str) -> web.Response:
+    """The 401 for a request without a valid token, which draws from its client address's
+    bucket like any other request (429 once that is empty): guessing tokens is limited too."""
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None:
+        wait_s = limiter.acquire("addr:" + client_address(request))
+        if wait_s > 0:
+            RATE_LIMITED.labels("address").inc()
+            retry_after = max(1, math.ceil(wait_s))
+            return json_error(
+                429,
+                f"rate limit exceeded: too many requests without a valid token; "
+                f"retry after {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            )
+    return unauthorized(reason)
 
 
 _RETRY = {"Retry-After": str(DB_RETRY_AFTER_S)}

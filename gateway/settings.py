@@ -63,6 +63,15 @@ class GatewaySettings(ServiceSettings):
         1.0, ge=0, validation_alias="GATEWAY_TOKEN_RATE_LIMIT_PER_S"
     )  # POST /auth/token per client address (password checks); 0: the general limit applies
     token_rate_limit_burst: int = Field(10, ge=1, validation_alias="GATEWAY_TOKEN_RATE_LIMIT_BURST")
+    # Behind proxies (gateway.clients): how many of them append to X-Forwarded-For; 0 (no
+    # proxy) ignores the header. Logins per username (gateway.auth_routes): a bucket each.
+    trusted_proxy_hops: int = Field(0, ge=0, le=10, validation_alias="GATEWAY_TRUSTED_PROXY_HOPS")
+    login_user_rate_limit_per_s: float = Field(
+        0.1, ge=0, validation_alias="GATEWAY_LOGIN_USER_RATE_LIMIT_PER_S"
+    )  # POST /auth/token per username; 0 turns it off
+    login_user_rate_limit_burst: int = Field(
+        10, ge=1, validation_alias="GATEWAY_LOGIN_USER_RATE_LIMIT_BURST"
+    )
     max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="GATEWAY_MAX_BODY_BYTES")
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias="GATEWAY_CORS_ORIGINS"

@@ -42,8 +42,56 @@ is never granted to a user."""
 DEFAULT_ROLES: tuple[str, ...] = (USER,)
 
 USERNAME_MAX = 128
-PASSWORD_MIN = 8
+PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
+# The worst of the passwords long enough to pass PASSWORD_MIN, from the published lists of
+# leaked passwords (compared ignoring case). A short list on purpose: length does the rest.
+COMMON_PASSWORDS = frozenset(
+    {
+        "123456789012",
+        "1234567890123",
+        "12345678901234",
+        "123123123123",
+        "123456123456",
+        "1q2w3e4r5t6y",
+        "1qaz2wsx3edc",
+        "qwertyuiopas",
+        "qwerty123456",
+        "qwertyuiop123",
+        "qwerty12345678",
+        "asdfghjkl123",
+        "zaq12wsxcde3",
+        "password1234",
+        "password12345",
+        "password123!",
+        "passwordpassword",
+        "password1234567",
+        "p@ssw0rd1234",
+        "iloveyou1234",
+        "letmein12345",
+        "welcome12345",
+        "welcome@1234",
+        "changeme1234",
+        "administrator",
+        "administrator1",
+        "adminadmin123",
+        "admin1234567",
+        "admin12345678",
+        "adminpassword",
+        "abcdefghijkl",
+        "abcd1234abcd",
+        "abc123abc123",
+        "football1234",
+        "baseball1234",
+        "sunshine1234",
+        "princess1234",
+        "monkey123456",
+        "dragon123456",
+        "trustno1trustno1",
+        "superman1234",
+        "starwars1234",
+    }
+)
 
 metadata = MetaData()
 
@@ -143,13 +191,24 @@ def check_username(value: object, field: str = "username") -> str:
     return value
 
 
-def check_password(value: object, field: str = "password") -> str:
+def check_password(value: object, field: str = "password", username: str | None = None) -> str:
+    """The password policy: 12 to 1024 characters, not blank, not one character repeated,
+    not the username, not one of the most common passwords."""
     if not isinstance(value, str):
         raise InvalidField(field, "must be a string")
     if len(value) < PASSWORD_MIN:
         raise InvalidField(field, f"must be at least {PASSWORD_MIN} characters")
     if len(value) > PASSWORD_MAX:
         raise InvalidField(field, f"must be at most {PASSWORD_MAX} characters")
+    if not value.strip():
+        raise InvalidField(field, "must not be blank")
+    if len(set(value)) == 1:
+        raise InvalidField(field, "must not be one character repeated")
+    folded = value.casefold()
+    if username is not None and folded.strip() == username.casefold():
+        raise InvalidField(field, "must not be the username")
+    if folded in COMMON_PASSWORDS:
+        raise InvalidField(field, "is one of the most common passwords")
     return value
 
 
