@@ -20,7 +20,8 @@ UNKNOWN = "unknown"
 
 
 def client_address(request: web.Request) -> str:
-    hops = request.app[SETTINGS].trusted_proxy_hops
+    settings = request.app.get(SETTINGS)
+    hops = settings.trusted_proxy_hops if settings is not None else 0
     peer = request.remote or UNKNOWN
     if hops <= 0:
         return peer

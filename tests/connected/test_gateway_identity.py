@@ -502,12 +502,14 @@ async def test_admin_api_errors(gateway: TestClient, admin: dict[str, str]) -> N
         response = await gateway.request(method, path, json=body, headers=admin)
         return response.status, await response.json()
 
-    status, body = await answer("POST", "/users", {"username": "bob", "password": "12345678"})
+    status, body = await answer(
+        "POST", "/users", {"username": "bob", "password": "long-enough-pass"}
+    )
     assert (status, body["detail"]) == (
         409,
         "user 'bob' already exists (usernames are unique ignoring case)",
     )
-    status, _ = await answer("POST", "/users", {"username": "BOB", "password": "12345678"})
+    status, _ = await answer("POST", "/users", {"username": "BOB", "password": "long-enough-pass"})
     assert status == 409
     for method, path in (
         ("GET", user_path("nobody")),
@@ -515,19 +517,29 @@ async def test_admin_api_errors(gateway: TestClient, admin: dict[str, str]) -> N
         ("PUT", user_path("nobody", "roles", "admin")),
         ("PUT", user_path("nobody", "password")),
     ):
-        status, body = await answer(method, path, {"password": "12345678"})
+        status, body = await answer(method, path, {"password": "long-enough-pass"})
         assert (status, body) == (404, {"detail": "user 'nobody' not found"}), (method, path)
 
     cases: list[tuple[str, str, Any, str]] = [
-        ("POST", "/users", {"password": "12345678"}, "username"),
+        ("POST", "/users", {"password": "long-enough-pass"}, "username"),
         ("POST", "/users", {"username": "eve"}, "password"),
         ("POST", "/users", {"username": "eve", "password": "short"}, "password"),
-        ("POST", "/users", {"username": " eve", "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "e/ve", "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "e\x00ve", "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "e" * 129, "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "eve", "password": "12345678", "roles": ["god"]}, "roles"),
-        ("POST", "/users", {"username": "eve", "password": "12345678", "roles": "admin"}, "roles"),
+        ("POST", "/users", {"username": " eve", "password": "long-enough-pass"}, "username"),
+        ("POST", "/users", {"username": "e/ve", "password": "long-enough-pass"}, "username"),
+        ("POST", "/users", {"username": "e\x00ve", "password": "long-enough-pass"}, "username"),
+        ("POST", "/users", {"username": "e" * 129, "password": "long-enough-pass"}, "username"),
+        (
+            "POST",
+            "/users",
+            {"username": "eve", "password": "long-enough-pass", "roles": ["god"]},
+            "roles",
+        ),
+        (
+            "POST",
+            "/users",
+            {"username": "eve", "password": "long-enough-pass", "roles": "admin"},
+            "roles",
+        ),
         ("PUT", user_path("bob", "roles", "service"), None, "role"),
         ("DELETE", user_path("bob", "roles", "god"), None, "role"),
         ("PUT", user_path("bob", "password"), {}, "password"),

@@ -1,4 +1,5 @@
-"""Sessions end when access ends (issue 12, item 1), over TCP against a real gateway.
+"""Sessions end when access ends (issue 12, item 1), keys with one job (item 7) and limits
+that work behind a proxy (item 8), over TCP against a real gateway.
 
 The gateway runs under aiohttp's TestServer with its own migrated database, in front of a
 tiny upstream standing in for the services. Every answer here is what the client sees.
@@ -328,3 +329,110 @@ async def test_service_tokens_and_century_tokens_are_refused(gateway: TestClient
         await gateway.get("/models/1", headers=bearer(token)),
         "invalid token: it may live at most 86400 s",
     )
+
+
+# --- limits behind a proxy, and the password policy (item 8) --------------------------
+
+
+def via(address: str) -> dict[str, str]:
+    """What the ingress adds: the address it received the request from."""
+    return {"X-Forwarded-For": f"203.0.113.250, {address}"}  # the first entry is the client's lie
+
+
+async def test_sign_ins_are_limited_per_username_behind_a_proxy_hop(
+    upstream_url: str, gateway_db: str
+) -> None:
+    client = await start_gateway(
+        upstream_url,
+        gateway_db,
+        trusted_proxy_hops=1,
+        token_rate_limit_per_s=0.01,
+        token_rate_limit_burst=3,
+        login_user_rate_limit_per_s=0.01,
+        login_user_rate_limit_burst=4,
+    )
+    try:
+        wrong = {"username": "admin", "password": "not-the-password"}
+        # One attacker spreading guesses over many addresses: the username's bucket holds.
+        guesses = [
+            (await client.post("/auth/token", json=wrong, headers=via(f"198.51.100.{i}"))).status
+            for i in range(6)
+        ]
+        assert guesses == [401, 401, 401, 401, 429, 429]
+        limited = await client.post("/auth/token", json=wrong, headers=via("198.51.100.99"))
+        assert 90 <= int(limited.headers["Retry-After"]) <= 100  # one token per 100 s
+        assert (await limited.json())["detail"].startswith(
+            "rate limit exceeded: too many sign-ins for this username"
+        )
+        # The same for a username nobody has: the answer tells nothing about who exists.
+        ghost = {"username": "ghost", "password": "not-the-password"}
+        statuses = [
+            (await client.post("/auth/token", json=ghost, headers=via(f"192.0.2.{i}"))).status
+            for i in range(5)
+        ]
+        assert statuses == [401, 401, 401, 401, 429]
+        # Everyone shares the proxy's socket address, yet each client has its own bucket:
+        # another client signs in to another account.
+        ok = await client.post(
+            "/auth/token",
+            json={"username": "nobody-yet", "password": "not-the-password"},
+            headers=via("192.0.2.200"),
+        )
+        assert ok.status == 401  # checked, not limited
+        # One address, many usernames: the address's bucket (3) holds.
+        per_address = [
+            (
+                await client.post(
+                    "/auth/token",
+                    json={"username": f"user{i}", "password": "not-the-password"},
+                    headers=via("192.0.2.201"),
+                )
+            ).status
+            for i in range(4)
+        ]
+        assert per_address == [401, 401, 401, 429]
+    finally:
+        await client.close()
+
+
+async def test_requests_without_a_valid_token_are_limited_per_client(
+    upstream_url: str, gateway_db: str
+) -> None:
+    client = await start_gateway(
+        upstream_url, gateway_db, trusted_proxy_hops=1, rate_limit_per_s=0.01, rate_limit_burst=3
+    )
+    try:
+        forged = bearer("not.a.token")
+        statuses = [
+            (await client.get("/models/1", headers=forged | via("198.51.100.7"))).status
+            for _ in range(4)
+        ]
+        assert statuses == [401, 401, 401, 429]
+        # Another client behind the same proxy is not affected.
+        other = await client.get("/models/1", headers=forged | via("198.51.100.8"))
+        assert other.status == 401
+    finally:
+        await client.close()
+
+
+async def test_the_password_policy(gateway: TestClient, admin: dict[str, str]) -> None:
+    async def refused_password(username: str, password: str) -> str:
+        body = {"username": username, "password": password}
+        response = await gateway.post("/users", json=body, headers=admin)
+        assert response.status == 422, await response.text()
+        (error,) = (await response.json())["errors"]
+        assert error["field"] == "password"
+        return error["message"]
+
+    assert await refused_password("carl", " " * 8) == "must be at least 12 characters"
+    assert await refused_password("carl", " " * 16) == "must not be blank"
+    assert await refused_password("carlos-the-admin", "Carlos-The-Admin") == (
+        "must not be the username"
+    )
+    assert await refused_password("carl", "Password1234") == "is one of the most common passwords"
+    body = {"password": "        "}
+    response = await gateway.put("/users/admin/password", json=body, headers=admin)
+    assert response.status == 422
+    assert (await gateway.get("/users/carl", headers=admin)).status == 404
+    fine = {"username": "carl", "password": "correct horse battery staple"}
+    assert (await gateway.post("/users", json=fine, headers=admin)).status == 201
