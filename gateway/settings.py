@@ -37,6 +37,9 @@ class GatewaySettings(ServiceSettings):
     admin_username: str = Field("admin", validation_alias="GATEWAY_ADMIN_USERNAME")
     admin_password: SecretStr | None = Field(None, validation_alias="GATEWAY_ADMIN_PASSWORD")
     menus_file: Path | None = Field(None, validation_alias="GATEWAY_MENUS_FILE")
+    # When set, /metrics answers only a request with this bearer token (Prometheus's
+    # credentials); unset, it is open (k8s keeps it internal with an AuthorizationPolicy).
+    metrics_token: SecretStr | None = Field(None, validation_alias="GATEWAY_METRICS_TOKEN")
 
     # Sessions (gateway.sessions): short access tokens, rotating refresh tokens, and how long
     # a user's state (disabled, roles, token version) may be served from memory.

@@ -6,15 +6,18 @@ Writes, once (later runs keep the existing pair, so issued tokens stay valid):
   <private dir>/jwt.env  JWT_PRIVATE_KEY: users' tokens, for the gateway (and siege) only
   <service dir>/jwt.env  SERVICE_JWT_PRIVATE_KEY: core's own key, which signs only the
                          platform's own calls (role service, internal audience)
+  <metrics dir>/jwt.env  GATEWAY_METRICS_TOKEN, and <metrics dir>/token the same for
+                         Prometheus: the gateway's /metrics answers no one else
 Each service's entrypoint (with-env-files.sh) exports them. No key is ever committed.
 
-    python jwt_keys.py PUBLIC_DIR PRIVATE_DIR [UID] [SERVICE_DIR]
+    python jwt_keys.py PUBLIC_DIR PRIVATE_DIR [UID] [SERVICE_DIR] [METRICS_DIR]
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -29,6 +32,17 @@ def write(path: Path, values: dict[str, str], mode: int, uid: int) -> None:
     path.write_text("".join(f"{k}='{v}'\n" for k, v in values.items()))
     os.chown(path, uid, uid)
     os.chmod(path, mode)
+
+
+def metrics_token(metrics_dir: Path, uid: int) -> None:
+    """The bearer token Prometheus scrapes the gateway with (kept across runs)."""
+    if (metrics_dir / "token").exists():
+        return
+    token = secrets.token_urlsafe(32)
+    write(metrics_dir / "jwt.env", {"GATEWAY_METRICS_TOKEN": token}, 0o400, uid)
+    (metrics_dir / "token").write_text(token)
+    os.chmod(metrics_dir / "token", 0o444)  # Prometheus runs as another user
+    print("jwt-keys: metrics token written")
 
 
 def main(public_dir: Path, private_dir: Path, uid: int, service_dir: Path | None = None) -> None:
@@ -59,3 +73,5 @@ if __name__ == "__main__":
         int(sys.argv[3]) if len(sys.argv) > 3 else 10001,
         Path(sys.argv[4]) if len(sys.argv) > 4 else None,
     )
+    if len(sys.argv) > 5:
+        metrics_token(Path(sys.argv[5]), int(sys.argv[3]))

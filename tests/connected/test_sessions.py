@@ -436,3 +436,20 @@ async def test_the_password_policy(gateway: TestClient, admin: dict[str, str]) -
     assert (await gateway.get("/users/carl", headers=admin)).status == 404
     fine = {"username": "carl", "password": "correct horse battery staple"}
     assert (await gateway.post("/users", json=fine, headers=admin)).status == 201
+
+
+async def test_metrics_answer_only_prometheus_when_a_token_is_set(
+    upstream_url: str, gateway_db: str
+) -> None:
+    token = "prometheus-scrape-token-0123456789"
+    client = await start_gateway(upstream_url, gateway_db, metrics_token=token)
+    try:
+        for headers in ({}, bearer("wrong"), bearer(token + "x")):
+            response = await client.get("/metrics", headers=headers)
+            assert response.status == 401
+            assert "gateway_requests_total" not in await response.text()
+        scraped = await client.get("/metrics", headers=bearer(token))
+        assert scraped.status == 200
+        assert "gateway_requests_total" in await scraped.text()
+    finally:
+        await client.close()
