@@ -105,6 +105,10 @@ class SessionStore:
                 )
             )
             refresh = await self._new_refresh(conn, session_id, now)
+            # Tidy as sign-ins come: refresh tokens long past their expiry can do nothing.
+            await conn.execute(
+                refresh_tokens.delete().where(refresh_tokens.c.expires_at < now - self.refresh_ttl)
+            )
         return session_id, refresh
 
     async def rotate(self, refresh_token: str) -> Refreshed:

@@ -453,3 +453,16 @@ async def test_metrics_answer_only_prometheus_when_a_token_is_set(
         assert "gateway_requests_total" in await scraped.text()
     finally:
         await client.close()
+
+
+async def test_an_expired_refresh_token_is_refused(
+    gateway: TestClient, admin: dict[str, str], gateway_db: str
+) -> None:
+    exp = await add_user(gateway, admin, "exp", ["user"])
+    conn = await asyncpg.connect(gateway_db.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.execute("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'")
+    finally:
+        await conn.close()
+    again = await gateway.post("/auth/refresh", json={"refresh_token": exp["refresh_token"]})
+    await refused(again, "refresh token expired")
