@@ -7,10 +7,13 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The AsyncAPI 3.0 JSON schema the tests validate the events' document against, from npm.
+ASYNCAPI_SPECS_VERSION := 6.11.1
+ASYNCAPI_SPECS := $(VENV)/share/asyncapi-specs
 
 .PHONY: install up test lint format clean
 
-install: $(STAMP)  ## idempotent bootstrap: .venv with the platform and its dev tools
+install: $(STAMP) $(ASYNCAPI_SPECS)/package.json  ## idempotent bootstrap: .venv with the platform and its dev tools
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required"; exit 1; }
@@ -18,6 +21,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
+
+$(ASYNCAPI_SPECS)/package.json: $(STAMP) Makefile
+	@command -v npm >/dev/null || { echo "npm is required (the AsyncAPI JSON schema comes from npm)"; exit 1; }
+	mkdir -p $(ASYNCAPI_SPECS)
+	cd $(ASYNCAPI_SPECS) && npm pack --silent @asyncapi/specs@$(ASYNCAPI_SPECS_VERSION) >/dev/null \
+		&& tar xzf asyncapi-specs-$(ASYNCAPI_SPECS_VERSION).tgz --strip-components=1 \
+		   package/package.json package/LICENSE 'package/schemas/3.0.0-without-$$id.json' \
+		&& rm asyncapi-specs-$(ASYNCAPI_SPECS_VERSION).tgz && touch package.json
 
 up: install  ## start the whole platform in the foreground (Ctrl-C stops it)
 	$(BIN)/nocode up
