@@ -85,7 +85,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging(settings.service_name, settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, log_file=settings.log_file)
     app = build_app(settings)
     app[LOGGER].info(
         "starting",

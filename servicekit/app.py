@@ -113,5 +113,5 @@ class RequestContextMiddleware:
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
     """Run one service in the foreground (what ``nocode serve NAME`` and images do)."""
     s = runtime.settings
-    configure_logging(s.service_name, s.log_level)
+    configure_logging(s.service_name, s.log_level, log_file=s.log_file)
     uvicorn.run(app, host=s.host, port=s.port, access_log=False, log_config=None, lifespan="on")
