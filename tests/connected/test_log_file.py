@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,14 +23,14 @@ def test_a_service_writes_its_json_logs_to_log_file(
     mypage_db: str, topics: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    log_file = tmp_path / "logs" / "mypage.log"
+    log_file = tmp_path / "logs" / f"mypage-{socket.gethostname()}.log"
     env = {
         **os.environ,
         **AUTH_ENV,
         "MYPAGE_CQRS_DATABASE_URL": mypage_db,
         "MYPAGE_CQRS_PORT": str(port),
         "KAFKA_BOOTSTRAP_SERVERS": topics,
-        "LOG_FILE": str(log_file),
+        "LOG_FILE": str(tmp_path / "logs" / "mypage-{host}.log"),
     }
     nocode = Path(sys.executable).parent / "nocode"
     process = subprocess.Popen(
