@@ -8,6 +8,7 @@ the three cannot disagree.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from contracts.base import Event
@@ -54,3 +55,18 @@ def payload_schema(contract: type[Event], ref_template: str = "#/$defs/{model}")
     if "$defs" in schema:
         out["$defs"] = schema["$defs"]
     return out
+
+
+def unhandled_versions(
+    handled: Iterable[type[Event]], registry: Mapping[str, type[Event]] | None = None
+) -> list[str]:
+    """The versions of events a consumer handles in some version but not in this one: a
+    consumer of an event must handle every version still registered (``ce_type``s)."""
+    registry = Event.registry if registry is None else registry
+    handled = set(handled)
+    names = {(c.context, c.event_type()) for c in handled}
+    return sorted(
+        ce_type
+        for ce_type, c in registry.items()
+        if (c.context, c.event_type()) in names and c not in handled
+    )
