@@ -129,6 +129,7 @@ def _write_atomically(path: Path, card: dict[str, Any]) -> None:
             out.write("\n")
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temp, 0o644)  # mkstemp makes it 0600; the card is readable like a log
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
