@@ -22,6 +22,7 @@ SERVICES = (
     ServiceSpec("core", 8084),
     ServiceSpec("target", 8085),
     ServiceSpec("mypage_cqrs", 8086),
+    ServiceSpec("console", 8087),  # the web console: HTML at /ui, no database of its own
 )
 SERVICE_NAMES = tuple(s.name for s in SERVICES)
 
@@ -42,4 +43,5 @@ GATEWAY_ROUTES = {
     "/cores": "core",
     "/targets": "target",
     "/myRequests": "mypage_cqrs",
+    "/ui": "console",
 }
