@@ -147,7 +147,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "create": ("Create", "만들기"),
     "user_done": ("{user}: done.", "{user}: 완료."),
     "jobs": ("Jobs", "작업"),
-    "health": ("Health, as `nocode status` sees it", "상태 (`nocode status` 기준)"),
+    "health": ("Health, as nocode status sees it", "상태 (nocode status 기준)"),
     "service": ("Service", "서비스"),
     "backlog": ("Outbox backlog", "아웃박스 적체"),
     "lag": ("Consumer lag", "컨슈머 지연"),
@@ -170,6 +170,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "seconds": ("{n} s", "{n}초"),
     "hours": ("{n} h", "{n}시간"),
     "days": ("{n} d", "{n}일"),
+    # timeline entry kinds
+    "tl.state": ("State", "상태"),
+    "tl.batch": ("Vertica batch", "Vertica 배치"),
+    "tl.progress": ("Training step", "학습 단계"),
+    "tl.check": ("Compensation check", "보상 확인"),
+    "tl.job": ("Job", "작업"),
+    "tl.lms": ("LMS send", "LMS 발송"),
+    "tl.chat": ("Chat message", "채팅 메시지"),
     # states
     "st.requested": ("requested", "요청됨"),
     "st.approved": ("approved", "승인됨"),
