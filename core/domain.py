@@ -81,6 +81,17 @@ _FAILED: dict[Kind, type[events.CoreJobEvent]] = {
 
 
 @dataclass(frozen=True)
+class BatchRead:
+    """The Vertica batch a training step read: reported with the step's progress."""
+
+    number: int  # 1-based, within the training data
+    offset: int
+    rows: int
+    total_rows: int
+    next_offset: int  # where the next step reads (0: the next pass starts over)
+
+
+@dataclass(frozen=True)
 class Backoff:
     initial_s: float
     max_s: float
@@ -185,22 +196,43 @@ class Job:
         self._move(Action.RENEW, now)
         self.lease_expires_at = now + timedelta(seconds=lease_s)
 
-    def advance(self, now: datetime, lease_s: float, data_offset: int | None = None) -> None:
-        """One step done: persist it, renew the lease, report progress."""
+    def advance(
+        self,
+        now: datetime,
+        lease_s: float,
+        data_offset: int | None = None,
+        batch: BatchRead | None = None,
+    ) -> None:
+        """One step done: persist it, renew the lease, report progress (and the batch read)."""
         self._move(Action.STEP, now)
         self.step = min(self.step + 1, self.total_steps)
+        if batch is not None:
+            data_offset = batch.next_offset
         if data_offset is not None:
             self.data_offset = data_offset
         self.lease_expires_at = now + timedelta(seconds=lease_s)
         if self.kind == Kind.MODEL:
-            self._announce(events.ModelProgressed, step=self.step, total_steps=self.total_steps)
+            read = {}
+            if batch is not None:
+                read = {
+                    "batch": batch.number,
+                    "batch_offset": batch.offset,
+                    "batch_rows": batch.rows,
+                    "total_rows": batch.total_rows,
+                }
+            self._announce(
+                events.ModelProgressed, step=self.step, total_steps=self.total_steps, **read
+            )
 
-    def complete(self, now: datetime, **result: Any) -> None:
+    def complete(self, now: datetime, check: events.Check | None = None, **result: Any) -> None:
+        """Done; a model job says which compensation check allowed it (``check``)."""
         self._move(Action.COMPLETE, now)
         self.step = self.total_steps
         self.result = {**self.result, **result}
         self._end(now)
-        extra = {"midas_send_id": result["midas_send_id"]} if self.kind == Kind.LMS else {}
+        extra: dict[str, Any] = {"check": check} if check is not None else {}
+        if self.kind == Kind.LMS:
+            extra["midas_send_id"] = result["midas_send_id"]
         self._announce(_COMPLETED[self.kind], **extra)
 
     def fail_attempt(
@@ -235,11 +267,12 @@ class Job:
             return "cancel_requested"
         return "ignored"
 
-    def cancel(self, reason: str, now: datetime) -> None:
+    def cancel(self, reason: str, now: datetime, check: events.Check | None = None) -> None:
+        """Ended without completing; ``check``: the compensation check found it gone."""
         self._move(Action.CANCEL, now)
         self._end(now)
         self.reason = reason
-        self._announce(events.JobCanceled, reason=reason)
+        self._announce(events.JobCanceled, reason=reason, check=check)
 
     def compensate(self, reason: str, now: datetime) -> bool:
         """Model refused this job's completion: record the job as cancelled after all."""

@@ -84,19 +84,21 @@ class ModelRequest:
             return 100
         return self.step * 100 // self.total_steps if self.total_steps else 0
 
-    def approve(self) -> None:
+    def approve(self, actor: str | None = None) -> None:
         previous = self._move(Action.APPROVE)
-        self._announce(events.Approved, previous_state=previous.value)
+        self._announce(events.Approved, previous_state=previous.value, actor=actor)
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, actor: str | None = None) -> None:
         previous = self._move(Action.REJECT)
         self.reason = reason
-        self._announce(events.Rejected, previous_state=previous.value, reason=reason)
+        self._announce(events.Rejected, previous_state=previous.value, reason=reason, actor=actor)
 
-    def cancel(self, reason: str | None = None) -> None:
+    def cancel(self, reason: str | None = None, actor: str | None = None) -> None:
         previous = self._move(Action.CANCEL)
         self.reason = reason
-        self._announce(events.RequestCanceled, previous_state=previous.value, reason=reason)
+        self._announce(
+            events.RequestCanceled, previous_state=previous.value, reason=reason, actor=actor
+        )
 
     def refuse_completion(self, job_id: int) -> None:
         """Core completed a job this request's state does not allow: say so (compensation)."""

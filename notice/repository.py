@@ -65,10 +65,23 @@ class NotificationRepository:
         )
         return Notification(**row) if row is not None else None
 
-    async def list(self, user_id: str | None, limit: int, offset: int) -> list[Notification]:
+    async def list(
+        self,
+        user_id: str | None,
+        limit: int,
+        offset: int,
+        *,
+        request: tuple[str, int] | None = None,
+    ) -> list[Notification]:
+        """Oldest first; a user's (``user_id``), one request's (``(kind, id)``), or all."""
         query = select(notifications).order_by(notifications.c.id).limit(limit).offset(offset)
         if user_id is not None:
             query = query.where(notifications.c.user_id == user_id)
+        if request is not None:
+            kind, request_id = request
+            query = query.where(
+                notifications.c.request_kind == kind, notifications.c.request_id == request_id
+            )
         rows = (await self.session.execute(query)).mappings().all()
         return [Notification(**row) for row in rows]
 

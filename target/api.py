@@ -102,13 +102,13 @@ async def approve_by_body(
 ) -> TargetRequestOut:
     """The seed's approve call: ``PUT /targets`` with ``{"id": N}``."""
     require_admin(who, "approve a target request")
-    return TargetRequestOut.of(await handlers.approve(uow, body.id))
+    return TargetRequestOut.of(await handlers.approve(uow, body.id, who.subject))
 
 
 @router.put("/{id}")
 async def approve(uow: Uow, who: Caller, id: PositiveId) -> TargetRequestOut:
     require_admin(who, "approve a target request")
-    return TargetRequestOut.of(await handlers.approve(uow, id))
+    return TargetRequestOut.of(await handlers.approve(uow, id, who.subject))
 
 
 @router.put("/{id}/reject")
@@ -116,7 +116,7 @@ async def reject(
     uow: Uow, who: Caller, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
 ) -> TargetRequestOut:
     require_admin(who, "reject a target request")
-    return TargetRequestOut.of(await handlers.reject(uow, id, body.reason))
+    return TargetRequestOut.of(await handlers.reject(uow, id, body.reason, who.subject))
 
 
 @router.put("/{id}/cancel")
@@ -128,4 +128,4 @@ async def cancel(
 ) -> TargetRequestOut:
     view = await handlers.get(uow, id)
     ensure_visible(who, view.target.user_id, "target request", id)
-    return TargetRequestOut.of(await handlers.cancel(uow, id, body.reason))
+    return TargetRequestOut.of(await handlers.cancel(uow, id, body.reason, who.subject))

@@ -137,23 +137,27 @@ class TargetRequest:
         req._announce(events.TargetRequested)
         return req
 
-    def approve(self, model_state: str | None) -> None:
+    def approve(self, model_state: str | None, actor: str | None = None) -> None:
         """Approve, if the target's state allows it and its model has completed."""
         LIFECYCLE.next(self.id, self.state, Action.APPROVE)  # the target's own state first
         if model_state != MODEL_COMPLETED:
             raise ModelNotCompleted(self, model_state)
         previous = self._move(Action.APPROVE)
-        self._announce(events.TargetApproved, previous_state=previous.value)
+        self._announce(events.TargetApproved, previous_state=previous.value, actor=actor)
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, actor: str | None = None) -> None:
         previous = self._move(Action.REJECT)
         self.reason = reason
-        self._announce(events.TargetRejected, previous_state=previous.value, reason=reason)
+        self._announce(
+            events.TargetRejected, previous_state=previous.value, reason=reason, actor=actor
+        )
 
-    def cancel(self, reason: str | None = None) -> None:
+    def cancel(self, reason: str | None = None, actor: str | None = None) -> None:
         previous = self._move(Action.CANCEL)
         self.reason = reason
-        self._announce(events.TargetCanceled, previous_state=previous.value, reason=reason)
+        self._announce(
+            events.TargetCanceled, previous_state=previous.value, reason=reason, actor=actor
+        )
 
     def complete(self) -> None:
         previous = self._move(Action.COMPLETE)
