@@ -164,10 +164,17 @@ async def test_a_request_goes_from_the_form_to_the_lms_send(
     lms = page.locator("#timeline tr.entry-lms")
     await expect(lms).to_have_attribute("data-state", "sent", timeout=30_000)
     await expect(lms).to_contain_text("LMS send: sent")
+    await expect(lms.locator(".send-id")).to_have_text(re.compile(r"\S+"))
     await expect(page.locator("#current-state")).to_have_text("completed")
     await shot(page, artifacts, "timeline-target")
+    # The model's: every training step, the Vertica batches, the compensation check, and
+    # each chat message with its delivery status.
     await page.goto(f"{base}/ui/requests/{view}")
-    await expect(page.locator("#timeline tr.entry-chat").first).to_be_visible()
+    timeline = page.locator("#timeline")
+    await expect(timeline.locator("tr.entry-progress")).to_have_count(CORE["training_steps"])
+    assert await timeline.locator("tr.entry-batch").count() >= CORE["training_steps"]
+    await expect(timeline.locator("tr.entry-check")).to_have_attribute("data-state", "completed")
+    await expect(timeline.locator("tr.entry-chat").first).to_contain_text("Delivery: sent")
     await shot(page, artifacts, "timeline-model")
     await page.goto(base + "/ui/notices")
     await expect(page.locator("#notices li").first).to_contain_text(USER)
@@ -269,6 +276,23 @@ async def test_the_session_cookie_is_httponly_and_csrf_is_required(
     after = (await gateway.get("/models", params={"userId": USER})).json()
     assert [m["modelName"] for m in after[before:]] == ["no-token"]
     await page.close()
+
+
+async def test_an_expired_session_goes_back_to_sign_in_with_a_message(
+    platform: object, browser: Browser
+) -> None:
+    context = await new_context(browser)
+    # A session id this console does not know: ended, or from before the console restarted.
+    await context.add_cookies(
+        [{"name": "nocode_console", "value": "stale", "url": Shared.base + "/ui/"}]
+    )
+    page = await context.new_page()
+    await page.goto(Shared.base + "/ui/requests")
+    await page.wait_for_url("**/ui/signin?expired=1&next=/ui/requests")
+    await expect(page.locator("#signin-message")).to_have_text(
+        "Your session has expired. Please sign in again."
+    )
+    await context.close()
 
 
 async def test_the_operations_page_and_korean(
