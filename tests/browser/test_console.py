@@ -253,6 +253,25 @@ async def test_the_api_error_is_shown_next_to_its_field(
     await page.close()
 
 
+async def test_my_requests_filter_by_kind_and_state_and_search_by_name(
+    platform: object, user: BrowserContext
+) -> None:
+    page = await user.new_page()
+    await page.goto(Shared.base + "/ui/requests")
+    ids = page.locator("#requests tbody tr td:first-child")
+    await page.get_by_label("Kind").select_option("model")
+    await page.get_by_label("State").select_option("cancelled")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(ids).to_have_text(["model-2"])
+    await page.goto(Shared.base + "/ui/requests?kind=target")
+    await expect(ids).to_have_text(["target-1"])
+    await page.goto(Shared.base + "/ui/requests")
+    await page.get_by_label("Search by name").fill("CHURN")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(ids).to_have_text(["target-1", "model-1"])
+    await page.close()
+
+
 async def test_the_session_cookie_is_httponly_and_csrf_is_required(
     platform: tuple[Platform, httpx.AsyncClient], user: BrowserContext
 ) -> None:
