@@ -314,16 +314,51 @@ async def test_an_expired_session_goes_back_to_sign_in_with_a_message(
     await context.close()
 
 
-async def test_the_operations_page_and_korean(
-    platform: object, admin: BrowserContext, browser: Browser, artifacts: Path
+async def test_admin_rejects_manages_a_user_and_sees_operations(
+    platform: tuple[Platform, httpx.AsyncClient], admin: BrowserContext, artifacts: Path
 ) -> None:
+    _, gateway = platform
     page = await admin.new_page()
+    # The request left pending by the CSRF test: rejected from the inbox, with a reason.
+    await page.goto(Shared.base + "/ui/inbox")
+    pending = page.locator("#inbox tbody tr", has_text="no-token")
+    view = (await pending.get_attribute("id") or "").removeprefix("pending-")
+    await pending.get_by_label(f"Reason for rejecting {view}").fill("duplicate")
+    await pending.get_by_role("button", name=f"Reject {view}").click()
+    await expect(page.locator(".flash.ok")).to_have_text(f"{view} rejected.")
+    await expect(page.locator("#inbox-count")).to_have_text("0")
+    model = (await gateway.get(f"/models/{view.removeprefix('model-')}")).json()
+    assert (model["state"], model["reason"]) == ("rejected", "duplicate")
+
+    # Users: disable and enable bob, grant and revoke admin, reset his password.
+    await page.goto(Shared.base + "/ui/users")
+    bob = page.locator(f"#user-{OTHER}")
+    await bob.get_by_role("button", name=f"Disable {OTHER}").click()
+    await expect(bob).to_contain_text("disabled")
+    await bob.get_by_role("button", name=f"Enable {OTHER}").click()
+    await expect(bob).to_contain_text("enabled")
+    await bob.get_by_role("button", name=f"Grant admin {OTHER}").click()
+    await expect(bob.locator("td").nth(1)).to_have_text("admin, user")
+    await bob.get_by_role("button", name=f"Revoke admin {OTHER}").click()
+    await expect(bob.locator("td").nth(1)).to_have_text("user")
+    await bob.get_by_label(f"New password {OTHER}").fill("bob-new-password")
+    await bob.get_by_role("button", name="Reset password").click()
+    await expect(page.locator(".flash.ok")).to_have_text(f"{OTHER}: done.")
+    token = await gateway.post(
+        "/auth/token", data={"username": OTHER, "password": "bob-new-password"}
+    )
+    assert token.status_code == 200, token.text
+
     await page.goto(Shared.base + "/ui/operations")
     await expect(page.locator("#health-console")).to_contain_text("ok")
     await expect(page.locator("#jobs tbody tr").first).to_contain_text("model")
     await shot(page, artifacts, "operations")
     await page.close()
 
+
+async def test_korean_from_the_browser_with_a_switch(
+    platform: object, browser: Browser, artifacts: Path
+) -> None:
     context = await new_context(browser, locale="ko-KR")
     korean = await context.new_page()
     await korean.goto(Shared.base + "/ui/signin")
