@@ -178,6 +178,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "tl.job": ("Job", "작업"),
     "tl.lms": ("LMS send", "LMS 발송"),
     "tl.chat": ("Chat message", "채팅 메시지"),
+    # timeline details
+    "d.batch": (
+        "batch {batch}: rows {offset} to {end} of {totalRows}",
+        "배치 {batch}: 전체 {totalRows}행 중 {offset}~{end}행",
+    ),
+    "d.progress": (
+        "step {step} of {totalSteps} ({progress}%)",
+        "{totalSteps}단계 중 {step}단계 ({progress}%)",
+    ),
+    "d.check": (
+        "outcome {outcome}; model said {modelState}; {tries} tries",
+        "결과 {outcome}, 모델 상태 {modelState}, {tries}회 시도",
+    ),
+    "d.from": ("from {state}", "이전: {state}"),
+    "d.job": ("job {id}", "작업 {id}"),
+    "d.reason": ("reason: {reason}", "사유: {reason}"),
     # states
     "st.requested": ("requested", "요청됨"),
     "st.approved": ("approved", "승인됨"),

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from console import i18n
+from console.describe import describe
 from console.live import stream
 from console.sessions import Session
 from console.web import (
@@ -162,8 +163,10 @@ async def timeline_fragment(request: Request, session: Session, view_id: str) ->
             entries.append({"at": n["createdAt"], "kind": "chat", "notice": n})
     entries.sort(key=lambda e: e.get("at") or "")
     lang = language(request)
+    t = i18n.translator(lang)
     return templates.get_template("_timeline.html").render(
-        t=i18n.translator(lang),
+        t=t,
+        describe=lambda entry: describe(entry, t),
         row=row,
         entries=entries,
         prefix=PREFIX,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from console.describe import describe
 from console.i18n import choose, translator
 from console.routes.requests import filtered
 from console.sessions import SessionStore
@@ -72,3 +73,21 @@ def test_age_is_short_and_in_the_page_language() -> None:
     assert age("2026-01-01T11:57:00+00:00", "en", now) == "3 min"
     assert age("2026-01-01T09:00:00Z", "ko", now) == "3시간"
     assert age("2025-12-30T12:00:00Z", "en", now) == "2 d"
+
+
+def test_timeline_details_in_words() -> None:
+    t = translator("en")
+    batch = {
+        "kind": "batch",
+        "detail": {"jobId": 1, "batch": 2, "offset": 200, "rows": 200, "totalRows": 1000},
+    }
+    assert describe(batch, t) == "batch 2: rows 200 to 400 of 1000 · job 1"
+    step = {"kind": "progress", "detail": {"jobId": 1, "step": 2, "totalSteps": 6, "progress": 33}}
+    assert describe(step, t) == "step 2 of 6 (33%) · job 1"
+    cancelled = {
+        "kind": "state",
+        "reason": "wrong window",
+        "detail": {"previousState": "inProgress"},
+    }
+    assert describe(cancelled, t) == "reason: wrong window · from inProgress"
+    assert describe({"kind": "future", "detail": {"x": 1}}, t) == "x=1"
