@@ -209,6 +209,7 @@ STATE_KEYS = {
     "requestCanceled": "cancelled",
     "canceled": "cancelled",
     "targetCanceled": "cancelled",
+    "targetCompleted": "completed",
 }
 FILTER_STATES = (
     "requested",
