@@ -7,12 +7,15 @@ browser to sign-in. Other answers come back as :class:`Answer` for the page to s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from console.sessions import Session
+
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class SessionExpired(Exception):
@@ -66,10 +69,14 @@ class GatewayClient:
         json: Any = None,
         data: dict[str, str] | None = None,
         token: str | None = None,
+        idempotency_key: str = "",
     ) -> Answer:
         headers = session.auth() if session is not None else {}
         if token is not None:
             headers = {"Authorization": f"Bearer {token}"}
+        if IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            # The form's own key: a double submit is answered as the first one was.
+            headers["Idempotency-Key"] = idempotency_key
         try:
             response = await self._client.request(
                 method, path, params=params, json=json, data=data, headers=headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -207,6 +208,7 @@ def render(
             "state_key": i18n.state_key,
             "when": when,
             "age": lambda since: age(since, lang),
+            "new_key": lambda: uuid.uuid4().hex,  # a form's Idempotency-Key
             **context,
         },
         status_code=status,

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from console import i18n
 from console.routes.forms import form_errors
+from console.sessions import Session
 from console.web import (
     PREFIX,
     Checked,
@@ -38,14 +39,18 @@ async def inbox(request: Request, session: Current) -> Response:
 
 
 async def _decide(
-    request: Request, session: Checked, kind: str, number: int, verb: str, reason: str = ""
+    request: Request, session: Session, kind: str, number: int, verb: str, reason: str, idem: str
 ) -> Response:
     require(session, "inbox")
     if kind not in KINDS or not session.may_open(KINDS[kind][1]) or number < 1:
         raise NotFoundPage(kind)
     path = f"{KINDS[kind][0]}/{number}" + ("/reject" if verb == "reject" else "")
     answer = await api(request).call(
-        "PUT", path, session, json={"reason": reason} if verb == "reject" else None
+        "PUT",
+        path,
+        session,
+        json={"reason": reason} if verb == "reject" else None,
+        idempotency_key=idem,
     )
     t = i18n.translator(language(request))
     label = f"{kind}-{number}"
@@ -58,8 +63,14 @@ async def _decide(
 
 
 @router.post("/inbox/{kind}/{number}/approve")
-async def approve(request: Request, session: Checked, kind: str, number: int) -> Response:
-    return await _decide(request, session, kind, number, "approve")
+async def approve(
+    request: Request,
+    session: Checked,
+    kind: str,
+    number: int,
+    idem: Annotated[str, Form()] = "",
+) -> Response:
+    return await _decide(request, session, kind, number, "approve", "", idem)
 
 
 @router.post("/inbox/{kind}/{number}/reject")
@@ -69,8 +80,9 @@ async def reject(
     kind: str,
     number: int,
     reason: Annotated[str, Form()] = "",
+    idem: Annotated[str, Form()] = "",
 ) -> Response:
-    return await _decide(request, session, kind, number, "reject", reason)
+    return await _decide(request, session, kind, number, "reject", reason, idem)
 
 
 # --- users -------------------------------------------------------------------------------
@@ -78,7 +90,7 @@ async def reject(
 
 async def _users_page(
     request: Request,
-    session: Checked | Current,
+    session: Session,
     *,
     values: dict[str, object] | None = None,
     errors: dict[str, str] | None = None,

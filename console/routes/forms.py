@@ -46,11 +46,18 @@ async def new_model(request: Request, session: Current) -> Response:
 
 @router.post("/models/new")
 async def create_model(
-    request: Request, session: Checked, modelName: Annotated[str, Form()] = ""
+    request: Request,
+    session: Checked,
+    modelName: Annotated[str, Form()] = "",
+    idem: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, "new-model-request")
     answer = await api(request).call(
-        "POST", "/models", session, json={"userId": session.username, "modelName": modelName}
+        "POST",
+        "/models",
+        session,
+        json={"userId": session.username, "modelName": modelName},
+        idempotency_key=idem,
     )
     if answer.ok:
         t = i18n.translator(language(request))
@@ -92,6 +99,7 @@ async def create_target(
     session: Checked,
     type: Annotated[str, Form()] = "",
     modelRequestId: Annotated[str, Form()] = "",
+    idem: Annotated[str, Form()] = "",
 ) -> Response:
     require(session, "new-target-request")
     models = await completed_models(request, session)
@@ -108,6 +116,7 @@ async def create_target(
                 "type": type,
                 "modelRequestId": int(modelRequestId),
             },
+            idempotency_key=idem,
         )
         if answer.ok:
             t = i18n.translator(language(request))

@@ -219,12 +219,13 @@ async def cancel(
     session: Checked,
     view_id: str,
     reason: Annotated[str, Form()] = "",
+    idem: Annotated[str, Form()] = "",
 ) -> Response:
     row = await request_row(request, session, view_id)
     kind, number = view_id.split("-")
     path = f"/{'models' if kind == 'model' else 'targets'}/{number}/cancel"
     body = {"reason": reason.strip()} if reason.strip() else {}
-    answer = await api(request).call("PUT", path, session, json=body)
+    answer = await api(request).call("PUT", path, session, json=body, idempotency_key=idem)
     t = i18n.translator(language(request))
     if answer.ok:
         flash(session, "ok", t("cancelled_ok", id=view_id))
