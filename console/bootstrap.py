@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from console.gateway_client import GatewayClient, GatewayDown, SessionExpired
 from console.routes import admin, auth, forms, operations, requests
-from console.sessions import COOKIE, SessionStore
+from console.sessions import COOKIE, Session, SessionStore
 from console.settings import ConsoleSettings
 from console.web import (
     HERE,
@@ -73,7 +73,9 @@ def build(settings: ConsoleSettings | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
@@ -86,7 +88,7 @@ def build(settings: ConsoleSettings | None = None) -> FastAPI:
 
 
 def install_handlers(app: FastAPI) -> None:
-    async def maybe_session(request: Request):
+    async def maybe_session(request: Request) -> Session | None:
         try:
             return await current_session(request)
         except SignInFirst:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 LANGUAGES = ("en", "ko")
 LANG_COOKIE = "nocode_console_lang"
 
@@ -241,7 +243,7 @@ def choose(cookie: str | None, accept_language: str | None) -> str:
     return best
 
 
-def translator(lang: str):
+def translator(lang: str) -> Callable[..., str]:
     index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
 
     def t(key: str, **values: object) -> str:

@@ -29,7 +29,9 @@ from console.web import (
 router = APIRouter(prefix=PREFIX)
 
 
-def _signin_page(request: Request, *, error: str = "", username: str = "", status: int = 200):
+def _signin_page(
+    request: Request, *, error: str = "", username: str = "", status: int = 200
+) -> Response:
     token = new_pre_csrf()
     message = ""
     if request.query_params.get("expired"):
