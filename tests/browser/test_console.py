@@ -356,17 +356,32 @@ async def test_admin_rejects_manages_a_user_and_sees_operations(
     await page.close()
 
 
-async def test_korean_from_the_browser_with_a_switch(
+async def focused(page: Page) -> str:
+    return await page.evaluate(
+        "(() => { const e = document.activeElement; return e.id || e.className || e.tagName; })()"
+    )
+
+
+async def test_korean_from_the_browser_with_a_switch_and_the_keyboard_alone(
     platform: object, browser: Browser, artifacts: Path
 ) -> None:
     context = await new_context(browser, locale="ko-KR")
     korean = await context.new_page()
     await korean.goto(Shared.base + "/ui/signin")
     await expect(korean.get_by_role("button", name="로그인")).to_be_visible()
-    await korean.get_by_label("사용자 이름").fill(USER)
-    await korean.get_by_label("비밀번호").fill(USER_PASSWORD)
-    await korean.get_by_role("button", name="로그인").click()
+    # Signed in with the keyboard only: the username field has the focus on arrival.
+    assert await focused(korean) == "username"
+    await korean.keyboard.type(USER)
+    await korean.keyboard.press("Tab")
+    assert await focused(korean) == "password"
+    await korean.keyboard.type(USER_PASSWORD)
+    await korean.keyboard.press("Enter")
     await expect(korean.locator("h1")).to_have_text("내 요청")
+    # The first Tab reaches the skip link, which takes the focus to the content.
+    await korean.keyboard.press("Tab")
+    assert await focused(korean) == "skip"
+    await korean.keyboard.press("Enter")
+    assert await focused(korean) == "main"
     await shot(korean, artifacts, "my-requests-ko")
     await korean.get_by_role("link", name="English").click()
     await expect(korean.locator("h1")).to_have_text("My requests")
