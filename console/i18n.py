@@ -148,6 +148,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reset_password": ("Reset password", "비밀번호 재설정"),
     "create": ("Create", "만들기"),
     "user_done": ("{user}: done.", "{user}: 완료."),
+    "user_created": ("User {user} created.", "사용자 {user}을(를) 만들었습니다."),
     "jobs": ("Jobs", "작업"),
     "health": ("Health, as nocode status sees it", "상태 (nocode status 기준)"),
     "service": ("Service", "서비스"),

@@ -129,7 +129,7 @@ async def create_user(request: Request, session: Checked) -> Response:
         json={"username": username, "password": str(form.get("password", "")), "roles": roles},
     )
     if answer.ok:
-        flash(session, "ok", i18n.translator(language(request))("user_done", user=username))
+        flash(session, "ok", i18n.translator(language(request))("user_created", user=username))
         return redirect(PREFIX + "/users")
     errors = form_errors(answer.field_errors, ("username", "password", "roles"))
     if not errors:
