@@ -75,8 +75,10 @@ async def signin(
     )
     if answer.status == 429:
         return _signin_page(request, error="too_many", username=username, status=429)
-    if not answer.ok:
+    if answer.status in (401, 422):  # wrong or missing username or password
         return _signin_page(request, error="bad_credentials", username=username, status=401)
+    if not answer.ok:
+        return _signin_page(request, error="unavailable", username=username, status=503)
     token = answer.body["access_token"]
     claims = jwt.decode(token, options={"verify_signature": False})
     expires_at = float(claims.get("exp", time.time() + answer.body.get("expires_in", 0)))
