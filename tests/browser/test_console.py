@@ -311,6 +311,15 @@ async def test_an_expired_session_goes_back_to_sign_in_with_a_message(
     await expect(page.locator("#signin-message")).to_have_text(
         "Your session has expired. Please sign in again."
     )
+    await page.get_by_label("Username").fill(USER)
+    await page.get_by_label("Password").fill("not-the-password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#signin-error")).to_have_text("Invalid username or password.")
+    assert not [
+        c
+        for c in await context.cookies()
+        if c["name"] == "nocode_console" and c["value"] != "stale"
+    ]
     await context.close()
 
 
