@@ -14,6 +14,7 @@ from core.artifact import Artifacts
 from core.compensation import CompensationCheck
 from core.domain import Backoff
 from core.handlers import JobPolicy, event_handlers
+from core.ops import FailedJobs
 from core.queue import CoreUnitOfWork
 from core.runner import JobRunner
 from core.settings import CoreSettings
@@ -21,6 +22,7 @@ from core.work import Work
 from core.worker import Worker
 from servicekit.app import create_app
 from servicekit.auth import SERVICE
+from servicekit.ops import mount_ops
 from servicekit.resilience import CircuitBreaker
 from servicekit.runtime import ServiceRuntime
 
@@ -97,6 +99,7 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
     runtime.consume((MODEL_EVENTS, TARGET_EVENTS), event_handlers(policy), uow_factory)
     runtime.run_worker("jobs", worker.run)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/cores", FailedJobs(uow_factory, policy))
     app.state.uow_factory = uow_factory
     app.state.artifacts = artifacts
     app.state.worker = worker

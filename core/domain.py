@@ -6,6 +6,7 @@ running --retry--> queued                   (an attempt failed; available again 
 running --fail---> failed                   (out of attempts, or a refusal that is final)
 queued / running --cancel--> canceled       (its request was cancelled)
 completed --compensate--> canceled          (model refused the completion: a cancel raced it)
+failed --redrive--> queued                  (an admin re-drives it: a fresh round of attempts)
 
 Events: a model job announces ModelProgressed per step and ModelCompleted/ModelFailed;
 a target job TargetCompleted/TargetFailed; an lms job LmsSent/LmsFailed; a cancelled
@@ -42,6 +43,7 @@ class Action(StrEnum):
     FAIL = "fail"
     CANCEL = "cancel"
     COMPENSATE = "compensate"
+    REDRIVE = "redrive"
 
 
 class Kind(StrEnum):
@@ -63,6 +65,7 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
         (State.QUEUED, Action.CANCEL): State.CANCELED,
         (State.RUNNING, Action.CANCEL): State.CANCELED,
         (State.COMPLETED, Action.COMPENSATE): State.CANCELED,
+        (State.FAILED, Action.REDRIVE): State.QUEUED,
     },
 )
 
@@ -130,6 +133,7 @@ class Job:
     finished_at: datetime | None = None
     updated_at: datetime = field(default_factory=_now)
     traceparent: str | None = None  # the trace of whatever caused the job; its work joins it
+    redrives: int = 0  # times an admin re-drove it after it failed
     events: list[Event] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -283,6 +287,19 @@ class Job:
         self.updated_at = now
         self._announce(events.JobCanceled, reason=reason)
         return True
+
+    def redrive(self, now: datetime, attempts: int) -> None:
+        """An admin tries a failed job again: queued now, with ``attempts`` more attempts,
+        resuming from the step it reached (its data offset kept). Raises
+        ``IllegalTransition`` unless it is failed, so a second re-drive is refused."""
+        self._move(Action.REDRIVE, now)
+        self.redrives += 1
+        self.max_attempts = self.attempts + attempts
+        self.available_at = now
+        self.finished_at = None
+        self.reason = None
+        self.lease_owner = None
+        self.lease_expires_at = None
 
     def pull_events(self) -> list[Event]:
         pulled, self.events = self.events, []

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from servicekit.tables import inbox_table, outbox_table
+from servicekit.tables import dead_letters_table, inbox_table, outbox_table
 
 metadata = MetaData()
 
@@ -55,6 +55,7 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("traceparent", String(64)),
+    Column("redrives", Integer, nullable=False, server_default="0"),
     UniqueConstraint("kind", "request_id", name="uq_jobs_kind_request"),
     Index("ix_jobs_claimable", "id", postgresql_where=CLAIMABLE),
     Index("ix_jobs_state_kind", "state", "kind"),
@@ -62,3 +63,4 @@ jobs = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)

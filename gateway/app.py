@@ -9,9 +9,9 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from gateway.asyncapi import add_asyncapi, asyncapi_handler
+from gateway.asyncapi import add_asyncapi
 from gateway.auth_routes import add_identity
-from gateway.authentication import PUBLIC_HANDLERS
+from gateway.console import add_console
 from gateway.health import live_handler, ready_handler
 from gateway.metrics import metrics_handler
 from gateway.middlewares import MIDDLEWARES
@@ -78,7 +78,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     add_identity(app)  # tokens, users, menus; the user database; before the catch-all below
     add_asyncapi(app)  # the events' AsyncAPI document, public
-    app[PUBLIC_HANDLERS] = app[PUBLIC_HANDLERS] | {asyncapi_handler}
+    add_console(app)  # the web console's pages: public here, streamed
     app.router.add_route("*", "/{path:.*}", proxy_handler)
     return app
 

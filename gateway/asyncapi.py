@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from contracts.asyncapi import document
+from gateway.authentication import PUBLIC_HANDLERS
 
 ASYNCAPI_BODY = web.AppKey("gateway.asyncapi_body", bytes)
 
@@ -19,6 +20,7 @@ async def asyncapi_handler(request: web.Request) -> web.Response:
 
 
 def add_asyncapi(app: web.Application) -> None:
-    """Register the route; call before the catch-all proxy route."""
+    """Register the route (public); call after ``add_identity``, before the catch-all."""
     app[ASYNCAPI_BODY] = orjson.dumps(document())
+    app[PUBLIC_HANDLERS] = app[PUBLIC_HANDLERS] | {asyncapi_handler}
     app.router.add_get("/asyncapi.json", asyncapi_handler)

@@ -18,7 +18,7 @@ fi
 overlay="${1%/}"
 registry="$2"
 tag="$3"
-services="${4:-gateway model notice core target mypage-cqrs}"
+services="${4:-gateway model notice core target mypage-cqrs console}"
 prefix="${ECR_REPOSITORY_PREFIX:-nocode-}"
 if [ -z "$registry" ] || [ -z "$tag" ]; then
   echo "$0: REGISTRY and TAG must not be empty" >&2

@@ -25,6 +25,7 @@ from servicekit.http import (
     ensure_visible,
     unit_of_work,
 )
+from servicekit.idempotency import IdempotentRoute
 
 
 class NewModelRequest(Schema):
@@ -64,7 +65,8 @@ class ModelRequestOut(Schema):
 
 Uow = Annotated[ModelUnitOfWork, Depends(unit_of_work)]
 
-router = APIRouter(prefix="/models", tags=["models"])
+# Creating, approving, rejecting and cancelling honour Idempotency-Key.
+router = APIRouter(prefix="/models", tags=["models"], route_class=IdempotentRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)

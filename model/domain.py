@@ -4,6 +4,7 @@ requested --approve--> approved --start--> inProgress --complete--> completed
                                                       --fail-----> failed
 requested --reject--> rejected
 requested / approved / inProgress --cancel--> requestCanceled
+failed --progress/complete--> inProgress / completed   (core's job re-driven by an admin)
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
         (State.IN_PROGRESS, Action.COMPLETE): State.COMPLETED,
         (State.APPROVED, Action.FAIL): State.FAILED,
         (State.IN_PROGRESS, Action.FAIL): State.FAILED,
+        # An admin re-drove the failed job: it reports progress and completes again.
+        (State.FAILED, Action.PROGRESS): State.IN_PROGRESS,
+        (State.FAILED, Action.COMPLETE): State.COMPLETED,
     },
 )
 
@@ -134,6 +138,8 @@ class ModelRequest:
         previous = self.state
         self.state = LIFECYCLE.next(self.id, self.state, action)
         self.updated_at = _now()
+        if previous == State.FAILED:  # its job was re-driven: the failure is over
+            self.reason = None
         return previous
 
     def _changed(self, previous: State, reason: str | None = None) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from servicekit.tables import inbox_table
+from servicekit.tables import dead_letters_table, inbox_table
 
 metadata = MetaData()
 
@@ -73,3 +73,4 @@ request_timeline = Table(
 )
 
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)

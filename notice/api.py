@@ -35,6 +35,7 @@ class NoticeOut(Schema):
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    redrives: int
 
     @classmethod
     def of(cls, n: Notification) -> NoticeOut:
@@ -51,6 +52,7 @@ class NoticeOut(Schema):
             last_error=n.last_error,
             created_at=n.created_at,
             sent_at=n.sent_at,
+            redrives=n.redrives,
         )
 
 

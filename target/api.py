@@ -22,6 +22,7 @@ from servicekit.http import (
     ensure_visible,
     unit_of_work,
 )
+from servicekit.idempotency import IdempotentRoute
 from target import handlers
 from target.handlers import TargetView
 from target.repository import TargetUnitOfWork
@@ -64,7 +65,8 @@ class TargetRequestOut(Schema):
 
 Uow = Annotated[TargetUnitOfWork, Depends(unit_of_work)]
 
-router = APIRouter(prefix="/targets", tags=["targets"])
+# Creating, approving, rejecting and cancelling honour Idempotency-Key.
+router = APIRouter(prefix="/targets", tags=["targets"], route_class=IdempotentRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)

@@ -4,6 +4,7 @@ requested --approve--> approved --complete--> completed
                                 --fail-----> failed
 requested --reject--> rejected
 requested / approved --cancel--> canceled
+failed --complete--> completed   (core's extraction re-driven by an admin)
 
 Approval also needs the target's model to have completed. Target knows that only
 from model's events, kept as a :class:`ModelRecord` per model request.
@@ -46,6 +47,7 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
         (State.APPROVED, Action.CANCEL): State.CANCELED,
         (State.APPROVED, Action.COMPLETE): State.COMPLETED,
         (State.APPROVED, Action.FAIL): State.FAILED,
+        (State.FAILED, Action.COMPLETE): State.COMPLETED,  # its job was re-driven
     },
 )
 
@@ -176,6 +178,8 @@ class TargetRequest:
         previous = self.state
         self.state = LIFECYCLE.next(self.id, self.state, action)
         self.updated_at = _now()
+        if previous == State.FAILED:  # its job was re-driven: the failure is over
+            self.reason = None
         return previous
 
     def _announce(self, event_type: type[events.TargetRequestEvent], **extra: object) -> None:
