@@ -231,7 +231,7 @@ class OutboxRelay:
             return False
         metrics.OUTBOX_REPUBLISHED.labels(self.service).inc(republish.rows)
         metrics.OUTBOX_REPUBLISH_MISSING.labels(self.service).set(republish.missing)
-        log.warning(
+        (log.warning if republish.rows else log.info)(
             "broker is another cluster: publishing the retained outbox again",
             service=self.service,
             previous_cluster=republish.previous,
