@@ -324,3 +324,37 @@ async def test_a_consumer_running_through_the_broker_kill_applies_every_event_on
 
     assert applied == 3
     assert view == {f"model-{id}": "approved" for id in ids}
+
+
+async def test_a_consumer_whose_position_is_past_the_pruned_re_publish_reads_it_from_the_start(
+    model_db: str, mypage_db: str, broker: EmbeddedBroker, topics: str
+) -> None:
+    """Retention pruned what mypage had applied, so the new broker's log is the new events
+    only, at offsets below mypage's old position: it must read them, not skip them."""
+    one_second = 1 / 3600
+    async with (
+        model_service(model_db, topics, outbox_retention_hours=one_second) as (client, runtime),
+        running(build_mypage, mypage_settings(mypage_db, topics)) as (_, mypage),
+    ):
+        inbox_count = select(func.count()).select_from(mypage_inbox)
+        for i in range(6):
+            await client.post("/models", json={"userId": "test", "modelName": f"old{i}"})
+        await eventually(count_is(mypage, inbox_count, 6), what="mypage applied 6")
+        await eventually(
+            count_is(runtime, select(func.count()).select_from(outbox), 0),
+            timeout_s=30,
+            what="the 6 rows pruned",
+        )
+        kill_and_restart(broker)
+        for i in range(9):
+            await client.post("/models", json={"userId": "test", "modelName": f"new{i}"})
+        await ensure_topics(topics, ALL_TOPICS, 3, 1)
+        await eventually(count_is(mypage, inbox_count, 15), timeout_s=60, what="mypage has 15")
+        await asyncio.sleep(1.0)
+        view = await view_rows(mypage_db)
+        applied = await scalar(mypage, inbox_count)
+
+    assert applied == 15
+    assert sorted(r.name for r in view) == sorted(
+        [f"old{i}" for i in range(6)] + [f"new{i}" for i in range(9)]
+    )
