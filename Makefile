@@ -11,9 +11,9 @@ STAMP := $(VENV)/.installed
 ASYNCAPI_SPECS_VERSION := 6.11.1
 ASYNCAPI_SPECS := $(VENV)/share/asyncapi-specs
 
-.PHONY: install up test lint format clean
+.PHONY: install system-packages up test lint format clean
 
-install: $(STAMP) $(ASYNCAPI_SPECS)/package.json  ## idempotent bootstrap: .venv with the platform and its dev tools
+install: $(STAMP)  ## idempotent bootstrap: .venv with the platform and its dev tools
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required"; exit 1; }
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 $(ASYNCAPI_SPECS)/package.json: $(STAMP) Makefile
-	@command -v npm >/dev/null || { echo "npm is required (the AsyncAPI JSON schema comes from npm)"; exit 1; }
+	@deploy/dev/system-packages.sh
 	mkdir -p $(ASYNCAPI_SPECS)
 	cd $(ASYNCAPI_SPECS) && npm pack --silent @asyncapi/specs@$(ASYNCAPI_SPECS_VERSION) >/dev/null \
 		&& tar xzf asyncapi-specs-$(ASYNCAPI_SPECS_VERSION).tgz --strip-components=1 \
@@ -33,7 +33,10 @@ $(ASYNCAPI_SPECS)/package.json: $(STAMP) Makefile
 up: install  ## start the whole platform in the foreground (Ctrl-C stops it)
 	$(BIN)/nocode up
 
-test: install  ## run the test suite (unit and connected)
+system-packages:  ## Chromium, its CJK fonts and npm from Debian when missing (the tests need them)
+	@deploy/dev/system-packages.sh
+
+test: install system-packages $(ASYNCAPI_SPECS)/package.json  ## run the test suite (unit and connected)
 	$(BIN)/pytest
 
 lint: install
