@@ -9,7 +9,9 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from gateway.asyncapi import add_asyncapi
 from gateway.auth_routes import add_identity
+from gateway.console import add_console
 from gateway.health import live_handler, ready_handler
 from gateway.metrics import metrics_handler
 from gateway.middlewares import MIDDLEWARES
@@ -75,13 +77,15 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.router.add_get("/health/ready", ready_handler)
     app.router.add_get("/metrics", metrics_handler)
     add_identity(app)  # tokens, users, menus; the user database; before the catch-all below
+    add_asyncapi(app)  # the events' AsyncAPI document, public
+    add_console(app)  # the web console's pages: public here, streamed
     app.router.add_route("*", "/{path:.*}", proxy_handler)
     return app
 
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging(settings.service_name, settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, log_file=settings.log_file)
     app = build_app(settings)
     app[LOGGER].info(
         "starting",

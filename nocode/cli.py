@@ -89,19 +89,31 @@ def demo() -> None:
 
 
 @app.command()
-def replay(view: str = typer.Argument(..., help="the read model to rebuild: mypage")) -> None:
+def replay(
+    view: str = typer.Argument(..., help="the read model to rebuild: mypage"),
+    force: bool = typer.Option(
+        False, "--force", help="swap in the rebuild even if it holds fewer requests than live"
+    ),
+) -> None:
     """Rebuild a read model from the start of the topics into a fresh table and swap it in."""
     if view != "mypage":
         raise typer.BadParameter(f"unknown view {view!r}; the only one is mypage")
-    from mypage_cqrs.replay import ReplayInProgress, rebuild
+    from mypage_cqrs.replay import ReplayIncomplete, ReplayInProgress, ReplayRefused, rebuild
     from mypage_cqrs.settings import MypageCqrsSettings
+    from nocode.status import service_urls
 
+    settings = MypageCqrsSettings()
+    # The producers' counts: configured URLs, else where the local platform runs them.
+    local = {n: u for n, u in service_urls().items() if n in ("model", "target", "core")}
+    producers = local | settings.producer_urls()
     try:
-        report = asyncio.run(rebuild(MypageCqrsSettings()))
-    except ReplayInProgress as exc:
+        report = asyncio.run(rebuild(settings, producers=producers, force=force))
+    except (ReplayInProgress, ReplayRefused, ReplayIncomplete) as exc:
         typer.echo(f"nocode: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(report.summary())
+    for line in report.details():
+        typer.echo(line)
 
 
 @app.command()
@@ -132,6 +144,34 @@ def status(
     thresholds = Thresholds(backlog=max_backlog, lag=max_lag)
     raise typer.Exit(
         main(host=host, as_json=as_json, watch=watch, thresholds=thresholds, out=typer.echo)
+    )
+
+
+events_app = typer.Typer(help="Look at the events on the topics.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("tail")
+def events_tail(
+    topic: str = typer.Argument(
+        ..., help="e.g. model.events, target.events, core.events, core.dlt"
+    ),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="from the first record"),
+    max_records: int | None = typer.Option(None, "--max", metavar="N", help="stop after N"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per record"),
+) -> None:
+    """Print a topic's records as they arrive: key, partition, offset, headers, JSON value
+    (KAFKA_BOOTSTRAP_SERVERS, else the local platform's broker). Ctrl-C stops."""
+    from nocode.events import main
+
+    raise typer.Exit(
+        main(
+            topic,
+            from_beginning=from_beginning,
+            max_records=max_records,
+            as_json=as_json,
+            echo=typer.echo,
+        )
     )
 
 

@@ -19,6 +19,7 @@ from servicekit import metrics
 from servicekit.auth import caller
 from servicekit.http import install_error_handlers
 from servicekit.logging import configure_logging
+from servicekit.relay_state import outbox_counts
 from servicekit.runtime import ServiceRuntime
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -61,6 +62,7 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
 
 def health_router(runtime: ServiceRuntime) -> APIRouter:
     router = APIRouter(prefix="/health", tags=["health"])
+    settings = runtime.settings
 
     @router.get("/live")
     async def live() -> dict[str, str]:
@@ -74,6 +76,20 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
         ok = all(checks.get(name) == "ok" for name in READINESS_REQUIRES)
         status = "unavailable" if not ok else "ok" if set(checks.values()) == {"ok"} else "degraded"
         return JSONResponse({"status": status, **checks}, status_code=200 if ok else 503)
+
+    @router.get("/outbox")
+    async def outbox() -> JSONResponse:
+        """How many events this service's outbox holds per topic (counts only, no data):
+        what ``nocode replay`` compares its reading of the topics with."""
+        if not runtime.publishes:
+            detail = f"{settings.service_name} publishes no events"
+            return JSONResponse({"detail": detail}, status_code=404)
+        try:
+            topics = await outbox_counts(runtime.engine)
+        except Exception as exc:
+            detail = f"database unreachable: {type(exc).__name__}"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"service": settings.service_name, "topics": topics})
 
     return router
 
@@ -120,5 +136,5 @@ class RequestContextMiddleware:
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
     """Run one service in the foreground (what ``nocode serve NAME`` and images do)."""
     s = runtime.settings
-    configure_logging(s.service_name, s.log_level)
+    configure_logging(s.service_name, s.log_level, log_file=s.log_file)
     uvicorn.run(app, host=s.host, port=s.port, access_log=False, log_config=None, lifespan="on")

@@ -6,6 +6,8 @@ database URL variable (``MODEL_DATABASE_URL``, ``TARGET_DATABASE_URL``, ...).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,6 +38,7 @@ class ServiceSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(2_000, validation_alias="KAFKA_HEARTBEAT_INTERVAL_MS")
 
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_file: Path | None = Field(None, validation_alias="LOG_FILE")  # JSON logs here too
     service_version: str | None = Field(None, validation_alias="SERVICE_VERSION")
 
     # Tracing (servicekit.tracing): spans are exported over OTLP/HTTP only when this is set.

@@ -1,7 +1,7 @@
 """target's record of each model's owner, from model's events
 
 Revision ID: a1
-Revises: d1
+Revises: r1
 Create Date: 2026-12-03
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "a1"
-down_revision = "d1"
+down_revision = "r1"
 branch_labels = None
 depends_on = None
 
