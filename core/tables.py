@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from servicekit.tables import inbox_table, outbox_table
+from servicekit.tables import inbox_table, outbox_table, relay_state_table
 
 metadata = MetaData()
 
@@ -62,3 +62,4 @@ jobs = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+relay_state = relay_state_table(metadata)

@@ -14,7 +14,7 @@ from sqlalchemy import (
     Text,
 )
 
-from servicekit.tables import inbox_table, outbox_table
+from servicekit.tables import inbox_table, outbox_table, relay_state_table
 
 metadata = MetaData()
 
@@ -36,3 +36,4 @@ model_requests = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+relay_state = relay_state_table(metadata)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from servicekit.settings import ServiceSettings
 
@@ -46,6 +49,33 @@ async def ensure_topics(
             log.info("topics created", topics=[t.name for t in missing])
     finally:
         await admin.close()
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    """What one metadata answer says: which cluster this is and which topics it holds."""
+
+    cluster_id: str | None  # None from brokers too old to say (Metadata v0/v1)
+    topics: frozenset[str]  # existing topics with at least one partition
+
+
+async def broker_view(client: AIOKafkaClient, timeout_s: float = 5.0) -> BrokerView:
+    """Ask the broker (one Metadata request for every topic, which never auto-creates one)
+    for its cluster id and topics; what ``AIOKafkaAdminClient.describe_cluster`` asks,
+    sent on an existing client's connection."""
+    node_id = client.get_random_node()
+    if node_id is None:
+        await asyncio.wait_for(client.force_metadata_update(), timeout_s)
+        node_id = client.get_random_node()
+        if node_id is None:
+            raise KafkaConnectionError("no broker known")
+    response = await asyncio.wait_for(client.send(node_id, MetadataRequest(None)), timeout_s)
+    topics = frozenset(
+        name
+        for error, name, *_, partitions in (tuple(t) for t in response.topics)
+        if error == 0 and partitions
+    )
+    return BrokerView(getattr(response, "cluster_id", None), topics)
 
 
 async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> None:

@@ -4,6 +4,9 @@
 announce; kept after publishing as the service's event log (until the retention
 setting prunes them). ``inbox``: the ids of events a consumer has applied,
 written in the same transaction as the effect, so a redelivery changes nothing.
+``relay_state``: what the outbox relay remembers across restarts: the broker cluster
+it published to (a different one has lost the outbox's events: they go out again) and
+what retention has pruned (a re-publish cannot send those).
 """
 
 from __future__ import annotations
@@ -51,6 +54,19 @@ def _inbox_columns() -> list[Column]:
     ]
 
 
+def _relay_state_columns() -> list[Column]:
+    return [
+        Column("relay", String(255), primary_key=True),  # the publishing service's name
+        Column("cluster_id", String(255), nullable=False),
+        # Rows up to this outbox id are being published again to this cluster, before newer ones.
+        Column("republish_through", BigInteger),
+        Column("pruned_rows", BigInteger, nullable=False, server_default="0"),  # ever pruned
+        # How many events the last re-publish could not send because retention had pruned them.
+        Column("republish_missing", BigInteger, nullable=False, server_default="0"),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+
+
 _UNPUBLISHED = text("published_at IS NULL")
 
 
@@ -65,6 +81,10 @@ def outbox_table(metadata: MetaData) -> Table:
 
 def inbox_table(metadata: MetaData) -> Table:
     return Table("inbox", metadata, *_inbox_columns())
+
+
+def relay_state_table(metadata: MetaData) -> Table:
+    return Table("relay_state", metadata, *_relay_state_columns())
 
 
 def create_outbox(op: Operations) -> None:
@@ -93,3 +113,11 @@ def create_inbox(op: Operations) -> None:
 
 def drop_inbox(op: Operations) -> None:
     op.drop_table("inbox")
+
+
+def create_relay_state(op: Operations) -> None:
+    op.create_table("relay_state", *_relay_state_columns())
+
+
+def drop_relay_state(op: Operations) -> None:
+    op.drop_table("relay_state")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Sequence, String, Table, Text
 
-from servicekit.tables import inbox_table, outbox_table
+from servicekit.tables import inbox_table, outbox_table, relay_state_table
 
 metadata = MetaData()
 
@@ -34,3 +34,4 @@ model_requests = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+relay_state = relay_state_table(metadata)
