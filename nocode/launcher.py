@@ -111,6 +111,7 @@ class Platform:
             },
             "ports": self.ports(),
             "bootstrap_servers": self.bootstrap_servers,
+            "broker_cluster_id": self.broker.cluster_id if self.broker else None,
             "databases": {spec.name: _no_password(self.database_url(spec)) for spec in SERVICES},
             "processes": self.supervisor.states() if self.supervisor else {},
         }
