@@ -46,6 +46,7 @@ class Metrics:
     queue_depth: float | None = None  # core only
     jobs_running: float | None = None  # core only
     failed_sends: float | None = None  # notice only
+    republish_missing: float | None = None  # events a broker re-publish lacked (retention)
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,9 @@ def parse_metrics(service: str, text: str, aliases: Mapping[str, str] | None = N
         for s in own("circuit_breaker_open")
         if s.value >= 1 and (dep := s.labels.get("dependency", "?"))
     }
+    missing = own("outbox_republish_missing_events")
     return Metrics(
+        republish_missing=sum(s.value for s in missing) if missing else None,
         backlog=sum(s.value for s in backlog) if backlog else None,
         lag=lag or None,
         dead_lettered=sum(s.value for s in dead) if counting else None,
@@ -158,6 +161,11 @@ def verdict(snapshot: Snapshot) -> Verdict:
         reasons.extend(f"{s.name} circuit open to {dep}" for dep in m.open_breakers)
         if m.dead_lettered:
             reasons.append(f"{s.name} dead-lettered {_num(m.dead_lettered)} events")
+        if m.republish_missing:
+            reasons.append(
+                f"{s.name} outbox re-publish incomplete: {_num(m.republish_missing)} events "
+                "pruned by OUTBOX_RETENTION_HOURS never reached the new broker"
+            )
         if m.backlog is not None and m.backlog > limits.backlog:
             reasons.append(f"{s.name} outbox backlog {_num(m.backlog)} > {limits.backlog}")
         for topic, behind in sorted((m.lag or {}).items()):

@@ -311,6 +311,23 @@ class OutboxRelay:
             await relay_state.count_pruned(conn, self.service, pruned.rowcount)
 
 
+async def outbox_counts(engine: AsyncEngine) -> dict[str, dict[str, int]]:
+    """Per topic: rows retained, published (acked by the broker of record) and waiting.
+    Counts only; what a replay compares its reading with."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(OUTBOX.c.topic, func.count(), func.count(OUTBOX.c.published_at)).group_by(
+                    OUTBOX.c.topic
+                )
+            )
+        ).all()
+    return {
+        topic: {"retained": total, "published": published, "unpublished": total - published}
+        for topic, total, published in rows
+    }
+
+
 def _split_by_topic(rows: list[Row], view: BrokerView) -> tuple[list[Row], list[Row]]:
     """Rows the broker has a topic for, and the rest; a key waits behind its first
     held row, so it is never overtaken."""
