@@ -171,6 +171,22 @@ async def test_kill_9_of_the_broker_mid_saga(up: RunningUp, sagas: Sagas) -> Non
     print(f"kill -9 broker: {len(sagas.all)} sagas so far, effects {counts}")
 
 
+async def test_kill_9_of_postgres_mid_saga(up: RunningUp, sagas: Sagas) -> None:
+    services_before = {n: up.process(n) for n in SERVICE_NAMES}
+    batch = sagas.start("kill-postgres", SAGAS_PER_FAULT)
+    await wait_for_stage(sagas, "target requested")
+    pid = up.process("postgres")["pid"]
+    os.kill(pid, signal.SIGKILL)
+
+    await restarted(up, "postgres", pid, restarts=1)
+    await asyncio.gather(*batch)
+    counts = await sagas.assert_exact()
+    # The services reconnected by themselves: none of them was restarted.
+    assert {n: up.process(n) for n in SERVICE_NAMES} == services_before
+    assert all_ready(up) == dict.fromkeys(SERVICE_NAMES, 200)
+    print(f"kill -9 postgres: {len(sagas.all)} sagas so far, effects {counts}")
+
+
 async def test_a_full_stop_and_start_mid_saga_then_replay_equals_live(
     up: RunningUp, sagas: Sagas
 ) -> None:
