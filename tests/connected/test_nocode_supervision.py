@@ -21,7 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
+from contracts.topics import ALL_TOPICS
 from nocode.services import SERVICE_NAMES, SERVICES
 from tests.connected.chaos import RunningUp, Sagas, wait_http
 from tests.support import free_port
@@ -165,6 +167,7 @@ async def test_kill_9_of_the_broker_mid_saga(up: RunningUp, sagas: Sagas) -> Non
 
     await restarted(up, "broker", pid, restarts=1)
     assert up.placement()["broker_cluster_id"] != before["broker_cluster_id"]
+    assert await partitions(up.placement()["bootstrap_servers"]) == dict.fromkeys(ALL_TOPICS, 3)
     await asyncio.gather(*batch)
     counts = await sagas.assert_exact()
     assert any("topics created" in line for line in up.output().splitlines()[-400:])
@@ -185,6 +188,16 @@ async def test_kill_9_of_postgres_mid_saga(up: RunningUp, sagas: Sagas) -> None:
     assert {n: up.process(n) for n in SERVICE_NAMES} == services_before
     assert all_ready(up) == dict.fromkeys(SERVICE_NAMES, 200)
     print(f"kill -9 postgres: {len(sagas.all)} sagas so far, effects {counts}")
+
+
+async def partitions(bootstrap: str) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(ALL_TOPICS))
+        return {t["topic"]: len(t["partitions"]) for t in described}
+    finally:
+        await admin.close()
 
 
 async def test_a_full_stop_and_start_mid_saga_then_replay_equals_live(
