@@ -37,8 +37,12 @@ def up() -> None:
         running = placement.read(data_dir)
         typer.echo(f"nocode: {placement.already_running(data_dir, running)}", err=True)
         raise typer.Exit(1)
+    # What a nocode up that was killed left running here is this lock holder's to stop.
+    if left := placement.leftovers(data_dir):
+        typer.echo(f"nocode: stopping what a killed nocode up left: pids {[p.pid for p in left]}")
+        placement.stop_leftovers(left)
     if platform.embedded_databases and platform.postgres.running():
-        platform.postgres.stop()  # left by a nocode up that was killed: this lock is ours now
+        platform.postgres.stop()
     if busy := placement.busy_ports(platform.ports()):
         lock.release()
         typer.echo(f"nocode: {placement.ports_in_use(busy)}", err=True)

@@ -106,6 +106,36 @@ def stamp(placement: dict[str, Any], state: str) -> dict[str, Any]:
     }
 
 
+def leftovers(data_dir: Path) -> list[psutil.Process]:
+    """Processes a killed ``nocode up`` on ``data_dir`` left running, from its stale
+    placement file: each recorded pid still alive that is still the process it
+    started (same start time). Call it holding the lock: they are the caller's now."""
+    try:
+        stale = json.loads((data_dir / PLACEMENT_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    found = []
+    for recorded in stale.get("processes", {}).values():
+        try:
+            proc = psutil.Process(int(recorded["pid"]))
+            if abs(proc.create_time() - float(recorded.get("created", -1))) < 0.01:
+                found.append(proc)
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def stop_leftovers(processes: list[psutil.Process], timeout_s: float = 10.0) -> None:
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout_s)
+
+
 # --- refusing a second platform ----------------------------------------------------------
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import psutil
+
 from servicekit.resilience import backoff_delay
 
 PR_SET_PDEATHSIG = 1
@@ -75,10 +77,18 @@ class Child:
     def state(self) -> dict[str, object]:
         return {
             "pid": self.pid,
+            "created": _created(self.pid),  # with the pid, tells this process from a reuse
             "state": "restarting" if self.restart_at is not None else "running",
             "restarts": self.restarts,
             "last_exit": self.last_exit,
         }
+
+
+def _created(pid: int | None) -> float | None:
+    try:
+        return psutil.Process(pid).create_time() if pid else None
+    except psutil.Error:
+        return None
 
 
 def describe_exit(returncode: int) -> str:
