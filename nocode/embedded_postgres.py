@@ -37,8 +37,13 @@ SYSTEM_USER = "embedded_postgres"
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, data_dir: Path, port: int, host: str = "127.0.0.1", *, stop_with_parent: bool = False
+    ) -> None:
+        """``stop_with_parent``: the server stops when the thread that started it ends (its
+        process, for a main thread: ``nocode up``); off for callers starting it from pools."""
         self.data_dir = data_dir
+        self.stop_with_parent = stop_with_parent
         self.port = port
         self.host = host
         self.run_as = SYSTEM_USER if os.geteuid() == 0 else None
@@ -74,7 +79,7 @@ class EmbeddedPostgres:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C on the terminal reaches ``up``, which stops it last
-            preexec_fn=dies_with_parent(signal.SIGINT),  # SIGINT: fast shutdown
+            preexec_fn=dies_with_parent(signal.SIGINT) if self.stop_with_parent else None,
         )
         log.close()
         self._wait_ready(self.process, timeout_s)

@@ -64,7 +64,9 @@ class Platform:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.postgres = EmbeddedPostgres(s.data_dir / "postgres", s.postgres_port)
+        self.postgres = EmbeddedPostgres(
+            s.data_dir / "postgres", s.postgres_port, stop_with_parent=True
+        )
 
     def port(self, spec: ServiceSpec) -> int:
         return int(self.env.get(f"{spec.env_prefix}_PORT", spec.default_port))

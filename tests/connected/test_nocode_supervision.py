@@ -11,6 +11,7 @@ of ``up``, after which ``nocode replay mypage`` equals the live read model.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -114,6 +115,22 @@ def test_a_second_up_is_refused_and_the_first_keeps_running(up: RunningUp, tmp_p
     assert listening(int(up.env["NOCODE_POSTGRES_PORT"]))
 
 
+async def nocode(*args: str, env: dict[str, str]) -> str:
+    """Run a ``nocode`` command with only ``env`` (and PATH); its output, once it exits 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nocode",
+        *args,
+        env={"PATH": os.environ["PATH"], **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, (out + err).decode()
+    return out.decode()
+
+
 async def wait_for_stage(sagas: Sagas, stage: str, timeout_s: float = 120.0) -> None:
     """Until the first saga of the batch reached ``stage``: the later ones are mid-way."""
     loop = asyncio.get_running_loop()
@@ -189,6 +206,16 @@ async def test_kill_9_of_postgres_mid_saga(up: RunningUp, sagas: Sagas) -> None:
     assert all_ready(up) == dict.fromkeys(SERVICE_NAMES, 200)
     print(f"kill -9 postgres: {len(sagas.all)} sagas so far, effects {counts}")
 
+    # nocode status, given only the data directory, finds the moved ports and the restarts.
+    status = await nocode("status", "--json", env={"NOCODE_DATA_DIR": str(up.data_dir)})
+    snapshot = json.loads(status)
+    assert {s["name"]: s["url"] for s in snapshot["services"]} == {
+        n: up.url(n) for n in SERVICE_NAMES
+    }
+    assert {s["health"] for s in snapshot["services"]} == {"ok"}
+    assert snapshot["processes"]["postgres"]["restarts"] == 1
+    assert snapshot["processes"]["postgres"]["last_exit"] == "killed by SIGKILL"
+
 
 async def partitions(bootstrap: str) -> dict[str, int]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -216,18 +243,7 @@ async def test_a_full_stop_and_start_mid_saga_then_replay_equals_live(
 
     live = sorted(await sagas.listing("/myRequests"), key=lambda r: r["id"])
     # Only the data directory is given: the command finds the platform's moved ports.
-    replay = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nocode",
-        "replay",
-        "mypage",
-        env={"PATH": os.environ["PATH"], "NOCODE_DATA_DIR": str(up.data_dir)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    said = (await replay.communicate())[0].decode()
-    assert replay.returncode == 0, said
+    said = await nocode("replay", "mypage", env={"NOCODE_DATA_DIR": str(up.data_dir)})
     assert f"mypage rebuilt: {len(live)} rows" in said, said
     rebuilt = sorted(await sagas.listing("/myRequests"), key=lambda r: r["id"])
     assert rebuilt == live
