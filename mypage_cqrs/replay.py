@@ -1,10 +1,10 @@
 """Rebuild the MyRequest view from the start of the topics, then swap it in.
 
-1. Count the live rows, and ask the producing services how many events they published
-   (``GET /health/outbox``: rows their broker acked; counts only).
+1. Count the live rows, and ask the producing services how many events their outboxes
+   hold (``GET /health/outbox``, counts only).
 2. Read every partition of ``model.events``, ``target.events`` and ``core.events`` from
    its beginning with a plain consumer (no group, partitions assigned: the live
-   consumer's offsets are untouched) until the topics hold what the producers published
+   consumer's offsets are untouched) until the topics hold what the producers hold
    (:mod:`mypage_cqrs.topic_reader`: end offsets are not trusted alone).
 3. Fold every event with the same apply rule as the live consumer
    (:func:`mypage_cqrs.view.apply`). A rebuild holding fewer requests than the live view
@@ -47,10 +47,10 @@ from mypage_cqrs.repository import MypageUnitOfWork, MyRequestRepository
 from mypage_cqrs.settings import MypageCqrsSettings
 from mypage_cqrs.tables import MY_REQUESTS, my_requests
 from mypage_cqrs.topic_reader import (
-    Published,
+    ProducerCounts,
     Reading,
     ReplayIncomplete,
-    published_counts,
+    producer_counts,
     read_phase,
 )
 from mypage_cqrs.view import MyRequest
@@ -89,7 +89,7 @@ class ReplayRefused(RuntimeError):
 class RebuildReport:
     events_read: dict[str, int] = field(default_factory=dict)  # per topic, before the swap
     partitions: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> records
-    published: dict[str, int] = field(default_factory=dict)  # per topic, as producers said
+    expected: dict[str, int] = field(default_factory=dict)  # per topic: producers' outboxes
     unasked: dict[str, str] = field(default_factory=dict)  # producers not asked, and why
     tail_events: dict[str, int] = field(default_factory=dict)  # per topic, applied after swap
     skipped: int = 0  # records that are not events of a known contract
@@ -112,13 +112,13 @@ class RebuildReport:
         return f"{line}; {self.seconds:.2f} s"
 
     def details(self) -> list[str]:
-        """What was read, per partition, against what the producers published."""
+        """What was read, per partition, against what the producers' outboxes hold."""
         lines = [f"  {where}: {n} records" for where, n in sorted(self.partitions.items())]
-        for topic, n in self.published.items():
-            lines.append(f"  {topic}: producers published {n}")
+        for topic, n in self.expected.items():
+            lines.append(f"  {topic}: {n} events in the producers' outboxes")
         for name, why in self.unasked.items():
             lines.append(f"  {name} not asked ({why}): read to the end offsets + {LINGER_S} s")
-        if not self.published and not self.unasked:
+        if not self.expected and not self.unasked:
             lines.append(f"  no producer asked: read to the end offsets + {LINGER_S} s")
         return lines
 
@@ -144,9 +144,9 @@ async def rebuild(
             try:
                 report.live_rows = await guard.scalar(select(func.count()).select_from(my_requests))
                 asked = producers if producers is not None else settings.producer_urls()
-                published = await published_counts(asked)
-                report.published, report.unasked = published.per_topic, published.unasked
-                await _replay(settings, engine, report, published, force, stall_timeout_s)
+                counts = await producer_counts(asked)
+                report.expected, report.unasked = counts.per_topic, counts.unasked
+                await _replay(settings, engine, report, counts, force, stall_timeout_s)
             finally:
                 await guard.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
     finally:
@@ -160,7 +160,7 @@ async def _replay(
     settings: MypageCqrsSettings,
     engine: AsyncEngine,
     report: RebuildReport,
-    published: Published,
+    counts: ProducerCounts,
     force: bool,
     stall_timeout_s: float,
 ) -> None:
@@ -180,7 +180,7 @@ async def _replay(
         beginnings = await consumer.beginning_offsets(tps) if tps else {}
         report.truncated = [f"{tp.topic}/{tp.partition}" for tp, o in beginnings.items() if o > 0]
         lossy = {t.rsplit("/", 1)[0] for t in report.truncated}
-        expected = {t: n for t, n in published.per_topic.items() if t in EVENT_TOPICS}
+        expected = {t: n for t, n in counts.per_topic.items() if t in EVENT_TOPICS}
         expected = {t: n for t, n in expected.items() if t not in lossy}
 
         rows: dict[str, MyRequest] = {}

@@ -1,9 +1,10 @@
-"""Reading the event topics for a replay until they hold what the producers published.
+"""Reading the event topics for a replay until they hold what the producers hold.
 
 A broker's end offsets are not trusted alone (the embedded broker once reported a
 high watermark one short): a phase reads up to the end offsets taken when it starts,
-then until each topic holds as many distinct events as its producers say they
-published (their ``GET /health/outbox``: rows the broker of record acked), then keeps
+then until each topic holds as many distinct events as its producers' outboxes held
+when asked (their ``GET /health/outbox``, counts only: rows published, and rows the
+relay is still publishing, or publishing again to a broker that lost them), then keeps
 fetching for a short linger, so a record an end offset left out is read too. Records
 past the end offsets are kept: applying an event is idempotent and order-tolerant.
 """
@@ -30,20 +31,20 @@ Sink = Callable[[list[Event]], Awaitable[None]]
 
 
 class ReplayIncomplete(RuntimeError):
-    """The topics did not come to hold what their producers published."""
+    """The topics did not come to hold what their producers' outboxes hold."""
 
 
 @dataclass
-class Published:
-    """What the producers said they published, per topic, and who could not be asked."""
+class ProducerCounts:
+    """How many events the producers' outboxes hold per topic, and who could not be asked."""
 
     per_topic: dict[str, int] = field(default_factory=dict)
     unasked: dict[str, str] = field(default_factory=dict)  # producer -> why
 
 
-async def published_counts(producers: Mapping[str, str], timeout_s: float = 5.0) -> Published:
-    """Ask each producing service (name -> base URL) how many events it published."""
-    result = Published()
+async def producer_counts(producers: Mapping[str, str], timeout_s: float = 5.0) -> ProducerCounts:
+    """Ask each producing service (name -> base URL) how many events its outbox holds."""
+    result = ProducerCounts()
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         answers = await asyncio.gather(
             *(client.get(f"{url.rstrip('/')}/health/outbox") for url in producers.values()),
@@ -57,7 +58,7 @@ async def published_counts(producers: Mapping[str, str], timeout_s: float = 5.0)
             result.unasked[name] = f"HTTP {answer.status_code}"
             continue
         for topic, counts in answer.json().get("topics", {}).items():
-            result.per_topic[topic] = result.per_topic.get(topic, 0) + int(counts["published"])
+            result.per_topic[topic] = result.per_topic.get(topic, 0) + int(counts["retained"])
     return result
 
 
@@ -131,7 +132,7 @@ async def read_phase(
 
 def _why(pending: list[TopicPartition], short: Mapping[str, tuple[int, int]]) -> str:
     parts = [
-        f"{topic} holds {have} of the {want} events its producer published"
+        f"{topic} holds {have} of the {want} events its producer's outbox holds"
         for topic, (have, want) in short.items()
     ]
     if pending:

@@ -19,7 +19,7 @@ from servicekit import metrics
 from servicekit.auth import caller
 from servicekit.http import install_error_handlers
 from servicekit.logging import configure_logging
-from servicekit.outbox import outbox_counts
+from servicekit.relay_state import outbox_counts
 from servicekit.runtime import ServiceRuntime
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")

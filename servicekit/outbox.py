@@ -152,7 +152,12 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Check the broker, then publish up to one batch; returns how many rows were
-        published. Raises when a send failed, a topic is missing or the broker changed."""
+        published. Raises when a send failed, a topic is missing or the broker changed.
+
+        The check before the sends is never cached: a broker that died answers at once
+        (nothing is sent, so nothing reaches its replacement through the producer's
+        retries), and it is the only proof the topics exist. Idle, the relay comes here
+        once per poll interval, so a broker replaced between batches is noticed then."""
         view = await broker_view(self.producer.client)
         await self._meet(view.cluster_id)
         through = self.memory.republish_through
@@ -213,7 +218,6 @@ class OutboxRelay:
         if republish is None:
             log.info("outbox relay met broker cluster", service=self.service, cluster=cluster_id)
             return
-        await self.producer.client.force_metadata_update()  # its partitions, not the old one's
         metrics.OUTBOX_REPUBLISHED.labels(self.service).inc(republish.rows)
         metrics.OUTBOX_REPUBLISH_MISSING.labels(self.service).set(republish.missing)
         log.warning(
@@ -235,6 +239,7 @@ class OutboxRelay:
                 if self.retention is None
                 else self.retention / timedelta(hours=1),
             )
+        await self.producer.client.force_metadata_update()  # its partitions, not the old one's
 
     async def _publish_in_key_order(self, rows: list[Row]) -> tuple[list[Row], Exception | None]:
         """Send rows in waves holding at most one row per key, so a failed send can never
@@ -309,23 +314,6 @@ class OutboxRelay:
                 )
             )
             await relay_state.count_pruned(conn, self.service, pruned.rowcount)
-
-
-async def outbox_counts(engine: AsyncEngine) -> dict[str, dict[str, int]]:
-    """Per topic: rows retained, published (acked by the broker of record) and waiting.
-    Counts only; what a replay compares its reading with."""
-    async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(OUTBOX.c.topic, func.count(), func.count(OUTBOX.c.published_at)).group_by(
-                    OUTBOX.c.topic
-                )
-            )
-        ).all()
-    return {
-        topic: {"retained": total, "published": published, "unpublished": total - published}
-        for topic, total, published in rows
-    }
 
 
 def _split_by_topic(rows: list[Row], view: BrokerView) -> tuple[list[Row], list[Row]]:

@@ -7,7 +7,8 @@ start and keeps nothing), so every retained row goes out again: in one transacti
 the retained rows become unpublished and the new id is remembered, and the relay's
 ordinary path publishes them in id order, before any row written after that moment
 (``republish_through``). A real Kafka keeps its id: nothing is re-published there.
-The first id a relay meets is only recorded.
+The first id a relay meets is only recorded. :func:`outbox_counts` says how many
+events the log holds and how many the broker of record acked (``GET /health/outbox``).
 """
 
 from __future__ import annotations
@@ -104,3 +105,20 @@ async def count_pruned(conn: AsyncConnection, relay: str, rows: int) -> None:
             .where(RELAY_STATE.c.relay == relay)
             .values(pruned_rows=RELAY_STATE.c.pruned_rows + rows)
         )
+
+
+async def outbox_counts(engine: AsyncEngine) -> dict[str, dict[str, int]]:
+    """Per topic: rows retained, published (acked by the broker of record) and waiting.
+    Counts only; what a replay compares its reading with."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(OUTBOX.c.topic, func.count(), func.count(OUTBOX.c.published_at)).group_by(
+                    OUTBOX.c.topic
+                )
+            )
+        ).all()
+    return {
+        topic: {"retained": total, "published": published, "unpublished": total - published}
+        for topic, total, published in rows
+    }

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from contracts.topics import ALL_TOPICS, CORE_EVENTS, MODEL_EVENTS, TARGET_EVENTS
 from mypage_cqrs.bootstrap import build as build_mypage
-from mypage_cqrs.replay import ReplayRefused, rebuild
+from mypage_cqrs.replay import ReplayIncomplete, ReplayRefused, rebuild
 from mypage_cqrs.tables import inbox as mypage_inbox
 from nocode.embedded_broker import EmbeddedBroker
 from servicekit.kafka import ensure_topics
@@ -67,7 +67,7 @@ async def test_replay_after_a_broker_restart_and_re_publish_rebuilds_exactly_the
     assert report.rows_built == report.live_rows == 4
     assert report.events_read == {MODEL_EVENTS: 6, TARGET_EVENTS: 0, CORE_EVENTS: 0}
     assert sum(n for p, n in report.partitions.items() if p.startswith(MODEL_EVENTS)) == 6
-    assert report.published[MODEL_EVENTS] in (0, 6)  # asked before or after the relay reset
+    assert report.expected == {MODEL_EVENTS: 6}  # model's outbox, published or going again
     assert report.unasked == {}
 
 
@@ -140,3 +140,41 @@ async def _nocode(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_replay_waits_for_what_the_producers_published_not_the_end_offsets(
+    model_db: str, mypage_db: str, broker: EmbeddedBroker, topics: str
+) -> None:
+    """The broker's end offsets say 0; model's outbox holds 3: replay does not swap in an
+    empty view, and rebuilds once the relay has published them again."""
+    settings = mypage_settings(mypage_db, topics)
+    # Polling every 60 s: an idle relay notices the new broker only when woken by a write.
+    async with (
+        model_service(model_db, topics, outbox_poll_interval_s=60) as (client, _),
+        running(build_mypage, settings) as (_, mypage),
+    ):
+        for i in range(3):
+            await client.post("/models", json={"userId": "test", "modelName": f"W{i}"})
+        await _eventually(count_is(mypage, select(func.count()).select_from(mypage_inbox), 3))
+        live = await view_rows(mypage_db)
+        kill_and_restart(broker)
+        await ensure_topics(topics, ALL_TOPICS, 3, 1)
+        producers = {"model": str(client.base_url)}
+
+        with pytest.raises(ReplayIncomplete) as stopped:
+            await rebuild(settings, producers=producers, stall_timeout_s=3)
+        unchanged = await view_rows(mypage_db)
+
+        await client.post("/models", json={"userId": "test", "modelName": "wakes-the-relay"})
+        report = await rebuild(settings, producers=producers)
+        await _eventually(count_is(mypage, select(func.count()).select_from(mypage_inbox), 4))
+        rebuilt = await view_rows(mypage_db)
+
+    assert str(stopped.value) == (
+        "replay stopped, nothing swapped: model.events holds 0 of the 3 events its producer's "
+        "outbox holds"
+    )
+    assert unchanged == live and len(live) == 3
+    assert report.expected == {MODEL_EVENTS: 4} and report.events_read[MODEL_EVENTS] == 4
+    assert report.rows_built == 4 and len(rebuilt) == 4
+    assert [r for r in rebuilt if r.id != "model-4"] == live

@@ -257,7 +257,12 @@ async def test_a_re_publish_short_of_pruned_events_says_so_in_metrics_and_status
 
         await eventually(met, what="the relay met the new broker")
         state = (await _relay_state(runtime)).one()
-        scrape = (await client.get("/metrics")).text
+
+        async def scraped() -> str | None:
+            text = (await client.get("/metrics")).text
+            return text if parse_metrics("model", text).republish_missing else None
+
+        scrape = await eventually(scraped, what="the metric set")
 
     assert state.pruned_rows == 2 and state.republish_missing == 2
     status = parse_metrics("model", scrape)
@@ -288,3 +293,34 @@ async def _partitions(bootstrap: str, topic: str) -> int:
         return len(described["partitions"])
     finally:
         await admin.close()
+
+
+async def test_a_consumer_running_through_the_broker_kill_applies_every_event_once(
+    model_db: str, mypage_db: str, broker: EmbeddedBroker, topics: str
+) -> None:
+    async with (
+        model_service(model_db, topics) as (client, _),
+        running(build_mypage, mypage_settings(mypage_db, topics)) as (_, mypage),
+    ):
+        inbox_count = select(func.count()).select_from(mypage_inbox)
+        ids = []
+        for i in range(6):
+            created = await client.post("/models", json={"userId": "test", "modelName": f"L{i}"})
+            ids.append(created.json()["id"])
+        for id in ids[:3]:
+            assert (await client.put(f"/models/{id}")).status_code == 200
+        await eventually(count_is(mypage, inbox_count, 9), what="mypage applied 9")
+        applied_before = consumed("mypage_cqrs", "applied")
+
+        kill_and_restart(broker)
+        for id in ids[3:]:
+            assert (await client.put(f"/models/{id}")).status_code == 200
+        await ensure_topics(topics, ALL_TOPICS, 3, 1)
+        await read_topic(topics, MODEL_EVENTS, expect=12, timeout_s=60)
+        await eventually(count_is(mypage, inbox_count, 12), timeout_s=60, what="mypage has 12")
+        await asyncio.sleep(1.0)
+        view = {r.id: r.state for r in await view_rows(mypage_db)}
+        applied = consumed("mypage_cqrs", "applied") - applied_before
+
+    assert applied == 3
+    assert view == {f"model-{id}": "approved" for id in ids}
