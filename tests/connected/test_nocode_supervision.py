@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+import servicekit.db
 from contracts.topics import ALL_TOPICS
 from nocode.services import SERVICE_NAMES, SERVICES
 from tests.connected.chaos import RunningUp, Sagas, wait_http
@@ -54,14 +57,18 @@ def simulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory, simulators: str) -> Iterator[RunningUp]:
-    platform = RunningUp(tmp_path_factory.mktemp("supervised"), simulators)
+def up(simulators: str) -> Iterator[RunningUp]:
+    # Not under pytest's tmp dir: pytest sessions running meanwhile (other worktrees) prune
+    # and re-permission old base dirs, and this platform lives for minutes.
+    where = Path(tempfile.mkdtemp(prefix="nocode-supervised-"))
+    platform = RunningUp(where, simulators)
     platform.start()
     try:
         yield platform
     finally:
         if platform.proc is not None and platform.proc.poll() is None:
             platform.stop()
+        shutil.rmtree(where, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +198,11 @@ async def test_kill_9_of_the_broker_mid_saga(up: RunningUp, sagas: Sagas) -> Non
     print(f"kill -9 broker: {len(sagas.all)} sagas so far, effects {counts}")
 
 
+@pytest.mark.skipif(
+    not hasattr(servicekit.db, "database_unavailable"),
+    reason="needs idem's outage rules (on main): consumers wait out a database outage instead "
+    "of dead-lettering, and writes answer 503, not 500",
+)
 async def test_kill_9_of_postgres_mid_saga(up: RunningUp, sagas: Sagas) -> None:
     services_before = {n: up.process(n) for n in SERVICE_NAMES}
     batch = sagas.start("kill-postgres", SAGAS_PER_FAULT)
