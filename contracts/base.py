@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from typing import Any, ClassVar
@@ -16,6 +17,16 @@ def now_ms() -> int:
 
 def new_event_id() -> str:
     return str(uuid.uuid4())
+
+
+OMIT_IF_UNSET = "omitIfUnset"
+
+
+def extension(description: str) -> Any:
+    """An optional field added to a contract after its first version: it defaults to None
+    (events written before it read fine) and is left out of the value while None, so an
+    event that does not set it keeps its original JSON shape exactly."""
+    return Field(None, description=description, json_schema_extra={OMIT_IF_UNSET: True})
 
 
 class Event(BaseModel):
@@ -57,7 +68,21 @@ class Event(BaseModel):
         return str(self.id)
 
     def to_value(self) -> dict[str, Any]:
-        return {"eventType": self.event_type(), **self.model_dump(by_alias=True, mode="json")}
+        value = self.model_dump(by_alias=True, mode="json")
+        for name in _unset_extensions(type(self)):
+            if value.get(name, 0) is None:
+                del value[name]
+        return {"eventType": self.event_type(), **value}
+
+
+@functools.cache
+def _unset_extensions(cls: type[Event]) -> tuple[str, ...]:
+    """The wire names of ``cls``'s :func:`extension` fields."""
+    return tuple(
+        f.alias or name
+        for name, f in cls.model_fields.items()
+        if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get(OMIT_IF_UNSET)
+    )
 
 
 def contract_for(ce_type: str) -> type[Event] | None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from contracts.base import Event
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from contracts.base import Event, extension
 from contracts.topics import CORE_EVENTS
 
 
@@ -26,16 +29,32 @@ class CoreJobEvent(Event):
         return self.request_id
 
 
+class Check(BaseModel):
+    """The compensation check's answer: what model said of the request before core
+    announced (or did not announce) its completion."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    outcome: str  # complete | canceled | refused | notFound
+    model_state: str | None = None  # as model answered (None: model does not know it)
+    tries: int = 1  # asks until model answered (the ones before found it unreachable)
+
+
 class ModelProgressed(CoreJobEvent):
     type: Literal["model", "target"] = "model"
     state: str = "inProgress"
     step: int
     total_steps: int
+    batch: int | None = extension("the Vertica batch the step trained on (1-based number)")
+    batch_offset: int | None = extension("the batch's first row in the training data")
+    batch_rows: int | None = extension("rows in the batch")
+    total_rows: int | None = extension("rows of training data Vertica has")
 
 
 class ModelCompleted(CoreJobEvent):
     type: Literal["model", "target"] = "model"
     state: str = "completed"
+    check: Check | None = extension("the compensation check that allowed the completion")
 
 
 class ModelFailed(CoreJobEvent):
@@ -61,6 +80,7 @@ class JobCanceled(CoreJobEvent):
 
     state: str = "canceled"
     reason: str
+    check: Check | None = extension("the compensation check, when it found the request gone")
 
 
 class LmsSent(CoreJobEvent):

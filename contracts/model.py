@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from contracts.base import Event
+from contracts.base import Event, extension
 from contracts.topics import MODEL_EVENTS
 
 
@@ -23,16 +23,19 @@ class Requested(ModelRequestEvent):
 
 class Approved(ModelRequestEvent):
     previous_state: str = "requested"
+    actor: str | None = extension("who did it: the admin or user (token subject)")
 
 
 class Rejected(ModelRequestEvent):
     previous_state: str = "requested"
     reason: str
+    actor: str | None = extension("who did it: the admin or user (token subject)")
 
 
 class RequestCanceled(ModelRequestEvent):
     previous_state: str
     reason: str | None = None
+    actor: str | None = extension("who did it: the admin or user (token subject)")
 
 
 class CompletionRefused(ModelRequestEvent):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from contracts.base import Event
+from contracts.base import Event, extension
 from contracts.topics import TARGET_EVENTS
 
 
@@ -24,11 +24,13 @@ class TargetRequested(TargetRequestEvent):
 
 class TargetApproved(TargetRequestEvent):
     previous_state: str = "requested"
+    actor: str | None = extension("who did it: the admin or user (token subject)")
 
 
 class TargetRejected(TargetRequestEvent):
     previous_state: str = "requested"
     reason: str
+    actor: str | None = extension("who did it: the admin or user (token subject)")
 
 
 class TargetCanceled(TargetRequestEvent):
@@ -37,6 +39,9 @@ class TargetCanceled(TargetRequestEvent):
 
     previous_state: str
     reason: str | None = None
+    actor: str | None = extension(
+        "who did it: the admin or user (token subject); target for a compensation"
+    )
 
 
 class TargetStateChanged(TargetRequestEvent):

@@ -13,6 +13,7 @@ from core.api import router
 from core.compensation import CompensationCheck
 from core.domain import Backoff
 from core.handlers import JobPolicy, event_handlers
+from core.ops import FailedJobs
 from core.queue import CoreUnitOfWork
 from core.runner import JobRunner
 from core.settings import CoreSettings
@@ -20,6 +21,7 @@ from core.work import Work
 from core.worker import Worker
 from servicekit.app import create_app
 from servicekit.auth import SERVICE
+from servicekit.ops import mount_ops
 from servicekit.resilience import CircuitBreaker
 from servicekit.runtime import ServiceRuntime
 
@@ -90,6 +92,7 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
     runtime.consume((MODEL_EVENTS, TARGET_EVENTS), event_handlers(policy), uow_factory)
     runtime.run_worker("jobs", worker.run)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/cores", FailedJobs(uow_factory, policy))
     app.state.uow_factory = uow_factory
     app.state.worker = worker
     return app, runtime

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import structlog
+from pydantic.alias_generators import to_camel
 
+from contracts.core import Check
 from core import metrics
 from core.adapters.model_client import ModelUnavailable
 from core.domain import Backoff
@@ -44,6 +46,8 @@ class ModelStates(Protocol):
 class Verdict:
     complete: bool
     reason: str | None = None
+    # What model answered, announced with the job's end; not part of the decision itself.
+    check: Check | None = field(default=None, compare=False)
 
 
 def judge(request_id: str, state: str | None) -> tuple[Verdict, str]:
@@ -114,4 +118,5 @@ class CompensationCheck:
             verdict, outcome = judge(request_id, state)
             metrics.COMPENSATION_CHECKS.labels(outcome).inc()
             log_.info("compensation check", model_state=state, outcome=outcome, tries=failures + 1)
-            return verdict
+            check = Check(outcome=to_camel(outcome), model_state=state, tries=failures + 1)
+            return replace(verdict, check=check)

@@ -6,6 +6,7 @@ running --retry--> queued                   (an attempt failed; available again 
 running --fail---> failed                   (out of attempts, or a refusal that is final)
 queued / running --cancel--> canceled       (its request was cancelled)
 completed --compensate--> canceled          (model refused the completion: a cancel raced it)
+failed --redrive--> queued                  (an admin re-drives it: a fresh round of attempts)
 
 Events: a model job announces ModelProgressed per step and ModelCompleted/ModelFailed;
 a target job TargetCompleted/TargetFailed; an lms job LmsSent/LmsFailed; a cancelled
@@ -42,6 +43,7 @@ class Action(StrEnum):
     FAIL = "fail"
     CANCEL = "cancel"
     COMPENSATE = "compensate"
+    REDRIVE = "redrive"
 
 
 class Kind(StrEnum):
@@ -63,6 +65,7 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
         (State.QUEUED, Action.CANCEL): State.CANCELED,
         (State.RUNNING, Action.CANCEL): State.CANCELED,
         (State.COMPLETED, Action.COMPENSATE): State.CANCELED,
+        (State.FAILED, Action.REDRIVE): State.QUEUED,
     },
 )
 
@@ -78,6 +81,17 @@ _FAILED: dict[Kind, type[events.CoreJobEvent]] = {
     Kind.TARGET: events.TargetFailed,
     Kind.LMS: events.LmsFailed,
 }
+
+
+@dataclass(frozen=True)
+class BatchRead:
+    """The Vertica batch a training step read: reported with the step's progress."""
+
+    number: int  # 1-based, within the training data
+    offset: int
+    rows: int
+    total_rows: int
+    next_offset: int  # where the next step reads (0: the next pass starts over)
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,7 @@ class Job:
     finished_at: datetime | None = None
     updated_at: datetime = field(default_factory=_now)
     traceparent: str | None = None  # the trace of whatever caused the job; its work joins it
+    redrives: int = 0  # times an admin re-drove it after it failed
     events: list[Event] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -185,22 +200,43 @@ class Job:
         self._move(Action.RENEW, now)
         self.lease_expires_at = now + timedelta(seconds=lease_s)
 
-    def advance(self, now: datetime, lease_s: float, data_offset: int | None = None) -> None:
-        """One step done: persist it, renew the lease, report progress."""
+    def advance(
+        self,
+        now: datetime,
+        lease_s: float,
+        data_offset: int | None = None,
+        batch: BatchRead | None = None,
+    ) -> None:
+        """One step done: persist it, renew the lease, report progress (and the batch read)."""
         self._move(Action.STEP, now)
         self.step = min(self.step + 1, self.total_steps)
+        if batch is not None:
+            data_offset = batch.next_offset
         if data_offset is not None:
             self.data_offset = data_offset
         self.lease_expires_at = now + timedelta(seconds=lease_s)
         if self.kind == Kind.MODEL:
-            self._announce(events.ModelProgressed, step=self.step, total_steps=self.total_steps)
+            read = {}
+            if batch is not None:
+                read = {
+                    "batch": batch.number,
+                    "batch_offset": batch.offset,
+                    "batch_rows": batch.rows,
+                    "total_rows": batch.total_rows,
+                }
+            self._announce(
+                events.ModelProgressed, step=self.step, total_steps=self.total_steps, **read
+            )
 
-    def complete(self, now: datetime, **result: Any) -> None:
+    def complete(self, now: datetime, check: events.Check | None = None, **result: Any) -> None:
+        """Done; a model job says which compensation check allowed it (``check``)."""
         self._move(Action.COMPLETE, now)
         self.step = self.total_steps
         self.result = {**self.result, **result}
         self._end(now)
-        extra = {"midas_send_id": result["midas_send_id"]} if self.kind == Kind.LMS else {}
+        extra: dict[str, Any] = {"check": check} if check is not None else {}
+        if self.kind == Kind.LMS:
+            extra["midas_send_id"] = result["midas_send_id"]
         self._announce(_COMPLETED[self.kind], **extra)
 
     def fail_attempt(
@@ -235,11 +271,12 @@ class Job:
             return "cancel_requested"
         return "ignored"
 
-    def cancel(self, reason: str, now: datetime) -> None:
+    def cancel(self, reason: str, now: datetime, check: events.Check | None = None) -> None:
+        """Ended without completing; ``check``: the compensation check found it gone."""
         self._move(Action.CANCEL, now)
         self._end(now)
         self.reason = reason
-        self._announce(events.JobCanceled, reason=reason)
+        self._announce(events.JobCanceled, reason=reason, check=check)
 
     def compensate(self, reason: str, now: datetime) -> bool:
         """Model refused this job's completion: record the job as cancelled after all."""
@@ -250,6 +287,19 @@ class Job:
         self.updated_at = now
         self._announce(events.JobCanceled, reason=reason)
         return True
+
+    def redrive(self, now: datetime, attempts: int) -> None:
+        """An admin tries a failed job again: queued now, with ``attempts`` more attempts,
+        resuming from the step it reached (its data offset kept). Raises
+        ``IllegalTransition`` unless it is failed, so a second re-drive is refused."""
+        self._move(Action.REDRIVE, now)
+        self.redrives += 1
+        self.max_attempts = self.attempts + attempts
+        self.available_at = now
+        self.finished_at = None
+        self.reason = None
+        self.lease_owner = None
+        self.lease_expires_at = None
 
     def pull_events(self) -> list[Event]:
         pulled, self.events = self.events, []

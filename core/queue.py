@@ -40,6 +40,7 @@ _COLUMNS = (
     "finished_at",
     "updated_at",
     "traceparent",
+    "redrives",
 )
 
 
@@ -144,6 +145,11 @@ class JobRepository:
     async def save(self, job: Job) -> None:
         self.track(job)
         await self.session.execute(update(jobs).where(jobs.c.id == job.id).values(_values(job)))
+
+    async def requeue(self, job: Job) -> None:
+        """Store a job that is queued again (re-driven); the worker wakes after the commit."""
+        await self.save(job)
+        self._enqueued()
 
     async def _one(self, query: Any, for_update: bool) -> Job | None:
         if for_update:

@@ -16,7 +16,7 @@ import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from core import metrics
-from core.domain import Backoff, Job, Kind, State
+from core.domain import Backoff, BatchRead, Job, Kind, State
 from core.queue import CoreUnitOfWork
 from core.work import Cancel, Complete, Fail, Outcome, Work, lms_job
 from servicekit.tracing import span_from
@@ -98,8 +98,8 @@ class JobRunner:
                 ) as span:
                     span.set_attribute("nocode.job.step", job.step + 1)
                     job = await self._write(job.id, owner, self._renew)
-                    offset = await self.work.step(job)
-                    job = await self._write(job.id, owner, self._advance(offset))
+                    read = await self.work.step(job)
+                    job = await self._write(job.id, owner, self._advance(read))
                 log.info(
                     "job step",
                     job_id=job.id,
@@ -122,23 +122,23 @@ class JobRunner:
     async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
         job.renew(now, self.lease_s)
 
-    def _advance(self, offset: int | None) -> Change:
+    def _advance(self, read: BatchRead | None) -> Change:
         async def advance(job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
-            job.advance(now, self.lease_s, offset)
+            job.advance(now, self.lease_s, batch=read)
 
         return advance
 
     def _apply(self, outcome: Outcome) -> Change:
         async def apply(job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
             match outcome:
-                case Complete(result):
-                    job.complete(now, **result)
+                case Complete(result, check):
+                    job.complete(now, check, **result)
                     if job.kind == Kind.TARGET:
                         # The LMS send is owed from the moment the target is complete.
                         lms_id = await uow.jobs.next_id()
                         await uow.jobs.enqueue(lms_job(job, lms_id, self.lms_max_attempts, now))
-                case Cancel(reason):
-                    job.cancel(reason, now)
+                case Cancel(reason, check):
+                    job.cancel(reason, now, check)
                 case Fail(error, final):
                     delay = job.fail_attempt(error, now, self.backoff, final=final)
                     if delay is not None:

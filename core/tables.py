@@ -19,7 +19,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from servicekit.tables import inbox_table, outbox_table, relay_state_table
+from servicekit.tables import (
+    dead_letters_table,
+    inbox_table,
+    outbox_table,
+    relay_state_table,
+)
 
 metadata = MetaData()
 
@@ -55,6 +60,7 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("traceparent", String(64)),
+    Column("redrives", Integer, nullable=False, server_default="0"),
     UniqueConstraint("kind", "request_id", name="uq_jobs_kind_request"),
     Index("ix_jobs_claimable", "id", postgresql_where=CLAIMABLE),
     Index("ix_jobs_state_kind", "state", "kind"),
@@ -62,4 +68,5 @@ jobs = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)
 relay_state = relay_state_table(metadata)

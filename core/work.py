@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 import structlog
 
+from contracts.core import Check
 from core import metrics
 from core.adapters.midas import MidasRefused, MidasRejected
 from core.adapters.vertica import Batch
 from core.compensation import CompensationCheck
-from core.domain import Job, Kind
+from core.domain import BatchRead, Job, Kind
 
 log = structlog.get_logger(__name__)
 
@@ -38,11 +39,13 @@ class LmsSender(Protocol):
 @dataclass(frozen=True)
 class Complete:
     result: dict[str, Any] = field(default_factory=dict)
+    check: Check | None = None  # the compensation check that allowed it (a model job)
 
 
 @dataclass(frozen=True)
 class Cancel:
     reason: str
+    check: Check | None = None  # the compensation check that found the request gone
 
 
 @dataclass(frozen=True)
@@ -99,25 +102,34 @@ class Work:
         self.step_duration_s = step_duration_s
         self.sleep = sleep
 
-    async def step(self, job: Job) -> int | None:
-        """Run the job's next step; returns the data offset to persist with it, if any.
-        Raises when the step failed (the attempt fails with it)."""
+    async def step(self, job: Job) -> BatchRead | None:
+        """Run the job's next step; returns the batch it read (persisted and reported with
+        it), if any. Raises when the step failed (the attempt fails with it)."""
         if job.kind == Kind.MODEL:
             return await self._train(job)
         await self.sleep(self.step_duration_s)  # extraction (simulated)
         return None
 
-    async def _train(self, job: Job) -> int:
-        batch = await self.vertica.training_batch(job.request_id, job.data_offset, self.batch_size)
+    async def _train(self, job: Job) -> BatchRead:
+        offset = job.data_offset
+        batch = await self.vertica.training_batch(job.request_id, offset, self.batch_size)
         metrics.TRAINING_ROWS.inc(len(batch.rows))
         await self.sleep(self.step_duration_s)  # training on the batch (simulated)
-        # At the end of the data the next step starts the next pass (epoch).
-        return batch.next_offset if batch.next_offset is not None else 0
+        return BatchRead(
+            number=offset // self.batch_size + 1,
+            offset=offset,
+            rows=len(batch.rows),
+            total_rows=batch.total,
+            # At the end of the data the next step starts the next pass (epoch).
+            next_offset=batch.next_offset if batch.next_offset is not None else 0,
+        )
 
     async def finish(self, job: Job, before_try: Callable[[], Awaitable[None]]) -> Outcome:
         if job.kind == Kind.MODEL:
             verdict = await self.check.verdict(job.request_id, before_try, job.id)
-            return Complete() if verdict.complete else Cancel(verdict.reason or "cancelled")
+            if verdict.complete:
+                return Complete(check=verdict.check)
+            return Cancel(verdict.reason or "cancelled", verdict.check)
         if job.kind == Kind.TARGET:
             return Complete({"audienceSize": audience_size(job.request_id)})
         return await self._send_lms(job)

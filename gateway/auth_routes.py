@@ -47,7 +47,7 @@ from gateway.users import (
     check_username,
 )
 from servicekit.auth import Forbidden, Identity, TokenIssuer
-from servicekit.db import make_engine
+from servicekit.db import DATABASE_ERRORS, DB_RETRY_AFTER_S, make_engine
 
 USER_STORE = web.AppKey("gateway.user_store", UserStore)
 PASSWORDS = web.AppKey("gateway.passwords", Passwords)
@@ -93,12 +93,13 @@ def answers_errors(handler: Handler) -> Handler:
             return json_error(404, str(exc))
         except (UserExists, LastAdmin) as exc:
             return json_error(409, str(exc))
-        except (SQLAlchemyError, OSError) as exc:
+        except DATABASE_ERRORS as exc:
             # Database down, or not migrated: say so without SQL, addresses or traces.
             request.app[LOGGER].warning(
                 "user_database_error", path=request.path, error=type(exc).__name__
             )
-            return json_error(503, "user database unavailable")
+            retry = {"Retry-After": str(DB_RETRY_AFTER_S)}
+            return json_error(503, "user database unavailable", headers=retry)
 
     return wrapped
 

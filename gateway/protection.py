@@ -185,8 +185,8 @@ async def read_body(request: web.Request) -> bytes | web.Response:
 # --- CORS -------------------------------------------------------------------------------
 
 CORS_ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Accept, X-Request-ID"
-CORS_EXPOSED_HEADERS = "X-Request-ID, Retry-After, Location"
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, Accept, X-Request-ID, Idempotency-Key"
+CORS_EXPOSED_HEADERS = "X-Request-ID, Retry-After, Location, Idempotent-Replayed"
 _CORS_VARY = "Origin"
 _PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 

@@ -25,6 +25,7 @@ from servicekit.http import (
     ensure_visible,
     unit_of_work,
 )
+from servicekit.idempotency import IdempotentRoute
 
 
 class NewModelRequest(Schema):
@@ -64,7 +65,8 @@ class ModelRequestOut(Schema):
 
 Uow = Annotated[ModelUnitOfWork, Depends(unit_of_work)]
 
-router = APIRouter(prefix="/models", tags=["models"])
+# Creating, approving, rejecting and cancelling honour Idempotency-Key.
+router = APIRouter(prefix="/models", tags=["models"], route_class=IdempotentRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
@@ -103,13 +105,13 @@ async def approve_by_body(
 ) -> ModelRequestOut:
     """The seed's approve call: ``PUT /models`` with ``{"id": N}``."""
     require_admin(who, "approve a model request")
-    return ModelRequestOut.of(await handlers.approve(uow, body.id))
+    return ModelRequestOut.of(await handlers.approve(uow, body.id, who.subject))
 
 
 @router.put("/{id}")
 async def approve(uow: Uow, who: Caller, id: PositiveId) -> ModelRequestOut:
     require_admin(who, "approve a model request")
-    return ModelRequestOut.of(await handlers.approve(uow, id))
+    return ModelRequestOut.of(await handlers.approve(uow, id, who.subject))
 
 
 @router.put("/{id}/reject")
@@ -117,7 +119,7 @@ async def reject(
     uow: Uow, who: Caller, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
 ) -> ModelRequestOut:
     require_admin(who, "reject a model request")
-    return ModelRequestOut.of(await handlers.reject(uow, id, body.reason))
+    return ModelRequestOut.of(await handlers.reject(uow, id, body.reason, who.subject))
 
 
 @router.put("/{id}/cancel")
@@ -129,4 +131,4 @@ async def cancel(
 ) -> ModelRequestOut:
     req = await handlers.get(uow, id)
     ensure_visible(who, req.user_id, "model request", id)
-    return ModelRequestOut.of(await handlers.cancel(uow, id, body.reason))
+    return ModelRequestOut.of(await handlers.cancel(uow, id, body.reason, who.subject))

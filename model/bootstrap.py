@@ -10,6 +10,8 @@ from model.handlers import CORE_HANDLERS
 from model.repository import ModelUnitOfWork
 from model.settings import ModelSettings
 from servicekit.app import create_app
+from servicekit.idempotency import prune_forever
+from servicekit.ops import mount_ops
 from servicekit.runtime import ServiceRuntime
 
 
@@ -21,7 +23,9 @@ def build(settings: ModelSettings | None = None) -> tuple[FastAPI, ServiceRuntim
         return ModelUnitOfWork(runtime.sessionmaker, runtime.outbox)
 
     runtime.publish_from_outbox()
+    runtime.run_worker("idempotency-keys-pruner", prune_forever(runtime.engine))
     runtime.consume((CORE_EVENTS,), CORE_HANDLERS, uow_factory)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/models")
     app.state.uow_factory = uow_factory
     return app, runtime

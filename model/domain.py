@@ -4,6 +4,7 @@ requested --approve--> approved --start--> inProgress --complete--> completed
                                                       --fail-----> failed
 requested --reject--> rejected
 requested / approved / inProgress --cancel--> requestCanceled
+failed --progress/complete--> inProgress / completed   (core's job re-driven by an admin)
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
         (State.IN_PROGRESS, Action.COMPLETE): State.COMPLETED,
         (State.APPROVED, Action.FAIL): State.FAILED,
         (State.IN_PROGRESS, Action.FAIL): State.FAILED,
+        # An admin re-drove the failed job: it reports progress and completes again.
+        (State.FAILED, Action.PROGRESS): State.IN_PROGRESS,
+        (State.FAILED, Action.COMPLETE): State.COMPLETED,
     },
 )
 
@@ -84,19 +88,21 @@ class ModelRequest:
             return 100
         return self.step * 100 // self.total_steps if self.total_steps else 0
 
-    def approve(self) -> None:
+    def approve(self, actor: str | None = None) -> None:
         previous = self._move(Action.APPROVE)
-        self._announce(events.Approved, previous_state=previous.value)
+        self._announce(events.Approved, previous_state=previous.value, actor=actor)
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, actor: str | None = None) -> None:
         previous = self._move(Action.REJECT)
         self.reason = reason
-        self._announce(events.Rejected, previous_state=previous.value, reason=reason)
+        self._announce(events.Rejected, previous_state=previous.value, reason=reason, actor=actor)
 
-    def cancel(self, reason: str | None = None) -> None:
+    def cancel(self, reason: str | None = None, actor: str | None = None) -> None:
         previous = self._move(Action.CANCEL)
         self.reason = reason
-        self._announce(events.RequestCanceled, previous_state=previous.value, reason=reason)
+        self._announce(
+            events.RequestCanceled, previous_state=previous.value, reason=reason, actor=actor
+        )
 
     def refuse_completion(self, job_id: int) -> None:
         """Core completed a job this request's state does not allow: say so (compensation)."""
@@ -132,6 +138,8 @@ class ModelRequest:
         previous = self.state
         self.state = LIFECYCLE.next(self.id, self.state, action)
         self.updated_at = _now()
+        if previous == State.FAILED:  # its job was re-driven: the failure is over
+            self.reason = None
         return previous
 
     def _changed(self, previous: State, reason: str | None = None) -> None:

@@ -58,16 +58,18 @@ async def request_model(uow: ModelUow, user_id: str, model_name: str) -> ModelRe
     return req
 
 
-async def approve(uow: ModelUow, id: int) -> ModelRequest:
-    return await _change(uow, id, ModelRequest.approve)
+async def approve(uow: ModelUow, id: int, actor: str | None = None) -> ModelRequest:
+    return await _change(uow, id, lambda req: req.approve(actor))
 
 
-async def reject(uow: ModelUow, id: int, reason: str) -> ModelRequest:
-    return await _change(uow, id, lambda req: req.reject(reason))
+async def reject(uow: ModelUow, id: int, reason: str, actor: str | None = None) -> ModelRequest:
+    return await _change(uow, id, lambda req: req.reject(reason, actor))
 
 
-async def cancel(uow: ModelUow, id: int, reason: str | None = None) -> ModelRequest:
-    return await _change(uow, id, lambda req: req.cancel(reason))
+async def cancel(
+    uow: ModelUow, id: int, reason: str | None = None, actor: str | None = None
+) -> ModelRequest:
+    return await _change(uow, id, lambda req: req.cancel(reason, actor))
 
 
 async def _change(uow: ModelUow, id: int, change: Callable[[ModelRequest], None]) -> ModelRequest:

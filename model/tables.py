@@ -14,7 +14,13 @@ from sqlalchemy import (
     Text,
 )
 
-from servicekit.tables import inbox_table, outbox_table, relay_state_table
+from servicekit.tables import (
+    dead_letters_table,
+    idempotency_table,
+    inbox_table,
+    outbox_table,
+    relay_state_table,
+)
 
 metadata = MetaData()
 
@@ -36,4 +42,6 @@ model_requests = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)
+idempotency_keys = idempotency_table(metadata)
 relay_state = relay_state_table(metadata)

@@ -1,4 +1,4 @@
-"""What mypage_cqrs does: join each event into its row; serve the rows.
+"""What mypage_cqrs does: join each event into its row and its request's timeline; serve them.
 
 The consumer runtime owns the unit of work of an event (inbox claim, this
 handler, commit), so a redelivered event is skipped; the apply rule makes any
@@ -7,12 +7,14 @@ event that does get through twice, or late, change nothing anyway.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Protocol, Self
 
 from contracts import Event
 from contracts.topics import EVENT_TOPICS
-from mypage_cqrs import view
+from mypage_cqrs import timeline, view
+from mypage_cqrs.timeline import Entry
 from mypage_cqrs.view import MyRequest
 from servicekit.http import NotFound
 
@@ -24,10 +26,16 @@ class MyRequests(Protocol):
     async def list(self, user_id: str | None, limit: int, offset: int) -> list[MyRequest]: ...
 
 
+class TimelineEntries(Protocol):
+    async def add(self, entries: Iterable[Entry]) -> None: ...
+    async def of(self, request: str) -> list[Entry]: ...
+
+
 class MypageUow(Protocol):
     """The unit of work handlers need: ``repository.MypageUnitOfWork``, or a fake in tests."""
 
     requests: MyRequests
+    timeline: TimelineEntries
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(
@@ -37,7 +45,9 @@ class MypageUow(Protocol):
 
 
 async def on_event(uow: MypageUow, event: Event) -> None:
-    """Join ``event`` into its row, in the caller's transaction (which commits)."""
+    """Join ``event`` into its row and its timeline, in the caller's transaction (which
+    commits)."""
+    await uow.timeline.add(timeline.entries(event))
     change = view.contribution(event)
     if change is None:
         return
@@ -61,6 +71,19 @@ async def get(uow: MypageUow, id: str) -> MyRequest:
     return row
 
 
+async def request_timeline(
+    uow: MypageUow, kind: str, request_id: int
+) -> tuple[MyRequest, list[Entry]]:
+    """A served request and its timeline, in order."""
+    id = view.row_id(kind, request_id)
+    async with uow:
+        row = await uow.requests.get(id)
+        if row is None or not row.visible:
+            raise NotFound("my request", id)
+        found = await uow.timeline.of(id)
+    return row, timeline.ordered(found)
+
+
 async def list_requests(
     uow: MypageUow, user_id: str | None, limit: int, offset: int
 ) -> list[MyRequest]:
@@ -68,9 +91,10 @@ async def list_requests(
         return await uow.requests.list(user_id, limit, offset)
 
 
-# Every event type of the three topics that can change a row; the others are skipped.
+# Every event type of the three topics that can change a row or a timeline; others are skipped.
 HANDLERS = {
     contract: on_event
     for contract in Event.registry.values()
-    if contract.topic in EVENT_TOPICS and issubclass(contract, view.CONTRIBUTING)
+    if contract.topic in EVENT_TOPICS
+    and issubclass(contract, view.CONTRIBUTING + timeline.RECORDED)
 }

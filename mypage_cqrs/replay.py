@@ -1,4 +1,4 @@
-"""Rebuild the MyRequest view from the start of the topics, then swap it in.
+"""Rebuild the MyRequest view and the timelines from the start of the topics, then swap them in.
 
 1. Count the live rows, and ask the producing services how many events their outboxes
    hold (``GET /health/outbox``, counts only).
@@ -7,16 +7,18 @@
    consumer's offsets are untouched) until the topics hold what the producers hold
    (:mod:`mypage_cqrs.topic_reader`: end offsets are not trusted alone).
 3. Fold every event with the same apply rule as the live consumer
-   (:func:`mypage_cqrs.view.apply`). A rebuild holding fewer requests than the live view
-   had is refused (nothing swapped) unless forced: the topics have lost events.
-4. Write the rows into a fresh table created LIKE the live one and swap it in, in one
-   transaction: live -> old, rebuild -> live, drop old (and give the new table's indexes
-   the live names).
+   (:func:`mypage_cqrs.view.apply`, :func:`mypage_cqrs.timeline.entries`). A rebuild
+   holding fewer requests than the live view had is refused (nothing swapped) unless
+   forced: the topics have lost events.
+4. Write the rows and timeline entries into fresh tables created LIKE the live ones and
+   swap them in, in one transaction: live -> old, rebuild -> live, drop old (and give the
+   new tables' indexes the live names).
 5. Apply the tail, from where step 2 stopped to the end offsets taken after the swap,
    to the live table once more.
 
 Why the live consumer may keep running meanwhile: the apply rule is a join
-(order-tolerant and idempotent), so a row is a function of the *set* of its events.
+(order-tolerant and idempotent), so a row is a function of the *set* of its events,
+and a timeline is the set of its events' entries (keyed by event id).
 Events the live consumer wrote to the old table after step 2 are lost with it but are
 in the tail; events it writes to the new table after the swap are joined with the
 rebuilt rows; anything applied twice, by it and by the tail, changes nothing. Its
@@ -42,10 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from contracts import Event
 from contracts.topics import EVENT_TOPICS
-from mypage_cqrs import handlers, view
-from mypage_cqrs.repository import MypageUnitOfWork, MyRequestRepository
+from mypage_cqrs import handlers, timeline, view
+from mypage_cqrs.repository import MypageUnitOfWork, MyRequestRepository, TimelineRepository
 from mypage_cqrs.settings import MypageCqrsSettings
-from mypage_cqrs.tables import MY_REQUESTS, my_requests
+from mypage_cqrs.tables import MY_REQUESTS, REQUEST_TIMELINE, my_requests, request_timeline
+from mypage_cqrs.timeline import Entry
 from mypage_cqrs.topic_reader import (
     ProducerCounts,
     Reading,
@@ -62,8 +65,11 @@ __all__ = ["RebuildReport", "ReplayInProgress", "ReplayIncomplete", "ReplayRefus
 log = structlog.get_logger(__name__)
 
 REBUILD = f"{MY_REQUESTS}_rebuild"
-OLD = f"{MY_REQUESTS}_old"
 rebuild_table = my_requests.to_metadata(MetaData(), name=REBUILD)
+TIMELINE_REBUILD = f"{REQUEST_TIMELINE}_rebuild"
+timeline_rebuild_table = request_timeline.to_metadata(MetaData(), name=TIMELINE_REBUILD)
+# Live table -> the table the rebuild writes; all swapped in together.
+SWAPPED = {MY_REQUESTS: REBUILD, REQUEST_TIMELINE: TIMELINE_REBUILD}
 
 REPLAY_LOCK_KEY = 0x6D7970616765  # one replay per database at a time
 LINGER_S = 0.5  # fetching on after the targets are met, for records an end offset left out
@@ -94,6 +100,7 @@ class RebuildReport:
     tail_events: dict[str, int] = field(default_factory=dict)  # per topic, applied after swap
     skipped: int = 0  # records that are not events of a known contract
     rows_built: int = 0
+    timeline_entries: int = 0
     live_rows: int = 0  # in the live view when the replay started
     truncated: list[str] = field(default_factory=list)  # partitions not starting at offset 0
     seconds: float = 0.0
@@ -102,8 +109,8 @@ class RebuildReport:
         read = ", ".join(f"{t} {n}" for t, n in self.events_read.items())
         tail = sum(self.tail_events.values())
         line = (
-            f"mypage rebuilt: {self.rows_built} rows (live had {self.live_rows}) from {read}; "
-            f"{tail} tail events"
+            f"mypage rebuilt: {self.rows_built} rows (live had {self.live_rows}), "
+            f"{self.timeline_entries} timeline entries from {read}; {tail} tail events"
         )
         if self.skipped:
             line += f"; {self.skipped} records skipped"
@@ -184,9 +191,11 @@ async def _replay(
         expected = {t: n for t, n in expected.items() if t not in lossy}
 
         rows: dict[str, MyRequest] = {}
+        entries: dict[tuple[str, int], Entry] = {}
 
         async def fold(events: list[Event]) -> None:
             for event in events:
+                entries.update((e.key, e) for e in timeline.entries(event))
                 # view.apply, keyed: the same rule the live consumer applies.
                 change = view.contribution(event)
                 if change is not None:
@@ -207,10 +216,12 @@ async def _replay(
         report.partitions = dict(reading.per_partition)
         report.skipped = reading.skipped
         report.rows_built = len(rows)
+        report.timeline_entries = len(entries)
         if report.rows_built < report.live_rows and not force:
             raise ReplayRefused(report.rows_built, report.live_rows)
         sessionmaker = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         await _write_rebuild_table(sessionmaker, list(rows.values()))
+        await _write_timeline_rebuild_table(sessionmaker, list(entries.values()))
         await _swap(engine)
         log.info("mypage view swapped in", rows=len(rows))
 
@@ -257,19 +268,32 @@ async def _write_rebuild_table(
         await MyRequestRepository(session, rebuild_table).add_all(rows)
 
 
+async def _write_timeline_rebuild_table(
+    sessionmaker: async_sessionmaker[AsyncSession], entries: list[Entry]
+) -> None:
+    async with sessionmaker() as session, session.begin():
+        await session.execute(text(f"DROP TABLE IF EXISTS {TIMELINE_REBUILD}"))
+        await session.execute(
+            text(f"CREATE TABLE {TIMELINE_REBUILD} (LIKE {REQUEST_TIMELINE} INCLUDING ALL)")
+        )
+        await TimelineRepository(session, timeline_rebuild_table).add(entries)
+
+
 async def _swap(engine: AsyncEngine) -> None:
-    """rebuild -> live in one transaction; the new table's indexes get the live names."""
+    """rebuild -> live in one transaction; the new tables' indexes get the live names."""
     async with engine.begin() as conn:
         await conn.execute(text("SET LOCAL lock_timeout = '30s'"))
-        live_names = {d: n for n, d in (await _indexes(conn, MY_REQUESTS)).items()}
-        rebuilt = await _indexes(conn, REBUILD)
-        await conn.execute(text(f"ALTER TABLE {MY_REQUESTS} RENAME TO {OLD}"))
-        await conn.execute(text(f"ALTER TABLE {REBUILD} RENAME TO {MY_REQUESTS}"))
-        await conn.execute(text(f"DROP TABLE {OLD}"))
-        for name, definition in rebuilt.items():
-            live_name = live_names.get(definition)
-            if live_name and live_name != name:
-                await conn.execute(text(f'ALTER INDEX "{name}" RENAME TO "{live_name}"'))
+        for live, rebuilt_table in SWAPPED.items():
+            old = f"{live}_old"
+            live_names = {d: n for n, d in (await _indexes(conn, live)).items()}
+            rebuilt = await _indexes(conn, rebuilt_table)
+            await conn.execute(text(f"ALTER TABLE {live} RENAME TO {old}"))
+            await conn.execute(text(f"ALTER TABLE {rebuilt_table} RENAME TO {live}"))
+            await conn.execute(text(f"DROP TABLE {old}"))
+            for name, definition in rebuilt.items():
+                live_name = live_names.get(definition)
+                if live_name and live_name != name:
+                    await conn.execute(text(f'ALTER INDEX "{name}" RENAME TO "{live_name}"'))
 
 
 _INDEX_HEAD = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ ")

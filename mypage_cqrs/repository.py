@@ -1,4 +1,4 @@
-"""Loading and storing MyRequest rows; the unit of work that carries the repository."""
+"""Loading and storing MyRequest rows and timeline entries; the unit of work that carries them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mypage_cqrs.tables import my_requests
+from mypage_cqrs.tables import my_requests, request_timeline
+from mypage_cqrs.timeline import Entry
 from mypage_cqrs.view import MyRequest
 from servicekit.db import UnitOfWork
 
@@ -80,8 +81,39 @@ class MyRequestRepository:
         return [MyRequest(**row) for row in rows.all()]
 
 
+class TimelineRepository:
+    """Timeline entries in ``table``: the live one, or the table a replay builds."""
+
+    def __init__(self, session: AsyncSession, table: Table = request_timeline) -> None:
+        self.session = session
+        self.table = table
+
+    async def add(self, entries: Iterable[Entry]) -> None:
+        """Write entries; one already there (same event and part) stays as it is."""
+        values = [dataclasses.asdict(e) for e in entries]
+        for start in range(0, len(values), INSERT_BATCH):
+            await self.session.execute(
+                insert(self.table).on_conflict_do_nothing(
+                    index_elements=[self.table.c.event_id, self.table.c.part]
+                ),
+                values[start : start + INSERT_BATCH],
+            )
+
+    async def of(self, request: str) -> list[Entry]:
+        """One request's entries (unordered: see ``timeline.ordered``)."""
+        query = select(self.table).where(self.table.c.request == request)
+        return [Entry(**r) for r in (await self.session.execute(query)).mappings().all()]
+
+    async def all(self) -> list[Entry]:
+        """Every entry (replay checks, tests)."""
+        rows = (await self.session.execute(select(self.table))).mappings().all()
+        return [Entry(**r) for r in rows]
+
+
 class MypageUnitOfWork(UnitOfWork):
     requests: MyRequestRepository
+    timeline: TimelineRepository
 
     def on_begin(self) -> None:
         self.requests = MyRequestRepository(self.session)
+        self.timeline = TimelineRepository(self.session)

@@ -13,6 +13,11 @@ class MypageCqrsSettings(ServiceSettings):
         validation_alias="MYPAGE_CQRS_DATABASE_URL",
     )
 
+    # A saga that has not moved for this long where it should move by itself is stalled
+    # (mypage_cqrs.stalls): counted, alerted on, listed by `nocode status`.
+    saga_stall_after_s: float = Field(600.0, gt=0, validation_alias="SAGA_STALL_AFTER_S")
+    stall_check_interval_s: float = Field(15.0, gt=0, validation_alias="STALL_CHECK_INTERVAL_S")
+
     # The publishing services a replay asks how many events they published (their
     # GET /health/outbox); unset: `nocode replay` uses the local platform's.
     model_service_url: str | None = Field(None, validation_alias="MODEL_SERVICE_URL")

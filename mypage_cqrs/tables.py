@@ -1,4 +1,4 @@
-"""The mypage_cqrs database: the MyRequest view, plus the kernel's inbox.
+"""The mypage_cqrs database: the MyRequest view, each request's timeline, the kernel's inbox.
 
 The view only consumes, so there is no outbox. ``created_exact`` and
 ``refusal_reason`` are not served as such: the apply rule needs them to stay
@@ -15,12 +15,15 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
-from servicekit.tables import inbox_table
+from servicekit.tables import dead_letters_table, inbox_table
 
 metadata = MetaData()
 
@@ -49,4 +52,25 @@ my_requests = Table(
     Index("ix_my_requests_created", "created_at", "id"),
 )
 
+REQUEST_TIMELINE = "request_timeline"
+
+# Each request's timeline: entries of events, never updated (see mypage_cqrs.timeline).
+request_timeline = Table(
+    REQUEST_TIMELINE,
+    metadata,
+    Column("event_id", String(64), nullable=False),
+    Column("part", SmallInteger, nullable=False),
+    Column("request", String(64), nullable=False),  # the my_requests row id
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("state", String(32)),
+    Column("actor", String(255)),
+    Column("reason", Text),
+    Column("detail", JSONB, nullable=False),
+    PrimaryKeyConstraint("event_id", "part", name="request_timeline_pkey"),
+    Index("ix_request_timeline_request", "request", "at"),
+)
+
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)

@@ -7,11 +7,14 @@ order they arrive in and however often each one arrives:
 
 - state (with the reason of the event that set it): the higher in
   ``requested < approved < inProgress < terminal`` wins, so nothing moves back and a
-  terminal state stays. The owning context emits at most one terminal state per
-  request; should two ever meet, the more conservative wins (``completed < failed <
-  rejected < cancelled``), again whatever the order. State comes only from the owning
-  context (``model.events`` / ``target.events``): core's completions are claims that
-  model or target may refuse, so they change nothing here.
+  terminal state stays. A failed request can still complete (an admin re-drove its
+  job), and nothing leaves ``completed``, so ``completed`` beats ``failed``; otherwise
+  the more conservative wins (``failed < completed < rejected < cancelled``), again
+  whatever the order. While a re-driven job runs the row still says ``failed``: a
+  join without event versions cannot tell that progress came after the failure.
+  State comes only from the owning context (``model.events`` / ``target.events``):
+  core's completions are claims that model or target may refuse, so they change
+  nothing here.
 - step, total steps, progress: the highest seen (a late or repeated step never lowers
   them); model's ``StateChanged(completed)`` carries progress 100. A step core reports
   after a cancel still counts: it is the furthest the job got, whatever the order.
@@ -36,10 +39,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 LIVE_STATES = {"requested": 0, "approved": 1, "inProgress": 2}
 TERMINAL = 3
-# Only used if two different terminal states ever met: the more conservative wins.
+# Two terminal states of one request: a re-driven failure may complete later.
 TERMINAL_PRIORITY = {
-    "completed": 0,
-    "failed": 1,
+    "failed": 0,
+    "completed": 1,
     "rejected": 2,
     "requestCanceled": 3,
     "canceled": 3,

@@ -180,3 +180,81 @@ def status(
     raise typer.Exit(
         main(host=host, as_json=as_json, watch=watch, thresholds=thresholds, out=typer.echo)
     )
+
+
+dlq_app = typer.Typer(
+    help="Dead letters and failed work (jobs, LMS sends, chat messages): list, re-drive.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+_SERVICE_OPT = typer.Option([], "--service", "-s", help="only this service; repeat for several")
+_WHAT_OPT = typer.Option([], "--what", help="dead-letters or failed; repeat for both (default)")
+_ID_OPT = typer.Option([], "--id", help="only this id; repeat for several")
+_TYPE_OPT = typer.Option(None, "--type", help="dead letters whose event type contains this")
+_KIND_OPT = typer.Option(None, "--kind", help="failed things of this kind (model, target, lms)")
+_GATEWAY_OPT = typer.Option(None, "--gateway", help="the gateway's URL (default: the platform's)")
+
+
+def _dlq(action: str, **options: object) -> None:
+    from nocode.dlq import Filters, main
+    from nocode.keys import issuer
+    from nocode.launcher import LauncherSettings
+    from nocode.status import service_urls
+
+    gateway = options.pop("gateway") or service_urls()["gateway"]
+    token = issuer(LauncherSettings().data_dir).issue("nocode-dlq", ["admin"], ttl_s=300)
+    filters = Filters(tuple(options.pop("ids")), options.pop("event_type"), options.pop("kind"))
+    raise typer.Exit(
+        main(gateway_url=gateway, token=token, filters=filters, action=action, **options)
+    )
+
+
+@dlq_app.command("list")
+def dlq_list(
+    service: list[str] = _SERVICE_OPT,
+    what: list[str] = _WHAT_OPT,
+    id: list[int] = _ID_OPT,
+    event_type: str | None = _TYPE_OPT,
+    kind: str | None = _KIND_OPT,
+    gateway: str | None = _GATEWAY_OPT,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Parked dead letters and failed jobs, LMS sends and chat messages."""
+    _dlq(
+        "list",
+        services=service,
+        what=what,
+        ids=id,
+        event_type=event_type,
+        kind=kind,
+        gateway=gateway,
+        as_json=as_json,
+        out=typer.echo,
+    )
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    service: list[str] = _SERVICE_OPT,
+    what: list[str] = _WHAT_OPT,
+    id: list[int] = _ID_OPT,
+    event_type: str | None = _TYPE_OPT,
+    kind: str | None = _KIND_OPT,
+    gateway: str | None = _GATEWAY_OPT,
+    yes: bool = typer.Option(False, "--yes", "--apply", help="act (without it: a dry run)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Try them again: a dry run that shows what would happen, unless --yes."""
+    _dlq(
+        "redrive",
+        services=service,
+        what=what,
+        ids=id,
+        event_type=event_type,
+        kind=kind,
+        gateway=gateway,
+        apply=yes,
+        as_json=as_json,
+        out=typer.echo,
+    )

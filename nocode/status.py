@@ -46,6 +46,7 @@ class Metrics:
     queue_depth: float | None = None  # core only
     jobs_running: float | None = None  # core only
     failed_sends: float | None = None  # notice only
+    parked: float | None = None  # dead letters not re-driven yet (None: not exposed)
     republish_missing: float | None = None  # events a broker re-publish lacked (retention)
 
 
@@ -64,8 +65,18 @@ class Snapshot:
     services: tuple[ServiceStatus, ...]
     taken_at: str = ""
     thresholds: Thresholds = field(default_factory=Thresholds)
+    stalls: tuple[StalledSaga, ...] = ()  # from mypage_cqrs (needs an admin token)
+    stalls_error: str = ""  # why they could not be listed
     # nocode up's processes (placement file): name -> pid, state, restarts, last_exit
     processes: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StalledSaga:
+    id: str  # the view id: model-1, target-2
+    reason: str  # approved_no_job, job_finished_no_outcome, target_not_moving, ...
+    stalled_for_s: float
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,13 +95,17 @@ class Verdict:
 
 
 def read_health(status: int, body: bytes) -> tuple[str, str]:
-    """``(health, problem)`` from a ``/health/ready`` answer."""
-    if status == 200:
-        return "ok", ""
+    """``(health, problem)`` from a ``/health/ready`` answer. A ready service may still
+    report a failing check it does not depend on (the broker): ``("ok", "broker: ...")``."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         data = None
+    if status == 200:
+        if not isinstance(data, dict):
+            return "ok", ""
+        failing = (f"{k}: {v}" for k, v in data.items() if k != "status" and v != "ok")
+        return "ok", "; ".join(failing)
     failing = []
     if isinstance(data, dict):
         for key, value in data.items():
@@ -139,6 +154,7 @@ def parse_metrics(service: str, text: str, aliases: Mapping[str, str] | None = N
         queue_depth=unlabelled("core_queue_depth", "core"),
         jobs_running=unlabelled("core_jobs_running", "core"),
         failed_sends=unlabelled("notice_messages_failed_total", "notice"),
+        parked=sum(s.value for s in parked) if (parked := own("dead_letters_parked")) else None,
     )
 
 
@@ -154,12 +170,17 @@ def verdict(snapshot: Snapshot) -> Verdict:
             continue
         if s.health != "ok":
             reasons.append(f"{s.name} not ready ({s.problem})")
+        elif s.problem:
+            reasons.append(f"{s.name} degraded ({s.problem})")
         if s.metrics is None:
             reasons.append(f"{s.name} metrics unreadable ({s.metrics_error})")
             continue
         m = s.metrics
         reasons.extend(f"{s.name} circuit open to {dep}" for dep in m.open_breakers)
-        if m.dead_lettered:
+        if m.parked is not None:  # re-driven ones are no reason to worry any more
+            if m.parked:
+                reasons.append(f"{s.name} has {_num(m.parked)} dead letters (nocode dlq list)")
+        elif m.dead_lettered:
             reasons.append(f"{s.name} dead-lettered {_num(m.dead_lettered)} events")
         if m.republish_missing:
             reasons.append(
@@ -171,6 +192,9 @@ def verdict(snapshot: Snapshot) -> Verdict:
         for topic, behind in sorted((m.lag or {}).items()):
             if behind > limits.lag:
                 reasons.append(f"{s.name} lag {_num(behind)} on {topic} > {limits.lag}")
+    if snapshot.stalls:
+        n = len(snapshot.stalls)
+        reasons.append(f"{n} saga{'s' if n != 1 else ''} stalled")
     return Verdict(tuple(reasons))
 
 
@@ -201,11 +225,20 @@ def render(snapshot: Snapshot) -> str:
         lines.append(_row(_cell(c) for c in cells))
         if s.health != "ok":
             details.append(f"{s.name} {s.health} at {s.url}: {s.problem}")
+        elif s.problem:
+            details.append(f"{s.name} ready but degraded: {s.problem}")
         elif s.metrics is None:
             details.append(f"{s.name} {s.url}/metrics: {s.metrics_error}")
         if m.lag and any(m.lag.values()):
             behind = ", ".join(f"{t} {_num(n)}" for t, n in sorted(m.lag.items()) if n)
             details.append(f"{s.name} lag by topic: {behind}")
+    for stall in snapshot.stalls:
+        who = f" (user {stall.user_id})" if stall.user_id else ""
+        details.append(
+            f"stalled: {stall.id} {stall.reason} for {_num(round(stall.stalled_for_s))}s{who}"
+        )
+    if snapshot.stalls_error:
+        details.append(f"stalled sagas not listed: {snapshot.stalls_error}")
     if restarted := restarts(snapshot):
         details.append(f"restarts by nocode up: {restarted}")
     if details:
@@ -273,16 +306,52 @@ def service_urls(host: str = "127.0.0.1", env: Mapping[str, str] | None = None) 
 
 
 async def gather(
-    urls: Mapping[str, str], thresholds: Thresholds | None = None, timeout_s: float = TIMEOUT_S
+    urls: Mapping[str, str],
+    thresholds: Thresholds | None = None,
+    timeout_s: float = TIMEOUT_S,
+    stall_token: str | None = None,
 ) -> Snapshot:
-    """Ask every service at once; a service that does not answer is ``down``."""
+    """Ask every service at once; a service that does not answer is ``down``. With an
+    admin token, mypage_cqrs also lists the stalled sagas."""
     aliases = {url: name for name, url in urls.items()}
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         statuses = await asyncio.gather(
             *(_probe(client, name, url, aliases, timeout_s) for name, url in urls.items())
         )
+        stalls, stalls_error = await _stalls(client, urls.get("mypage_cqrs"), stall_token)
     taken_at = datetime.now(UTC).isoformat(timespec="seconds")
-    return Snapshot(tuple(statuses), taken_at, thresholds or Thresholds())
+    return Snapshot(tuple(statuses), taken_at, thresholds or Thresholds(), stalls, stalls_error)
+
+
+async def _stalls(
+    client: httpx.AsyncClient, url: str | None, token: str | None
+) -> tuple[tuple[StalledSaga, ...], str]:
+    if url is None or token is None:
+        return (), ""
+    try:
+        response = await client.get(
+            f"{url}/myRequests/ops/stalls", headers={"Authorization": f"Bearer {token}"}
+        )
+        response.raise_for_status()
+        found = response.json()
+        return tuple(
+            StalledSaga(s["id"], s["reason"], s["stalledForS"], s.get("userId")) for s in found
+        ), ""
+    except Exception as exc:
+        return (), _why(exc, TIMEOUT_S)
+
+
+def stall_token(env: Mapping[str, str] | None = None) -> str | None:
+    """An admin token to list stalled sagas: ``JWT_PRIVATE_KEY``, else the platform's local
+    key if it exists (never created here)."""
+    from nocode.keys import issuer
+    from nocode.launcher import LauncherSettings
+
+    env = dict(os.environ if env is None else env)
+    data_dir = LauncherSettings().data_dir
+    if not env.get("JWT_PRIVATE_KEY") and not (data_dir / "keys" / "jwt-ed25519.pem").exists():
+        return None
+    return issuer(data_dir, env).issue("nocode-status", ["admin"], ttl_s=60)
 
 
 async def _probe(
@@ -332,10 +401,11 @@ def main(
 ) -> int:
     """What ``nocode status`` does; returns the exit code (0 healthy, 1 degraded)."""
     urls = urls or service_urls(host)
+    token = stall_token()
     code = 1
     try:
         while True:
-            snapshot = asyncio.run(gather(urls, thresholds))
+            snapshot = asyncio.run(gather(urls, thresholds, stall_token=token))
             snapshot = replace(snapshot, processes=_supervised())
             code = 0 if verdict(snapshot).healthy else 1
             if as_json:

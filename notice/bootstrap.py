@@ -8,10 +8,12 @@ from fastapi import FastAPI
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS, TARGET_EVENTS
 from notice.api import router
 from notice.handlers import HANDLERS
+from notice.ops import FailedMessages
 from notice.repository import NoticeUnitOfWork
 from notice.sender import RetryPolicy, Sender, WebhookChat
 from notice.settings import NoticeSettings
 from servicekit.app import create_app
+from servicekit.ops import mount_ops
 from servicekit.runtime import ServiceRuntime
 
 
@@ -43,5 +45,6 @@ def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRunti
     runtime.consume((MODEL_EVENTS, TARGET_EVENTS, CORE_EVENTS), HANDLERS, uow_factory)
     runtime.run_worker("sender", send_notifications)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/notices", FailedMessages(uow_factory))
     app.state.uow_factory = uow_factory
     return app, runtime

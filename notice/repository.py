@@ -9,8 +9,9 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notice.domain import LIFECYCLE, Action, Status
 from notice.messages import Notice, TargetInfo
-from notice.tables import FAILED, PENDING, SENT, notice_targets, notifications
+from notice.tables import notice_targets, notifications
 from servicekit.db import UnitOfWork
 from servicekit.tracing import current_traceparent
 
@@ -31,6 +32,10 @@ class Notification:
     created_at: datetime
     sent_at: datetime | None
     traceparent: str | None
+    redrives: int = 0
+
+
+UNSENT = (Status.PENDING.value, Status.FAILED.value)
 
 
 class NotificationRepository:
@@ -48,7 +53,7 @@ class NotificationRepository:
                 request_kind=notice.request_kind,
                 request_id=notice.request_id,
                 text=notice.text,
-                status=PENDING,
+                status=Status.PENDING.value,
                 attempts=0,
                 traceparent=current_traceparent(),
             )
@@ -65,31 +70,44 @@ class NotificationRepository:
         )
         return Notification(**row) if row is not None else None
 
-    async def list(self, user_id: str | None, limit: int, offset: int) -> list[Notification]:
+    async def list(
+        self,
+        user_id: str | None,
+        limit: int,
+        offset: int,
+        *,
+        request: tuple[str, int] | None = None,
+    ) -> list[Notification]:
+        """Oldest first; a user's (``user_id``), one request's (``(kind, id)``), or all."""
         query = select(notifications).order_by(notifications.c.id).limit(limit).offset(offset)
         if user_id is not None:
             query = query.where(notifications.c.user_id == user_id)
+        if request is not None:
+            kind, request_id = request
+            query = query.where(
+                notifications.c.request_kind == kind, notifications.c.request_id == request_id
+            )
         rows = (await self.session.execute(query)).mappings().all()
         return [Notification(**row) for row in rows]
 
     async def claim_next(self) -> Notification | None:
-        """Lock the oldest due notification that is the first pending one of its request.
+        """Lock the oldest due notification that is the first unsent one of its request.
 
         Later notifications of a request wait while an earlier one is pending (being
-        sent or backing off), so the chat hears each request's changes in order. Rows
-        locked by another sender are skipped.
+        sent or backing off) or failed (until an admin re-drives it), so the chat hears
+        each request's changes in order. Rows locked by another sender are skipped.
         """
         n, earlier = notifications, notifications.alias("earlier")
         query = (
             select(n)
             .where(
-                n.c.status == PENDING,
+                n.c.status == Status.PENDING.value,
                 n.c.next_attempt_at <= func.now(),
                 ~exists().where(
                     and_(
                         earlier.c.request_kind == n.c.request_kind,
                         earlier.c.request_id == n.c.request_id,
-                        earlier.c.status == PENDING,
+                        earlier.c.status.in_(UNSENT),
                         earlier.c.id < n.c.id,
                     )
                 ),
@@ -101,19 +119,72 @@ class NotificationRepository:
         row = (await self.session.execute(query)).mappings().first()
         return Notification(**row) if row is not None else None
 
-    async def mark_sent(self, id: int, attempts: int) -> None:
-        await self._set(id, status=SENT, attempts=attempts, sent_at=func.now())
+    async def mark_sent(self, n: Notification, attempts: int) -> None:
+        await self._move(n, Action.SEND, attempts=attempts, sent_at=func.now())
 
-    async def retry_later(self, id: int, attempts: int, error: str, delay_s: float) -> None:
-        await self._set(
-            id,
+    async def retry_later(self, n: Notification, attempts: int, error: str, delay_s: float) -> None:
+        await self._move(
+            n,
+            Action.RETRY,
             attempts=attempts,
             last_error=error,
             next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay_s),
         )
 
-    async def mark_failed(self, id: int, attempts: int, error: str) -> None:
-        await self._set(id, status=FAILED, attempts=attempts, last_error=error)
+    async def mark_failed(self, n: Notification, attempts: int, error: str) -> None:
+        await self._move(n, Action.GIVE_UP, attempts=attempts, last_error=error)
+
+    async def resume_all(self) -> int:
+        """The chat answers again: every pending notification is due now (order kept)."""
+        done = await self.session.execute(
+            update(notifications)
+            .where(
+                notifications.c.status == Status.PENDING.value,
+                notifications.c.next_attempt_at > func.now(),
+            )
+            .values(next_attempt_at=func.now())
+        )
+        return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def failed(
+        self, ids: list[int] | None = None, request_kind: str | None = None, limit: int = 100
+    ) -> list[Notification]:
+        query = (
+            select(notifications)
+            .where(notifications.c.status == Status.FAILED.value)
+            .order_by(notifications.c.id)
+            .limit(limit)
+        )
+        if ids:
+            query = query.where(notifications.c.id.in_(ids))
+        if request_kind is not None:
+            query = query.where(notifications.c.request_kind == request_kind)
+        rows = (await self.session.execute(query)).mappings().all()
+        return [Notification(**row) for row in rows]
+
+    async def redrive(self, id: int) -> Notification | None:
+        """Try a failed notification again, with a fresh round of attempts; raises
+        ``IllegalTransition`` unless it is failed (a second re-drive while pending)."""
+        row = (
+            (
+                await self.session.execute(
+                    select(notifications).where(notifications.c.id == id).with_for_update()
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        n = Notification(**row)
+        await self._move(
+            n, Action.REDRIVE, attempts=0, next_attempt_at=func.now(), redrives=n.redrives + 1
+        )
+        return await self.get(id)
+
+    async def _move(self, n: Notification, action: Action, **values: object) -> None:
+        status = LIFECYCLE.next(n.id, Status(n.status), action)
+        await self._set(n.id, status=status.value, **values)
 
     async def _set(self, id: int, **values: object) -> None:
         await self.session.execute(

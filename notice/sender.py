@@ -1,5 +1,12 @@
 """The sender worker: posts pending notifications to the chat webhook, retrying with backoff.
 
+A chat that is down (unreachable, timing out, 5xx, 429) is no reason to give up: the
+message is retried with a capped backoff for as long as it takes, and the first post
+the chat takes again makes every waiting message due at once (oldest first, each
+request's messages in order). Only a message the chat keeps rejecting (another 4xx)
+ends ``failed`` after ``NOTICE_MAX_ATTEMPTS``; an admin can re-drive it, and the later
+messages of its request wait behind it meanwhile.
+
 One notification per transaction: the row is locked (``FOR UPDATE SKIP LOCKED``)
 while it is posted, so two notice replicas never post the same one, and a crash
 mid-post leaves it pending for the next try. The chat may then see a message
@@ -26,15 +33,27 @@ log = structlog.get_logger(__name__)
 
 MESSAGES_SENT = Counter("notice_messages_sent_total", "Chat messages the webhook accepted")
 MESSAGES_FAILED = Counter(
-    "notice_messages_failed_total", "Notifications given up on after their last attempt"
+    "notice_messages_failed_total", "Notifications the chat rejected on every allowed attempt"
 )
 SEND_RETRIES = Counter(
     "notice_send_retries_total", "Failed chat posts that will be tried again later"
 )
 
 
-class ChatUnavailable(Exception):
-    """The webhook did not take the message (error status, timeout, connection)."""
+# Answers that mean the chat is down or busy, not that it refuses this message.
+RETRYABLE = frozenset({408, 425, 429})
+
+
+class ChatFailed(Exception):
+    """The webhook did not take the message."""
+
+
+class ChatUnavailable(ChatFailed):
+    """The chat is down: timeout, no connection, 5xx, 408/425/429. Retried until it is up."""
+
+
+class ChatRejected(ChatFailed):
+    """The chat refused this message (another 4xx): given up after the allowed attempts."""
 
 
 class Chat(Protocol):
@@ -54,7 +73,10 @@ class WebhookChat:
         except httpx.HTTPError as exc:
             raise ChatUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if not response.is_success:
-            raise ChatUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+            status = response.status_code
+            down = status >= 500 or status in RETRYABLE or status < 400
+            error = ChatUnavailable if down else ChatRejected
+            raise error(f"HTTP {status}: {response.text[:200]}")
 
 
 @dataclass(frozen=True)
@@ -63,11 +85,13 @@ class RetryPolicy:
     initial_s: float
     max_s: float
 
-    def delay_after(self, attempts: int) -> float | None:
-        """Seconds to wait after ``attempts`` failed posts, or None: give up."""
-        if attempts >= self.max_attempts:
+    def delay_after(self, attempts: int, *, chat_down: bool) -> float | None:
+        """Seconds to wait after ``attempts`` failed posts, or None: give up (only when
+        the chat rejects the message; a chat that is down is waited for)."""
+        if not chat_down and attempts >= self.max_attempts:
             return None
-        return backoff_delay(attempts, self.initial_s, self.max_s)
+        # The exponent is bounded: a chat down for days must not overflow the float.
+        return backoff_delay(min(attempts, 32), self.initial_s, self.max_s)
 
 
 class Sender:
@@ -84,6 +108,7 @@ class Sender:
         self.policy = policy
         self.poll_interval_s = poll_interval_s
         self.tracer = tracer or NoOpTracer()
+        self.chat_down = False
 
     async def run(self) -> None:
         while True:
@@ -110,18 +135,26 @@ class Sender:
         log_ = log.bind(notification_id=notification.id, attempts=attempts)
         try:
             await self.chat.post(notification.text)
-        except ChatUnavailable as exc:
+        except ChatFailed as exc:
             error = str(exc)
-            delay = self.policy.delay_after(attempts)
+            down = isinstance(exc, ChatUnavailable)
+            self.chat_down = self.chat_down or down
+            delay = self.policy.delay_after(attempts, chat_down=down)
             if delay is None:
-                await uow.notifications.mark_failed(notification.id, attempts, error)
+                await uow.notifications.mark_failed(notification, attempts, error)
                 MESSAGES_FAILED.inc()
-                log_.error("chat message given up", error=error)
+                log_.error("chat message given up: the chat rejects it", error=error)
             else:
-                await uow.notifications.retry_later(notification.id, attempts, error, delay)
+                await uow.notifications.retry_later(notification, attempts, error, delay)
                 SEND_RETRIES.inc()
-                log_.warning("chat message failed, retrying", error=error, retry_in_s=delay)
+                log_.warning(
+                    "chat message failed, retrying", error=error, retry_in_s=delay, chat_down=down
+                )
         else:
-            await uow.notifications.mark_sent(notification.id, attempts)
+            await uow.notifications.mark_sent(notification, attempts)
             MESSAGES_SENT.inc()
             log_.info("chat message sent")
+            if self.chat_down:
+                self.chat_down = False
+                resumed = await uow.notifications.resume_all()
+                log_.info("chat answers again: waiting messages resume", resumed=resumed)

@@ -17,7 +17,8 @@ class NoticeSettings(ServiceSettings):
         "http://127.0.0.1:8090/chat/webhook", validation_alias="CHAT_WEBHOOK_URL"
     )
     chat_timeout_s: float = Field(5.0, validation_alias="CHAT_TIMEOUT_S")
-    # Attempts per notification, the first included; then it is ``failed``.
+    # Attempts per notification the chat rejects (a 4xx), the first included; then it is
+    # ``failed`` (an admin can re-drive it). A chat that is down is retried until it is up.
     notice_max_attempts: int = Field(8, validation_alias="NOTICE_MAX_ATTEMPTS")
     notice_backoff_initial_s: float = Field(1.0, validation_alias="NOTICE_BACKOFF_INITIAL_S")
     notice_backoff_max_s: float = Field(60.0, validation_alias="NOTICE_BACKOFF_MAX_S")

@@ -1,4 +1,5 @@
-"""The notice database: notifications to send and sent, the targets it knows, the inbox.
+"""The notice database: notifications to send and sent, the targets it knows, the inbox,
+the dead letters.
 
 notice publishes nothing, so it has no outbox.
 """
@@ -19,11 +20,9 @@ from sqlalchemy import (
     text,
 )
 
-from servicekit.tables import inbox_table
+from servicekit.tables import dead_letters_table, inbox_table
 
 metadata = MetaData()
-
-PENDING, SENT, FAILED = "pending", "sent", "failed"
 
 notifications = Table(
     "notifications",
@@ -42,6 +41,7 @@ notifications = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
     Column("traceparent", String(64)),  # the trace of the event it announces
+    Column("redrives", Integer, nullable=False, server_default="0"),  # by an admin
     Index(
         "ix_notifications_pending", "next_attempt_at", postgresql_where=text("status = 'pending'")
     ),
@@ -59,3 +59,4 @@ notice_targets = Table(
 )
 
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)

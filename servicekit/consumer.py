@@ -3,9 +3,13 @@
 For each record: decode the envelope, then in one transaction claim its event id
 in the inbox and apply the handler; commit the offset only after that transaction
 committed. A redelivered event finds its id in the inbox and changes nothing. A
-handler that keeps failing is retried with backoff; after ``max_attempts`` the
-record goes to the service's dead-letter topic with the error in a header, and
-the partition moves on. A record that cannot be decoded goes there at once.
+handler that keeps failing is retried with backoff (a database that cannot be
+reached spends no attempt: the outage is waited out); after ``max_attempts`` the
+record is kept in the service's own ``dead_letters`` table (the embedded broker
+forgets its topics on a restart) and published to the service's dead-letter topic
+with the error in a header, and the partition moves on. A record that cannot be
+decoded goes there at once. An admin re-drives a dead letter through the same
+inbox claim (:mod:`servicekit.dead_letters`), so one already applied is skipped.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from sqlalchemy import MetaData
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Event
 from contracts.topics import dead_letter_topic
 from servicekit import metrics
-from servicekit.db import UnitOfWork
+from servicekit.db import UnitOfWork, database_unavailable
+from servicekit.dead_letters import PARKED, record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
 from servicekit.resilience import backoff_delay
 from servicekit.tables import inbox_table
@@ -178,9 +184,10 @@ class EventConsumer:
         labels = (self.service, self.group_id, record.topic)
         log_ = log.bind(subject=envelope.subject)
         started = time.perf_counter()
-        attempt = 0
+        attempt = tries = 0
         while True:
             attempt += 1
+            tries += 1
             try:
                 outcome = await self._apply(record, envelope, handler)
                 metrics.EVENT_PROCESSING.labels(*labels).observe(time.perf_counter() - started)
@@ -191,11 +198,14 @@ class EventConsumer:
             except Exception as exc:
                 metrics.EVENTS_FAILED.labels(*labels).inc()
                 span.record_exception(exc, attributes={"attempt": attempt})
-                if attempt >= self.max_attempts:
+                if database_unavailable(exc):
+                    # An outage is not the event's fault: wait it out, spend no attempt.
+                    attempt -= 1
+                elif attempt >= self.max_attempts:
                     log_.error("event dead-lettered", attempts=attempt, error=repr(exc))
                     await self._dead_letter(record, exc, attempts=attempt, span=span)
                     return
-                delay = backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s)
+                delay = backoff_delay(tries, self.backoff_initial_s, self.backoff_max_s)
                 metrics.EVENTS_RETRIED.labels(*labels).inc()
                 log_.warning(
                     "event failed, retrying", attempt=attempt, retry_in_s=delay, error=repr(exc)
@@ -204,18 +214,7 @@ class EventConsumer:
 
     async def _apply(self, record: ConsumerRecord, envelope: Envelope, handler: Handler) -> str:
         async with self.uow_factory() as uow:
-            claimed = await uow.session.execute(
-                insert(INBOX)
-                .values(
-                    event_id=envelope.id,
-                    consumer=self.group_id,
-                    topic=record.topic,
-                    ce_type=envelope.type,
-                )
-                .on_conflict_do_nothing()
-                .returning(INBOX.c.event_id)
-            )
-            if claimed.first() is None:
+            if not await claim(uow.session, self.group_id, record.topic, envelope):
                 return "duplicate"
             await handler(uow, envelope.event)
             await uow.commit()
@@ -235,7 +234,16 @@ class EventConsumer:
             ("dlt_consumer_group", self.group_id.encode()),
             ("dlt_attempts", str(attempts).encode()),
         ]
-        # Retry until the broker takes it: moving on without parking it would lose it.
+        # Kept in the database first (the embedded broker keeps topics in memory only),
+        # then on the topic; each retried until taken: moving on without it would lose it.
+        while True:
+            try:
+                await record_dead_letter(self.uow_factory, self.group_id, record, error, attempts)
+                PARKED.labels(self.service).inc()  # the redriver's count corrects it
+                break
+            except Exception as exc:
+                log.warning("dead letter not stored yet", error=repr(exc))
+                await asyncio.sleep(1.0)
         while True:
             try:
                 await self.dlt_producer.send_and_wait(
@@ -249,3 +257,15 @@ class EventConsumer:
         metrics.EVENTS_DEAD_LETTERED.labels(*labels).inc()
         ce_type = header_map(record.headers).get("ce_type", "unknown")
         metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "dead_lettered").inc()
+
+
+async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Envelope) -> bool:
+    """Record ``envelope``'s id in the inbox of ``group_id``, in the caller's transaction;
+    False when that consumer applied it already."""
+    claimed = await session.execute(
+        insert(INBOX)
+        .values(event_id=envelope.id, consumer=group_id, topic=topic, ce_type=envelope.type)
+        .on_conflict_do_nothing()
+        .returning(INBOX.c.event_id)
+    )
+    return claimed.first() is not None

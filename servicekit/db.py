@@ -14,7 +14,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
+import asyncpg
 import structlog
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -31,8 +33,60 @@ log = structlog.get_logger(__name__)
 Callback = Callable[[], object]
 
 
+CONNECT_TIMEOUT_S = 5.0  # asyncpg's default is 60 s: a request would hang that long
+POOL_TIMEOUT_S = 10.0  # waiting for a pooled connection; then it is a 503, not a hang
+
+# SQLSTATEs that say "the server cannot serve you now", not "your query is wrong":
+# connection exceptions (class 08), shutdown / starting up (57P01-57P03), too many clients.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+DATABASE_ERRORS = (sa_exc.SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+"""What talking to the database can raise: asyncpg's and OSError raw (on connect), SQLAlchemy's
+wrapping the driver's (mid-statement). :func:`database_unavailable` tells an outage apart."""
+
+DB_RETRY_AFTER_S = 2
+"""``Retry-After`` of a 503 for an unreachable database: about what PostgreSQL takes to restart
+and a pool to reconnect. A client retrying a write sends an ``Idempotency-Key``."""
+
+
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT_S,
+        connect_args={"timeout": CONNECT_TIMEOUT_S},
+    )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached (refused, down, restarting,
+    shutting down, connection lost, pool exhausted) rather than that a statement failed.
+
+    Looks through SQLAlchemy's wrapping (``orig``) and the exception chain, since asyncpg's
+    errors reach callers raw (on connect) or wrapped (mid-statement).
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exc = pending.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        if isinstance(exc, OSError | sa_exc.TimeoutError | asyncpg.PostgresConnectionError):
+            return True  # OSError: refused, reset, unreachable, connect timeout
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
+        ):
+            return True
+        if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+            return True
+        pending += [getattr(exc, "orig", None), exc.__cause__, exc.__context__]
+    return False
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -55,9 +109,15 @@ class UnitOfWork:
     Leaving the block without commit rolls back. Services subclass it to add
     their repositories (built on :attr:`session`) and register aggregates with
     :meth:`track` so their events reach the outbox.
+
+    Blocks nest: a block entered while one is open joins its transaction, and its
+    ``commit`` only stages the events; the outermost block commits (or rolls back)
+    everything. That is how a command and what is stored about it (an idempotency
+    key and its response, ``servicekit.idempotency``) commit together.
     """
 
     session: AsyncSession
+    _depth = 0
 
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], outbox: OutboxWriter
@@ -68,6 +128,9 @@ class UnitOfWork:
         self._after_commit: list[Callback] = []
 
     async def __aenter__(self) -> Self:
+        self._depth += 1
+        if self._depth > 1:
+            return self  # joins the open transaction
         self.session = self._sessionmaker()
         await self.session.begin()
         self._seen = []
@@ -94,6 +157,8 @@ class UnitOfWork:
         for aggregate in self._seen:
             for event in aggregate.pull_events():
                 await self.outbox.add(self.session, event)
+        if self._depth > 1:
+            return  # the outermost block commits
         await self.session.commit()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
@@ -108,6 +173,9 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return  # an exception goes on to the outermost block, which rolls back
         self._after_commit = []  # not committed: what waited for the commit never happens
         if self.session.in_transaction():
             await self.session.rollback()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from servicekit.auth import Forbidden, Identity, Unauthorized
+from servicekit.db import DATABASE_ERRORS, DB_RETRY_AFTER_S, database_unavailable
 from servicekit.statemachine import IllegalTransition
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,29 +37,7 @@ def body_of(model: type[M]) -> Callable[[Request], Coroutine[Any, Any, M]]:
     """
 
     async def read(request: Request) -> M:
-        raw = await request.body()
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        data: Any
-        if content_type == "multipart/form-data":
-            data = dict((await request.form()).items())
-        elif content_type == "application/x-www-form-urlencoded":
-            data = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-        elif not raw.strip():
-            data = {}
-        else:
-            try:
-                data = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise RequestValidationError(
-                    [
-                        {
-                            "type": "json_invalid",
-                            "loc": ("body",),
-                            "msg": f"invalid JSON: {exc}",
-                            "input": None,
-                        }
-                    ]
-                ) from exc
+        data = await request_data(request)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -67,6 +46,33 @@ def body_of(model: type[M]) -> Callable[[Request], Coroutine[Any, Any, M]]:
             ) from exc
 
     return read
+
+
+async def request_data(request: Request) -> Any:
+    """The body as data: a form's fields as a dict, else the JSON (``{}`` when empty).
+
+    Invalid JSON is a 422 (``RequestValidationError``)."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return dict((await request.form()).items())
+    if content_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+    if not raw.strip():
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body",),
+                    "msg": f"invalid JSON: {exc}",
+                    "input": None,
+                }
+            ]
+        ) from exc
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -105,6 +111,21 @@ def install_error_handlers(app: FastAPI) -> None:
             {"detail": f"invalid request: {summary}", "errors": errors}, status_code=422
         )
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await unexpected(request, exc)
+        # Expected while PostgreSQL restarts: one line, no traceback. The transaction did not
+        # commit (or, rarely, its commit's answer was lost: a retry with its key tells).
+        log.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse(
+            {"detail": "database unavailable, retry later"},
+            status_code=503,
+            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+        )
+
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, database_error)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", path=request.url.path, exc_info=exc)
@@ -141,8 +162,11 @@ PositiveId = Annotated[int, Path(gt=0)]
 
 
 def unit_of_work(request: Request) -> Any:
-    """A fresh unit of work from the factory ``bootstrap.build`` put on the app."""
-    return request.app.state.uow_factory()
+    """The request's unit of work: the one already open for it (an idempotent command's,
+    ``servicekit.idempotency``), else a fresh one from the factory ``bootstrap.build`` put
+    on the app."""
+    open_one = getattr(request.state, "uow", None)
+    return open_one if open_one is not None else request.app.state.uow_factory()
 
 
 def ensure_visible(who: Identity, owner: str | None, what: str, id: object) -> None:

@@ -9,8 +9,8 @@ and the relay never has two rows of one key in flight. Delivery is at least once
 (a crash between send and mark resends); consumers deduplicate by event id.
 
 The outbox is the log of record. Before each batch (and, idle, once per poll
-interval) the relay asks the broker for its cluster id and topics in one Metadata
-request (~0.3 ms on loopback): a cluster other than the one it remembers has lost
+interval) the relay asks the broker for its cluster id and the batch's topics in one
+Metadata request (~0.3 ms on loopback): a cluster other than the one it remembers has lost
 the published rows, which then go out again (:mod:`servicekit.relay_state`). A row
 is sent only to a topic the broker lists (a send to a missing topic makes some
 brokers create it, or ack it into nothing), and marked published only if the broker
@@ -158,20 +158,15 @@ class OutboxRelay:
         (nothing is sent, so nothing reaches its replacement through the producer's
         retries), and it is the only proof the topics exist. Idle, the relay comes here
         once per poll interval, so a broker replaced between batches is noticed then."""
-        view = await broker_view(self.producer.client)
-        await self._meet(view.cluster_id)
-        through = self.memory.republish_through
-        async with self.engine.connect() as conn:
-            query = select(OUTBOX).where(OUTBOX.c.published_at.is_(None))
-            if through is not None:  # the broker's lost rows first, then the newer ones
-                query = query.where(OUTBOX.c.id <= through)
-            rows = (await conn.execute(query.order_by(OUTBOX.c.id).limit(self.batch_size))).all()
-            backlog = await conn.scalar(
-                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
-            )
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+        rows, backlog = await self._next_rows()
+        view = await broker_view(self.producer.client, {r.topic for r in rows})
+        if await self._meet(view.cluster_id):  # every retained row goes again, oldest first
+            rows, backlog = await self._next_rows()
+            view = await broker_view(self.producer.client, {r.topic for r in rows})
+            if view.cluster_id != self.memory.cluster_id:
+                raise ClusterChanged(f"broker changed again, to cluster {view.cluster_id}")
         if not rows:
-            if through is not None:
+            if self.memory.republish_through is not None:
                 await relay_state.republished(self.engine, self.service)
                 self.memory = relay_state.Memory(
                     view.cluster_id, None, self.memory.republish_missing
@@ -199,7 +194,7 @@ class OutboxRelay:
                 metrics.OUTBOX_LAG.labels(self.service).observe(
                     max(0.0, (now - row.created_at).total_seconds())
                 )
-            metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, (backlog or 0) - len(acked)))
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, backlog - len(acked)))
         if failure is not None:
             raise failure
         if held:
@@ -209,18 +204,34 @@ class OutboxRelay:
             )
         return len(acked)
 
-    async def _meet(self, cluster_id: str | None) -> None:
-        """Remember the broker's cluster; another one than remembered: publish again."""
+    async def _next_rows(self) -> tuple[list[Row], int]:
+        """The next batch of unpublished rows in id order (during a re-publish, only rows
+        up to where it started), and how many rows wait in all."""
+        through = self.memory.republish_through
+        async with self.engine.connect() as conn:
+            query = select(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+            if through is not None:  # the broker's lost rows first, then the newer ones
+                query = query.where(OUTBOX.c.id <= through)
+            rows = (await conn.execute(query.order_by(OUTBOX.c.id).limit(self.batch_size))).all()
+            backlog = await conn.scalar(
+                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+            )
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)  # shown while broker down
+        return list(rows), backlog or 0
+
+    async def _meet(self, cluster_id: str | None) -> bool:
+        """Remember the broker's cluster; another one than remembered: publish again.
+        True when the retained rows were made unpublished."""
         if cluster_id is None or cluster_id == self.memory.cluster_id:
-            return
+            return False
         republish = await relay_state.meet(self.engine, self.service, cluster_id)
         self.memory = await relay_state.load(self.engine, self.service)
         if republish is None:
             log.info("outbox relay met broker cluster", service=self.service, cluster=cluster_id)
-            return
+            return False
         metrics.OUTBOX_REPUBLISHED.labels(self.service).inc(republish.rows)
         metrics.OUTBOX_REPUBLISH_MISSING.labels(self.service).set(republish.missing)
-        log.warning(
+        (log.warning if republish.rows else log.info)(
             "broker is another cluster: publishing the retained outbox again",
             service=self.service,
             previous_cluster=republish.previous,
@@ -240,6 +251,7 @@ class OutboxRelay:
                 else self.retention / timedelta(hours=1),
             )
         await self.producer.client.force_metadata_update()  # its partitions, not the old one's
+        return True
 
     async def _publish_in_key_order(self, rows: list[Row]) -> tuple[list[Row], Exception | None]:
         """Send rows in waves holding at most one row per key, so a failed send can never

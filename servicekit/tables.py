@@ -4,6 +4,12 @@
 announce; kept after publishing as the service's event log (until the retention
 setting prunes them). ``inbox``: the ids of events a consumer has applied,
 written in the same transaction as the effect, so a redelivery changes nothing.
+``dead_letters``: the records a consumer could not apply, kept in its own database
+(the embedded broker's dead-letter topic lives in memory only) until an admin
+re-drives them; each row says what the re-drive did.
+``idempotency_keys``: each ``Idempotency-Key`` a caller sent with a command that
+succeeded, with the fingerprint of that request and the response it got, written in
+the same transaction as the command's effect (``servicekit.idempotency``).
 ``relay_state``: what the outbox relay remembers across restarts: the broker cluster
 it published to (a different one has lost the outbox's events: they go out again) and
 what retention has pruned (a re-publish cannot send those).
@@ -17,9 +23,14 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -54,6 +65,33 @@ def _inbox_columns() -> list[Column]:
     ]
 
 
+def _dead_letter_columns() -> list[Column]:
+    return [
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("consumer", String(255), nullable=False),  # the consumer group
+        Column("topic", String(255), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("event_id", String(64), nullable=False),  # "" when undecodable
+        Column("ce_type", String(255), nullable=False),
+        Column("key", Text),
+        Column("headers", JSON, nullable=False),  # [[name, base64 value], ...]
+        Column("value", LargeBinary),
+        Column("error", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("status", String(16), nullable=False),  # parked | redriven | skipped
+        Column("redrives", Integer, nullable=False, server_default="0"),
+        Column("outcome", Text),  # what the last re-drive did
+        Column(
+            "dead_lettered_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+        ),
+        Column("redriven_at", DateTime(timezone=True)),
+    ]
+
+
+DEAD_LETTER_KEY = ("consumer", "topic", "partition", "offset", "event_id")
+
+
 def _relay_state_columns() -> list[Column]:
     return [
         Column("relay", String(255), primary_key=True),  # the publishing service's name
@@ -81,6 +119,16 @@ def outbox_table(metadata: MetaData) -> Table:
 
 def inbox_table(metadata: MetaData) -> Table:
     return Table("inbox", metadata, *_inbox_columns())
+
+
+def dead_letters_table(metadata: MetaData) -> Table:
+    return Table(
+        "dead_letters",
+        metadata,
+        *_dead_letter_columns(),
+        UniqueConstraint(*DEAD_LETTER_KEY, name="uq_dead_letters_record"),
+        Index("ix_dead_letters_status", "status", "id"),
+    )
 
 
 def relay_state_table(metadata: MetaData) -> Table:
@@ -113,6 +161,50 @@ def create_inbox(op: Operations) -> None:
 
 def drop_inbox(op: Operations) -> None:
     op.drop_table("inbox")
+
+
+def create_dead_letters(op: Operations) -> None:
+    op.create_table(
+        "dead_letters",
+        *_dead_letter_columns(),
+        UniqueConstraint(*DEAD_LETTER_KEY, name="uq_dead_letters_record"),
+    )
+    op.create_index("ix_dead_letters_status", "dead_letters", ["status", "id"])
+
+
+def drop_dead_letters(op: Operations) -> None:
+    op.drop_table("dead_letters")
+
+
+def _idempotency_columns() -> list[Column]:
+    return [
+        Column("owner", String(255), primary_key=True),  # the caller: keys are per caller
+        Column("key", String(255), primary_key=True),
+        Column("request_hash", String(64), nullable=False),  # method, path and body
+        # Null only inside the transaction of the request that holds the key.
+        Column("status", SmallInteger),
+        Column("body", LargeBinary),
+        Column("media_type", String(255)),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    return Table(
+        "idempotency_keys",
+        metadata,
+        *_idempotency_columns(),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+
+def create_idempotency_keys(op: Operations) -> None:
+    op.create_table("idempotency_keys", *_idempotency_columns())
+    op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
+
+
+def drop_idempotency_keys(op: Operations) -> None:
+    op.drop_table("idempotency_keys")
 
 
 def create_relay_state(op: Operations) -> None:

@@ -15,6 +15,9 @@ class Faults(BaseModel):
     fail_next: int = Field(0, ge=0, description="fail this many calls, then answer normally")
     fail_always: bool = False
     delay_s: float = Field(0.0, ge=0, le=60, description="wait this long before answering")
+    status: int | None = Field(
+        None, ge=400, le=599, description="the failing answer's status (default: the system's)"
+    )
 
 
 class FaultSwitch:
@@ -39,5 +42,6 @@ class FaultSwitch:
                 )
             self.failures += 1
             raise HTTPException(
-                self.failure_status, f"{self.system} simulator: failure switched on for tests"
+                self.faults.status or self.failure_status,
+                f"{self.system} simulator: failure switched on for tests",
             )

@@ -22,6 +22,7 @@ from servicekit.http import (
     ensure_visible,
     unit_of_work,
 )
+from servicekit.idempotency import IdempotentRoute
 from target import handlers
 from target.handlers import TargetView
 from target.repository import TargetUnitOfWork
@@ -64,7 +65,8 @@ class TargetRequestOut(Schema):
 
 Uow = Annotated[TargetUnitOfWork, Depends(unit_of_work)]
 
-router = APIRouter(prefix="/targets", tags=["targets"])
+# Creating, approving, rejecting and cancelling honour Idempotency-Key.
+router = APIRouter(prefix="/targets", tags=["targets"], route_class=IdempotentRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
@@ -102,13 +104,13 @@ async def approve_by_body(
 ) -> TargetRequestOut:
     """The seed's approve call: ``PUT /targets`` with ``{"id": N}``."""
     require_admin(who, "approve a target request")
-    return TargetRequestOut.of(await handlers.approve(uow, body.id))
+    return TargetRequestOut.of(await handlers.approve(uow, body.id, who.subject))
 
 
 @router.put("/{id}")
 async def approve(uow: Uow, who: Caller, id: PositiveId) -> TargetRequestOut:
     require_admin(who, "approve a target request")
-    return TargetRequestOut.of(await handlers.approve(uow, id))
+    return TargetRequestOut.of(await handlers.approve(uow, id, who.subject))
 
 
 @router.put("/{id}/reject")
@@ -116,7 +118,7 @@ async def reject(
     uow: Uow, who: Caller, id: PositiveId, body: Annotated[Rejection, Depends(body_of(Rejection))]
 ) -> TargetRequestOut:
     require_admin(who, "reject a target request")
-    return TargetRequestOut.of(await handlers.reject(uow, id, body.reason))
+    return TargetRequestOut.of(await handlers.reject(uow, id, body.reason, who.subject))
 
 
 @router.put("/{id}/cancel")
@@ -128,4 +130,4 @@ async def cancel(
 ) -> TargetRequestOut:
     view = await handlers.get(uow, id)
     ensure_visible(who, view.target.user_id, "target request", id)
-    return TargetRequestOut.of(await handlers.cancel(uow, id, body.reason))
+    return TargetRequestOut.of(await handlers.cancel(uow, id, body.reason, who.subject))

@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS
 from servicekit.app import create_app
+from servicekit.idempotency import prune_forever
+from servicekit.ops import mount_ops
 from servicekit.runtime import ServiceRuntime
 from target.api import router
 from target.handlers import HANDLERS
@@ -21,8 +23,10 @@ def build(settings: TargetSettings | None = None) -> tuple[FastAPI, ServiceRunti
         return TargetUnitOfWork(runtime.sessionmaker, runtime.outbox)
 
     runtime.publish_from_outbox()
+    runtime.run_worker("idempotency-keys-pruner", prune_forever(runtime.engine))
     # Model's events keep target's record of model states; core's move extractions on.
     runtime.consume((MODEL_EVENTS, CORE_EVENTS), HANDLERS, uow_factory)
     app = create_app(runtime, router)
+    mount_ops(app, runtime, "/targets")
     app.state.uow_factory = uow_factory
     return app, runtime

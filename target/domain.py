@@ -4,6 +4,7 @@ requested --approve--> approved --complete--> completed
                                 --fail-----> failed
 requested --reject--> rejected
 requested / approved --cancel--> canceled
+failed --complete--> completed   (core's extraction re-driven by an admin)
 
 Approval also needs the target's model to have completed. Target knows that only
 from model's events, kept as a :class:`ModelRecord` per model request.
@@ -46,6 +47,7 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
         (State.APPROVED, Action.CANCEL): State.CANCELED,
         (State.APPROVED, Action.COMPLETE): State.COMPLETED,
         (State.APPROVED, Action.FAIL): State.FAILED,
+        (State.FAILED, Action.COMPLETE): State.COMPLETED,  # its job was re-driven
     },
 )
 
@@ -137,23 +139,27 @@ class TargetRequest:
         req._announce(events.TargetRequested)
         return req
 
-    def approve(self, model_state: str | None) -> None:
+    def approve(self, model_state: str | None, actor: str | None = None) -> None:
         """Approve, if the target's state allows it and its model has completed."""
         LIFECYCLE.next(self.id, self.state, Action.APPROVE)  # the target's own state first
         if model_state != MODEL_COMPLETED:
             raise ModelNotCompleted(self, model_state)
         previous = self._move(Action.APPROVE)
-        self._announce(events.TargetApproved, previous_state=previous.value)
+        self._announce(events.TargetApproved, previous_state=previous.value, actor=actor)
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, actor: str | None = None) -> None:
         previous = self._move(Action.REJECT)
         self.reason = reason
-        self._announce(events.TargetRejected, previous_state=previous.value, reason=reason)
+        self._announce(
+            events.TargetRejected, previous_state=previous.value, reason=reason, actor=actor
+        )
 
-    def cancel(self, reason: str | None = None) -> None:
+    def cancel(self, reason: str | None = None, actor: str | None = None) -> None:
         previous = self._move(Action.CANCEL)
         self.reason = reason
-        self._announce(events.TargetCanceled, previous_state=previous.value, reason=reason)
+        self._announce(
+            events.TargetCanceled, previous_state=previous.value, reason=reason, actor=actor
+        )
 
     def complete(self) -> None:
         previous = self._move(Action.COMPLETE)
@@ -172,6 +178,8 @@ class TargetRequest:
         previous = self.state
         self.state = LIFECYCLE.next(self.id, self.state, action)
         self.updated_at = _now()
+        if previous == State.FAILED:  # its job was re-driven: the failure is over
+            self.reason = None
         return previous
 
     def _announce(self, event_type: type[events.TargetRequestEvent], **extra: object) -> None:

@@ -24,6 +24,9 @@ from target.domain import ModelGone, ModelRecord, State, TargetRequest
 
 log = structlog.get_logger(__name__)
 
+# Who cancels a target whose model will never complete: target itself (the saga's compensation).
+COMPENSATION_ACTOR = "target"
+
 CORE_EVENTS_REFUSED = Counter(
     "target_core_events_refused_total",
     "Events from core the target's state did not allow (e.g. completion of a cancelled target)",
@@ -89,16 +92,18 @@ async def request_target(
     return TargetView(req, model.state if model else None)
 
 
-async def approve(uow: TargetUow, id: int) -> TargetView:
-    return await _change(uow, id, lambda req, model_state: req.approve(model_state))
+async def approve(uow: TargetUow, id: int, actor: str | None = None) -> TargetView:
+    return await _change(uow, id, lambda req, model_state: req.approve(model_state, actor))
 
 
-async def reject(uow: TargetUow, id: int, reason: str) -> TargetView:
-    return await _change(uow, id, lambda req, _: req.reject(reason))
+async def reject(uow: TargetUow, id: int, reason: str, actor: str | None = None) -> TargetView:
+    return await _change(uow, id, lambda req, _: req.reject(reason, actor))
 
 
-async def cancel(uow: TargetUow, id: int, reason: str | None = None) -> TargetView:
-    return await _change(uow, id, lambda req, _: req.cancel(reason))
+async def cancel(
+    uow: TargetUow, id: int, reason: str | None = None, actor: str | None = None
+) -> TargetView:
+    return await _change(uow, id, lambda req, _: req.cancel(reason, actor))
 
 
 async def _change(
@@ -187,7 +192,7 @@ async def _compensate(uow: TargetUow, model: ModelRecord) -> None:
     reason = f"model request {model.model_request_id} was {model.state}"
     for req in await uow.targets.open_for_model(model.model_request_id):
         previous = req.state
-        req.cancel(reason)
+        req.cancel(reason, actor=COMPENSATION_ACTOR)
         await uow.targets.save(req)
         _count(uow, req, previous)
         uow.after_commit(metrics.SAGA_COMPENSATIONS.labels("target", "targets_canceled").inc)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Sequence, String, Table, Text
 
-from servicekit.tables import inbox_table, outbox_table, relay_state_table
+from servicekit.tables import (
+    dead_letters_table,
+    idempotency_table,
+    inbox_table,
+    outbox_table,
+    relay_state_table,
+)
 
 metadata = MetaData()
 
@@ -34,4 +40,6 @@ model_requests = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+dead_letters = dead_letters_table(metadata)
+idempotency_keys = idempotency_table(metadata)
 relay_state = relay_state_table(metadata)

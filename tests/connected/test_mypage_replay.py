@@ -33,6 +33,7 @@ from tests.support import migrated_database, publish
 pytestmark = pytest.mark.connected
 
 LIVE_INDEXES = {"my_requests_pkey", "ix_my_requests_user_created", "ix_my_requests_created"}
+TIMELINE_INDEXES = {"request_timeline_pkey", "ix_request_timeline_request"}
 
 
 async def sql(database_url: str, statement: str) -> list[asyncpg.Record]:
@@ -43,6 +44,10 @@ async def sql(database_url: str, statement: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
+async def timeline_rows(database_url: str) -> list[asyncpg.Record]:
+    return await sql(database_url, "SELECT * FROM request_timeline ORDER BY event_id, part")
+
+
 async def test_rebuild_equals_the_live_view(mypage_db: str, topics: str) -> None:
     settings = mypage_settings(mypage_db, topics)
     stream = saga_stream()
@@ -50,10 +55,15 @@ async def test_rebuild_equals_the_live_view(mypage_db: str, topics: str) -> None
         await publish(topics, *stream)
         await caught_up(runtime, applied(stream))
         live = await view_rows(mypage_db)
+        live_timelines = await timeline_rows(mypage_db)
 
         report = await rebuild(settings)
 
         assert await view_rows(mypage_db) == live
+        assert await timeline_rows(mypage_db) == live_timelines
+        # One entry per event (these steps name no Vertica batch), none for the two
+        # StateChanged that only repeat inProgress: core's ModelProgressed is the step's entry.
+        assert report.timeline_entries == len(live_timelines) == len(stream) - 2
         assert len(live) == report.rows_built == 5
         assert report.events_read == {
             MODEL_EVENTS: sum(e.topic == MODEL_EVENTS for e in stream),
@@ -85,6 +95,14 @@ async def test_rebuild_equals_the_live_view(mypage_db: str, topics: str) -> None
         mypage_db, "SELECT indexname FROM pg_indexes WHERE tablename = 'my_requests'"
     )
     assert {i["indexname"] for i in indexes} == LIVE_INDEXES
+    tables = await sql(
+        mypage_db, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'request_timeline%'"
+    )
+    assert [t["tablename"] for t in tables] == ["request_timeline"]
+    indexes = await sql(
+        mypage_db, "SELECT indexname FROM pg_indexes WHERE tablename = 'request_timeline'"
+    )
+    assert {i["indexname"] for i in indexes} == TIMELINE_INDEXES
 
 
 async def test_rebuild_repairs_a_corrupted_view(mypage_db: str, topics: str) -> None:
@@ -151,7 +169,10 @@ async def test_rebuild_while_events_keep_arriving(
         await caught_up(runtime, applied(first) + applied(later))
         live = await view_rows(mypage_db)
 
+        live_timelines = await timeline_rows(mypage_db)
+
     assert sum(r.state == "completed" for r in live if r.kind == "model") == 1 + 20
     fresh_db = await migrated_database(postgres_admin_url, "mypage_cqrs")
     await rebuild(mypage_settings(fresh_db, topics))
     assert await view_rows(fresh_db) == live
+    assert await timeline_rows(fresh_db) == live_timelines

@@ -16,7 +16,7 @@ from notice.bootstrap import build
 from notice.settings import NoticeSettings
 from simulators.app import build_app
 from tests.connected.services import running, settings_for
-from tests.support import free_port, publish, serving
+from tests.support import bearer, free_port, publish, serving
 
 pytestmark = pytest.mark.connected
 
@@ -199,26 +199,120 @@ async def test_a_redelivered_event_is_one_message(notice_db: str, topics: str) -
     assert [r["eventId"] for r in rows] == [requested.event_id, approved.event_id]
 
 
-async def test_a_message_the_chat_never_takes_fails_and_the_next_still_goes_out(
+async def test_chat_down_then_up_delivers_every_message_once_in_order_per_request(
+    notice_db: str, topics: str
+) -> None:
+    """Down for longer than NOTICE_MAX_ATTEMPTS attempts: nothing is given up on."""
+    models = [{"id": i, "user_id": "test", "model_name": f"Down{i}"} for i in (11, 12, 13)]
+    changes = [
+        lambda m: model.Requested(**m, state="requested"),
+        lambda m: model.Approved(**m, state="approved", previous_state="requested"),
+        lambda m: model.StateChanged(**m, state="inProgress", previous_state="approved", step=1),
+    ]
+    expected = {
+        m["id"]: [
+            f'Model request #{m["id"]} "{m["model_name"]}" by test: {change}'
+            for change in ("new → requested", "requested → approved", "approved → inProgress")
+        ]
+        for m in models
+    }
+    async with notice_with_chat(notice_db, topics, notice_max_attempts=2) as (client, chat):
+        await chat.put("/chat/_faults", json={"failAlways": True})  # HTTP 500: the chat is down
+        for change in changes:  # interleaved across requests, as sagas run side by side
+            await publish(topics, *(change(m) for m in models))
+        # Each request's first message retried twice past its max attempts; none given up.
+        while_down = await eventually(
+            getter(client, "/notices"),
+            lambda r: len(r) == 9 and all(n["attempts"] >= 4 for n in _heads(r)),
+        )
+        assert (await chat.get("/chat/messages")).json() == []
+        await chat.put("/chat/_faults", json={})
+        rows = await eventually(getter(client, "/notices"), all_sent(9))
+        messages = await eventually(received(chat), lambda m: len(m) >= 9)
+        await asyncio.sleep(0.5)  # anything sent twice would show up by now
+        messages = await received(chat)()
+        failed_metric = _metric((await client.get("/metrics")).text, "notice_messages_failed_total")
+
+    assert {n["status"] for n in while_down} == {"pending"}
+    assert all("HTTP 500" in n["lastError"] for n in _heads(while_down))
+    # The later messages of a request were never tried while its first one waited.
+    heads = {n["id"] for n in _heads(while_down)}
+    assert [n["attempts"] for n in while_down if n["id"] not in heads] == [0] * 6
+    print(f"chat received {len(messages)} messages for {len(expected)} requests")
+    assert sorted(messages) == sorted(t for texts in expected.values() for t in texts)
+    for id, texts in expected.items():
+        assert [m for m in messages if m.startswith(f"Model request #{id} ")] == texts
+    assert all(r["status"] == "sent" and r["sentAt"] for r in rows)
+    assert failed_metric == 0.0
+
+
+def _heads(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first notification of each request."""
+    first: dict[int, dict[str, Any]] = {}
+    for n in sorted(rows, key=lambda n: n["id"]):
+        first.setdefault(n["requestId"], n)
+    return list(first.values())
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+async def test_a_message_the_chat_rejects_fails_holds_its_request_and_is_redriven_once(
     notice_db: str, topics: str
 ) -> None:
     async with notice_with_chat(notice_db, topics, notice_max_attempts=3) as (client, chat):
-        await chat.put("/chat/_faults", json={"failAlways": True})
+        # A 400 is the chat refusing the message itself, not the chat being down.
+        await chat.put("/chat/_faults", json={"failAlways": True, "status": 400})
         await publish(topics, model.Requested(**M1, state="requested"))
         [given_up] = await eventually(
             getter(client, "/notices"), lambda r: len(r) == 1 and r[0]["status"] == "failed"
         )
         await chat.put("/chat/_faults", json={})
-        await publish(topics, model.Approved(**M1, state="approved"))
-        rows = await eventually(
-            getter(client, "/notices"), lambda r: len(r) == 2 and r[1]["status"] == "sent"
+        await publish(
+            topics,
+            model.Approved(**M1, state="approved", previous_state="requested"),
+            model.Requested(**M3, state="requested"),
         )
-        messages = await eventually(received(chat), lambda m: len(m) >= 1)
-        metrics = (await client.get("/metrics")).text
+        # Another request's message goes out; the approval waits behind the failed one.
+        await eventually(received(chat), lambda m: len(m) >= 1)
+        await asyncio.sleep(0.5)
+        held = (await client.get("/notices")).json()
+        listed = (await client.get("/notices/ops/failed")).json()
+        dry = await client.post("/notices/ops/failed/redrive")
+        as_user = await client.post(
+            f"/notices/ops/failed/{given_up['id']}/redrive", headers=bearer("test")
+        )
+        redriven = await client.post(f"/notices/ops/failed/{given_up['id']}/redrive")
+        again = await client.post(f"/notices/ops/failed/{given_up['id']}/redrive")
+        rows = await eventually(getter(client, "/notices"), all_sent(3))
+        await asyncio.sleep(0.5)
+        messages = await received(chat)()
+        batch_after = await client.post("/notices/ops/failed/redrive", params={"dryRun": "false"})
 
     assert (given_up["status"], given_up["attempts"], given_up["sentAt"]) == ("failed", 3, None)
-    assert "HTTP 500" in given_up["lastError"]
-    assert rows[0]["status"] == "failed"
-    assert (rows[1]["status"], rows[1]["attempts"]) == ("sent", 1)
-    assert messages == [f"{MODEL1}: requested → approved"]
-    assert "notice_messages_failed_total" in metrics
+    assert "HTTP 400" in given_up["lastError"]
+    # (the two later events come from different partitions: either may be stored first)
+    assert sorted((n["requestId"], n["id"], n["status"]) for n in held) == [
+        (1, given_up["id"], "failed"),
+        (1, max(n["id"] for n in held if n["requestId"] == 1), "pending"),
+        (3, next(n["id"] for n in held if n["requestId"] == 3), "sent"),
+    ]
+    assert [(s["id"], s["state"]) for s in listed] == [(given_up["id"], "failed")]
+    assert dry.status_code == 200 and dry.json()["dryRun"] is True
+    assert [f["outcome"] for f in dry.json()["failed"]] == ["would_redrive"]
+    assert as_user.status_code == 403
+    assert redriven.status_code == 200, redriven.text
+    assert (redriven.json()["state"], redriven.json()["redrives"]) == ("pending", 1)
+    assert again.status_code == 409, again.text  # pending (or sent) again: nothing to do
+    assert messages == [
+        'Model request #3 "Churn" by kim: new → requested',
+        f"{MODEL1}: new → requested",
+        f"{MODEL1}: requested → approved",
+    ]
+    assert [r["redrives"] for r in rows] == [1, 0, 0]
+    assert batch_after.json()["failed"] == []

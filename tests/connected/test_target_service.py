@@ -166,6 +166,7 @@ async def test_approval_waits_for_the_model_to_complete(target_db: str, topics: 
         "type": "vip",
         "modelRequestId": 1,
         "previousState": "requested",
+        "actor": "admin",  # who approved (an optional field added for the request timeline)
     }
 
 

@@ -25,6 +25,7 @@ METRIC_MODULES = (
     "notice.sender",
     "model.handlers",
     "target.handlers",
+    "mypage_cqrs.stalls",
 )
 KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}

@@ -24,6 +24,7 @@ LEGAL = {
     (State.QUEUED, Action.CANCEL): State.CANCELED,
     (State.RUNNING, Action.CANCEL): State.CANCELED,
     (State.COMPLETED, Action.COMPENSATE): State.CANCELED,
+    (State.FAILED, Action.REDRIVE): State.QUEUED,
 }
 
 
@@ -38,8 +39,8 @@ def test_every_state_and_action_is_legal_exactly_as_the_table_says(
             LIFECYCLE.next(7, state, action)
 
 
-def test_finished_jobs_allow_nothing_but_compensating_a_completion() -> None:
-    assert LIFECYCLE.actions_from(State.FAILED) == []
+def test_finished_jobs_allow_nothing_but_compensating_a_completion_or_redriving_a_failure() -> None:
+    assert LIFECYCLE.actions_from(State.FAILED) == [Action.REDRIVE]
     assert LIFECYCLE.actions_from(State.CANCELED) == []
     assert LIFECYCLE.actions_from(State.COMPLETED) == [Action.COMPENSATE]
 
@@ -119,6 +120,24 @@ def test_the_last_attempt_failing_fails_the_job_with_the_reason() -> None:
     assert j.reason == "vertica timed out after 1.0s (gave up after 2 attempts)"
     [failed] = j.pull_events()
     assert failed.event_type() == "ModelFailed" and failed.reason == j.reason
+
+
+def test_a_redriven_job_is_queued_again_with_a_fresh_round_of_attempts_once() -> None:
+    j = job(max_attempts=2)
+    for _ in range(2):
+        j.claim("w", T0, 10)
+        j.step = 2
+        j.fail_attempt("vertica answered 503", T0, BACKOFF)
+    j.pull_events()
+    later = T0 + timedelta(minutes=5)
+    j.redrive(later, attempts=2)
+    assert (j.state, j.attempts, j.max_attempts, j.redrives) == (State.QUEUED, 2, 4, 1)
+    assert (j.available_at, j.finished_at, j.reason, j.step) == (later, None, None, 2)
+    assert j.pull_events() == []  # nothing announced until it runs
+    with pytest.raises(IllegalTransition, match="cannot redrive job 1: it is queued"):
+        j.redrive(later, attempts=2)
+    assert j.claim("w", later, 10)
+    assert j.attempts == 3
 
 
 def test_a_final_failure_does_not_wait_for_the_attempts() -> None:

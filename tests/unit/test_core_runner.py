@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry.trace import NoOpTracer
 
+from contracts import core as core_events
 from core.adapters.midas import MidasRefused, MidasRejected
 from core.adapters.model_client import ModelUnavailable
 from core.adapters.vertica import Batch, VerticaUnavailable
@@ -235,3 +236,23 @@ async def test_midas_refusing_to_the_end_is_an_lms_failure(
             lms.claim("w/again", T0, 10)
     assert lms.reason == reason
     assert f.events() == [("LmsFailed", None)]
+
+
+async def test_steps_name_their_vertica_batch_and_the_end_names_the_check() -> None:
+    f = Fixture(vertica=FakeVertica(total=1000), model=FakeModel(ModelUnavailable("x"), "approved"))
+    job = f.claimed()
+    await f.runner.run(job)
+    progressed = [e for e in f.uow.outbox if e.event_type() == "ModelProgressed"]
+    assert [(e.batch, e.batch_offset, e.batch_rows, e.total_rows) for e in progressed] == [
+        (1, 0, 400, 1000),
+        (2, 400, 400, 1000),
+        (3, 800, 200, 1000),
+    ]
+    [completed] = [e for e in f.uow.outbox if e.event_type() == "ModelCompleted"]
+    assert completed.check == core_events.Check(outcome="complete", model_state="approved", tries=2)
+
+    f = Fixture(model=FakeModel("requestCanceled"))
+    await f.runner.run(f.claimed())
+    canceled = f.uow.outbox[-1]
+    assert canceled.event_type() == "JobCanceled"
+    assert canceled.check == core_events.Check(outcome="canceled", model_state="requestCanceled")

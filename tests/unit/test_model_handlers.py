@@ -76,6 +76,16 @@ async def test_request_then_approve_announces_both(uow: FakeUnitOfWork) -> None:
     assert uow.commits == 2
 
 
+async def test_approve_reject_and_cancel_name_who_did_it(uow: FakeUnitOfWork) -> None:
+    one = await handlers.request_model(uow, "test", "A")
+    two = await handlers.request_model(uow, "test", "B")
+    await handlers.approve(uow, one.id, "boss")
+    await handlers.cancel(uow, one.id, "not needed", "test")
+    await handlers.reject(uow, two.id, "no budget", "boss")
+    said = [(e.event_type(), getattr(e, "actor", None)) for e in uow.outbox[2:]]
+    assert said == [("Approved", "boss"), ("RequestCanceled", "test"), ("Rejected", "boss")]
+
+
 async def test_unknown_request_is_not_found_and_nothing_committed(uow: FakeUnitOfWork) -> None:
     with pytest.raises(NotFound, match="model request 42 not found"):
         await handlers.cancel(uow, 42)

@@ -21,6 +21,8 @@ LEGAL = {
     (State.IN_PROGRESS, Action.COMPLETE): State.COMPLETED,
     (State.APPROVED, Action.FAIL): State.FAILED,
     (State.IN_PROGRESS, Action.FAIL): State.FAILED,
+    (State.FAILED, Action.PROGRESS): State.IN_PROGRESS,
+    (State.FAILED, Action.COMPLETE): State.COMPLETED,
 }
 ALL_PAIRS = list(itertools.product(State, Action))
 
@@ -121,4 +123,20 @@ def test_failure_keeps_the_reason() -> None:
         State.FAILED,
         "vertica unreachable",
         "inProgress",
+    )
+
+
+def test_a_failed_request_whose_job_is_redriven_trains_and_completes_again() -> None:
+    req = in_state(State.IN_PROGRESS)
+    req.fail("vertica unreachable")
+    req.pull_events()
+    req.record_progress(1, 3)
+    req.complete()
+    resumed, completed = req.pull_events()
+    assert (resumed.previous_state, resumed.state, resumed.reason) == ("failed", "inProgress", None)
+    assert (req.state, req.reason, completed.state, completed.progress) == (
+        State.COMPLETED,
+        None,
+        "completed",
+        100,
     )

@@ -285,3 +285,11 @@ def test_random_orders_with_duplicates_give_the_same_row() -> None:
         progress=60,
         updated_at=event_time(at(7)),
     )
+
+
+def test_a_re_driven_failure_that_completes_shows_completed_in_any_order() -> None:
+    failed = changed(3, "inProgress", "failed", 2, reason="vertica down")
+    completed = changed(6, "inProgress", "completed", 5)
+    for order in permutations([REQUESTED, APPROVED, failed, completed]):
+        row = fold(list(order))
+        assert row is not None and (row.state, row.progress) == ("completed", 100)

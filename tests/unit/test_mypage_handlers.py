@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
-from contracts import core, model
+from contracts import Event, core, model
+from contracts.topics import EVENT_TOPICS
 from mypage_cqrs import handlers
+from mypage_cqrs.timeline import Entry
 from mypage_cqrs.view import MyRequest
 from servicekit.http import NotFound
 
@@ -35,9 +39,22 @@ class FakeRepository:
         return sorted(rows, key=lambda r: (r.created_at, r.id))[offset : offset + limit]
 
 
+class FakeTimeline:
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, int], Entry] = {}
+
+    async def add(self, entries: Iterable[Entry]) -> None:
+        for e in entries:
+            self.entries.setdefault(e.key, e)
+
+    async def of(self, request: str) -> list[Entry]:
+        return [e for e in self.entries.values() if e.request == request]
+
+
 class FakeUnitOfWork:
     def __init__(self) -> None:
         self.requests = FakeRepository()
+        self.timeline = FakeTimeline()
 
     async def __aenter__(self) -> FakeUnitOfWork:
         return self
@@ -77,10 +94,30 @@ async def test_a_duplicate_or_stale_event_writes_nothing(uow: FakeUnitOfWork) ->
     assert uow.requests.writes == 1
 
 
-async def test_events_that_say_nothing_write_nothing(uow: FakeUnitOfWork) -> None:
+async def test_core_completions_change_no_row_but_enter_the_timeline(uow: FakeUnitOfWork) -> None:
     await handlers.on_event(uow, core.ModelCompleted(id=5, request_id="1"))
     await handlers.on_event(uow, core.JobCanceled(id=5, type="model", request_id="1", reason="x"))
     assert uow.requests.writes == 0 and uow.requests.rows == {}
+    kinds = sorted((e.event_type, e.kind) for e in uow.timeline.entries.values())
+    assert kinds == [("JobCanceled", "job"), ("ModelCompleted", "check")]
+
+
+async def test_timeline_of_a_served_request_in_order_and_404_otherwise(
+    uow: FakeUnitOfWork,
+) -> None:
+    approved = model.Approved(
+        id=1, timestamp=2_000, state="approved", user_id="test", model_name="M", actor="boss"
+    )
+    await handlers.on_event(uow, approved)  # before its Requested: order does not matter
+    await handlers.on_event(uow, requested(1))
+    await handlers.on_event(uow, approved)  # twice: one entry
+    row, entries = await handlers.request_timeline(uow, "model", 1)
+    assert row.state == "approved"
+    assert [(e.state, e.actor) for e in entries] == [("requested", "test"), ("approved", "boss")]
+    await handlers.on_event(uow, core.ModelProgressed(id=5, request_id="2", step=1, total_steps=4))
+    for kind, id in [("model", 2), ("target", 1), ("model", 9)]:
+        with pytest.raises(NotFound, match=f"my request {kind}-{id} not found"):
+            await handlers.request_timeline(uow, kind, id)
 
 
 async def test_a_row_known_only_from_core_is_not_served(uow: FakeUnitOfWork) -> None:
@@ -100,8 +137,9 @@ async def test_list_is_per_user_oldest_first(uow: FakeUnitOfWork) -> None:
     assert [r.id for r in everyone] == ["model-2", "model-3"]
 
 
-def test_handlers_cover_every_contributing_event_type() -> None:
-    names = sorted(c.event_type() for c in handlers.HANDLERS)
-    assert "ModelCompleted" not in names and "JobCanceled" not in names
-    assert {"Requested", "StateChanged", "CompletionRefused", "TargetStateChanged"} <= set(names)
-    assert {"ModelProgressed", "LmsSent", "LmsFailed"} <= set(names)
+def test_handlers_cover_every_event_type_of_the_three_topics() -> None:
+    names = {c.event_type() for c in handlers.HANDLERS}
+    assert {"Requested", "StateChanged", "CompletionRefused", "TargetStateChanged"} <= names
+    assert {"ModelProgressed", "LmsSent", "LmsFailed", "ModelCompleted", "JobCanceled"} <= names
+    topics = {c.event_type() for c in Event.registry.values() if c.topic in EVENT_TOPICS}
+    assert names == topics

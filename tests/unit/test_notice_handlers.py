@@ -83,6 +83,13 @@ def test_state_changes_without_a_message_are_not_even_handled() -> None:
     assert core.ModelProgressed not in handlers.HANDLERS
 
 
-def test_retry_policy_backs_off_then_gives_up_after_the_last_attempt() -> None:
+def test_retry_policy_gives_up_on_a_rejected_message_after_the_last_attempt() -> None:
     policy = RetryPolicy(max_attempts=4, initial_s=1.0, max_s=3.0)
-    assert [policy.delay_after(n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 3.0, None, None]
+    delays = [policy.delay_after(n, chat_down=False) for n in (1, 2, 3, 4, 5)]
+    assert delays == [1.0, 2.0, 3.0, None, None]
+
+
+def test_retry_policy_never_gives_up_while_the_chat_is_down() -> None:
+    policy = RetryPolicy(max_attempts=4, initial_s=1.0, max_s=3.0)
+    delays = [policy.delay_after(n, chat_down=True) for n in (1, 2, 3, 4, 5, 50)]
+    assert delays == [1.0, 2.0, 3.0, 3.0, 3.0, 3.0]

@@ -228,3 +228,35 @@ def test_urls_come_from_the_launchers_ports() -> None:
     assert urls["gateway"] == "http://127.0.0.1:8080"
     assert list(urls) == list(SERVICE_NAMES)
     assert service_urls("10.0.0.5", env={})["core"] == "http://10.0.0.5:8084"
+
+
+def test_a_ready_service_with_the_broker_down_is_ok_but_makes_the_verdict_degraded() -> None:
+    body = b'{"status":"degraded","database":"ok","broker":"unreachable: KafkaConnectionError"}'
+    health, problem = read_health(200, body)
+    assert (health, problem) == ("ok", "broker: unreachable: KafkaConnectionError")
+    services = healthy_platform()
+    services[1] = ServiceStatus(services[1].name, "http://h/m", health, problem, Metrics(0, {}, 0))
+    snapshot = Snapshot(tuple(services), "now")
+    name = services[1].name
+    assert verdict(snapshot).reasons == (
+        f"{name} degraded (broker: unreachable: KafkaConnectionError)",
+    )
+    screen = render(snapshot)
+    row = next(line.split() for line in screen.splitlines() if line.startswith(name))
+    assert row[1] == "ok"
+    assert f"  {name} ready but degraded: broker: unreachable: KafkaConnectionError" in screen
+
+
+def test_parked_dead_letters_degrade_and_redriven_ones_do_not() -> None:
+    from nocode.status import Metrics, ServiceStatus, Snapshot, StalledSaga, verdict
+
+    def of(metrics: Metrics, *stalls: StalledSaga) -> Snapshot:
+        return Snapshot((ServiceStatus("core", "http://c", "ok", metrics=metrics),), stalls=stalls)
+
+    assert verdict(of(Metrics(dead_lettered=3, parked=0))).healthy
+    assert verdict(of(Metrics(dead_lettered=3, parked=2))).reasons == (
+        "core has 2 dead letters (nocode dlq list)",
+    )
+    assert verdict(of(Metrics(dead_lettered=3))).reasons == ("core dead-lettered 3 events",)
+    stalled = of(Metrics(), StalledSaga("model-1", "approved_no_job", 700.0, "kim"))
+    assert verdict(stalled).reasons == ("1 saga stalled",)

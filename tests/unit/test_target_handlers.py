@@ -203,6 +203,7 @@ async def test_compensation_cancels_the_open_targets_of_that_model_only(
         (requested, "requested", "model request 1 was requestCanceled"),
         (approved, "approved", "model request 1 was requestCanceled"),
     ]
+    assert {e.actor for e in cancelled} == {"target"}  # the saga's compensation, not a user
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ LEGAL = {
     (State.APPROVED, Action.CANCEL): State.CANCELED,
     (State.APPROVED, Action.COMPLETE): State.COMPLETED,
     (State.APPROVED, Action.FAIL): State.FAILED,
+    (State.FAILED, Action.COMPLETE): State.COMPLETED,
 }
 ALL_PAIRS = list(itertools.product(State, Action))
 ILLEGAL = [p for p in ALL_PAIRS if p not in LEGAL]

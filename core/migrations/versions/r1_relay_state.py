@@ -1,7 +1,7 @@
 """the outbox relay remembers the broker cluster it published to
 
 Revision ID: r1
-Revises: 0002
+Revises: d1
 Create Date: 2026-12-03
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from servicekit.tables import create_relay_state, drop_relay_state
 
 revision = "r1"
-down_revision = "0002"
+down_revision = "d1"
 branch_labels = None
 depends_on = None
 
