@@ -202,6 +202,7 @@ def _dlq(action: str, **options: object) -> None:
     from nocode.launcher import LauncherSettings
     from nocode.status import service_urls
 
+    _use_platform()
     gateway = options.pop("gateway") or service_urls()["gateway"]
     token = issuer(LauncherSettings().data_dir).issue("nocode-dlq", ["admin"], ttl_s=300)
     filters = Filters(tuple(options.pop("ids")), options.pop("event_type"), options.pop("kind"))
