@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,15 +24,19 @@ import psutil
 from servicekit.resilience import backoff_delay
 
 PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
-def dies_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
-    """A ``preexec_fn``: the child gets ``sig`` when the process that started it dies,
-    so a ``nocode up`` that is killed leaves no process of its platform behind (Linux)."""
+def dies_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn``: the child gets ``sig`` when the thread that started it ends (for
+    ``nocode up``'s main thread: when ``up`` dies, even by SIGKILL), so a killed ``up``
+    leaves no process of its platform behind. Linux only; ``None`` elsewhere."""
+    libc = _LIBC
+    if libc is None:
+        return None
 
     def preexec() -> None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, int(sig))
+        libc.prctl(PR_SET_PDEATHSIG, int(sig))
 
     return preexec
 
