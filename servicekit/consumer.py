@@ -20,7 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from sqlalchemy import MetaData
 from sqlalchemy.dialects.postgresql import insert
@@ -32,6 +38,7 @@ from servicekit import metrics
 from servicekit.db import UnitOfWork, database_unavailable
 from servicekit.dead_letters import PARKED, record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
+from servicekit.kafka import broker_view
 from servicekit.resilience import backoff_delay
 from servicekit.tables import inbox_table
 from servicekit.tracing import span_from
@@ -76,11 +83,12 @@ class EventConsumer:
         self.backoff_max_s = backoff_max_s
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._cluster_id: str | None = None  # the broker cluster this consumer reads
+        self._rewind = False  # read the next assigned partitions from their beginning
 
     async def run(self) -> None:
         while True:
             consumer = AIOKafkaConsumer(
-                *self.topics,
                 bootstrap_servers=self.bootstrap_servers,
                 group_id=self.group_id,
                 client_id=self.service,
@@ -91,8 +99,10 @@ class EventConsumer:
             )
             lag_reporter: asyncio.Task[None] | None = None
             try:
+                consumer.subscribe(self.topics, listener=_RewindOnAssign(self, consumer))
                 await consumer.start()
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
+                await self._check_cluster(consumer)
                 lag_reporter = asyncio.create_task(self._report_lag(consumer))
                 async for record in consumer:
                     await self.process(record)
@@ -121,6 +131,7 @@ class EventConsumer:
         record (or starved of fetches) still shows its lag growing."""
         while True:
             await asyncio.sleep(LAG_REFRESH_S)
+            await self._check_cluster(consumer)
             try:
                 partitions = list(consumer.assignment())
                 ends = await consumer.end_offsets(partitions)
@@ -132,6 +143,29 @@ class EventConsumer:
                     self._set_lag(partition, ends[partition] - done)
             except Exception as exc:  # the consume loop reports outages; try again later
                 log.debug("lag not measured", error=repr(exc))
+
+    async def _check_cluster(self, consumer: AIOKafkaConsumer) -> None:
+        """A broker that is another cluster than the one read so far (the embedded broker
+        after a restart: empty, then re-filled by the outbox relays) has other offsets:
+        the positions and commits of the old one would skip records. Read every partition
+        from its beginning again; the inbox skips the events already applied."""
+        try:
+            cluster = (await broker_view(consumer._client)).cluster_id
+        except Exception as exc:  # the consume loop reports outages
+            log.debug("cluster id not read", error=repr(exc))
+            return
+        if cluster is None:
+            return
+        if self._cluster_id is not None and cluster != self._cluster_id:
+            log.warning(
+                "consumer met a new broker cluster: reading from the beginning",
+                group=self.group_id,
+                cluster_id=cluster,
+            )
+            self._rewind = True
+            if assigned := consumer.assignment():
+                await consumer.seek_to_beginning(*assigned)
+        self._cluster_id = cluster
 
     async def process(self, record: ConsumerRecord) -> None:
         """Apply one record, retrying; dead-letter it when it cannot be applied.
@@ -269,3 +303,20 @@ async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Enve
         .returning(INBOX.c.event_id)
     )
     return claimed.first() is not None
+
+
+class _RewindOnAssign(ConsumerRebalanceListener):
+    """After a new broker cluster was met, partitions assigned by the next rebalances
+    start from their beginning too, not from offsets committed before the rewind."""
+
+    def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.owner._rewind and assigned:
+            await self.consumer.seek_to_beginning(*assigned)
+            self.owner._rewind = False  # from here on, its commits are this cluster's
