@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -45,7 +46,10 @@ class LauncherSettings(BaseSettings):
     postgres_port: int = Field(55432, validation_alias="NOCODE_POSTGRES_PORT")
     broker_port: int = Field(9092, validation_alias="NOCODE_BROKER_PORT")
     kafka_bootstrap_servers: str | None = Field(None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
-    kafka_partitions: int = Field(3, validation_alias="KAFKA_PARTITIONS")
+    # 4: what the embedded broker (Tansu) gives a topic a client's metadata request creates.
+    # After a broker restart a client may reach it before `up` re-creates the topics; with
+    # the same count, the topics come back the same whoever creates them first.
+    kafka_partitions: int = Field(4, validation_alias="KAFKA_PARTITIONS")
     kafka_replication_factor: int = Field(1, validation_alias="KAFKA_REPLICATION_FACTOR")
     ready_timeout_s: float = Field(60.0, validation_alias="NOCODE_READY_TIMEOUT_S")
     restart_initial_s: float = Field(1.0, gt=0, validation_alias="NOCODE_RESTART_INITIAL_S")
@@ -143,6 +147,20 @@ class Platform:
             self.settings.kafka_partitions,
             self.settings.kafka_replication_factor,
         )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(ALL_TOPICS))
+        finally:
+            await admin.close()
+        for topic in described:
+            if len(topic["partitions"]) != self.settings.kafka_partitions:
+                print(
+                    f"nocode: topic {topic['topic']} has {len(topic['partitions'])} partitions, "
+                    f"not KAFKA_PARTITIONS={self.settings.kafka_partitions}: a client created "
+                    "it first",
+                    flush=True,
+                )
 
     def migrate(self) -> dict[str, bool]:
         return {

@@ -191,7 +191,7 @@ async def test_kill_9_of_the_broker_mid_saga(up: RunningUp, sagas: Sagas) -> Non
 
     await restarted(up, "broker", pid, restarts=1)
     assert up.placement()["broker_cluster_id"] != before["broker_cluster_id"]
-    assert await partitions(up.placement()["bootstrap_servers"]) == dict.fromkeys(ALL_TOPICS, 3)
+    assert await partitions(up.placement()["bootstrap_servers"]) == dict.fromkeys(ALL_TOPICS, 4)
     await asyncio.gather(*batch)
     counts = await sagas.assert_exact()
     assert any("topics created" in line for line in up.output().splitlines()[-400:])
