@@ -4,12 +4,21 @@ notifications feed."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from console.web import PREFIX, Current, api, require, show
+from console.sessions import Session
+from console.web import PREFIX, Checked, Current, NotFoundPage, api, require, show
 from nocode import status
+from nocode.dlq import HAS_FAILED
+from nocode.dlq import PREFIX as SERVICE_PREFIX
+
+# What an admin can re-drive: every consuming service's dead letters, core's and notice's
+# failed things (jobs and LMS sends, chat messages).
+DEAD_LETTER_SERVICES = ("model", "target", "core", "notice", "mypage_cqrs")
+WHATS = ("dead-letters", "failed")
 
 router = APIRouter(prefix=PREFIX)
 
@@ -26,6 +35,8 @@ async def operations(request: Request, session: Current) -> Response:
     jobs.sort(key=lambda j: j.get("id", 0), reverse=True)
     snapshot = await status.gather(health_urls(request))
     verdict = status.verdict(snapshot)
+    stuck = await _stuck(request, session)
+    stalls = await api(request).get("/myRequests/ops/stalls", session)
     return await show(
         request,
         "operations.html",
@@ -34,6 +45,127 @@ async def operations(request: Request, session: Current) -> Response:
         jobs=jobs[:200],
         snapshot=snapshot,
         verdict=verdict,
+        stuck=stuck,
+        stalls=stalls.body if stalls.ok and isinstance(stalls.body, list) else [],
+        stalls_error="" if stalls.ok else f"HTTP {stalls.status}: {stalls.detail}",
+    )
+
+
+def _lists() -> list[tuple[str, str]]:
+    """(service, what) of every list the page shows, in its order."""
+    return [(s, "dead-letters") for s in DEAD_LETTER_SERVICES] + [(s, "failed") for s in HAS_FAILED]
+
+
+async def _stuck(request: Request, session: Session) -> list[dict[str, Any]]:
+    """Each list: its service, what, rows, and the error if the service did not answer."""
+    lists = []
+    for service, what in _lists():
+        answer = await api(request).get(f"{SERVICE_PREFIX[service]}/ops/{what}", session)
+        ok = answer.ok and isinstance(answer.body, list)
+        lists.append(
+            {
+                "service": service,
+                "what": what,
+                "rows": answer.body if ok else [],
+                "error": "" if ok else f"HTTP {answer.status} {answer.detail}".strip(),
+            }
+        )
+    return lists
+
+
+def _chosen(service: str, what: str, ids: list[str]) -> list[tuple[str, str]]:
+    if (service, what) not in _lists():
+        raise NotFoundPage(f"{service} {what}")
+    params = [("id", i) for i in ids if i.isdigit() and int(i) > 0]
+    if len(params) != len(ids):
+        raise NotFoundPage(f"{service} {what}")
+    return params
+
+
+async def _redrive(
+    request: Request, session: Session, service: str, what: str, ids: list[str], dry_run: bool
+) -> tuple[list[dict[str, Any]], str]:
+    """The re-drive report's rows ({id, type, subject, outcome, detail}), or an error."""
+    params = _chosen(service, what, ids)
+    params.append(("dryRun", "true" if dry_run else "false"))
+    if not ids:
+        params.append(("limit", "1000"))
+    answer = await api(request).call(
+        "POST",
+        f"{SERVICE_PREFIX[service]}/ops/{what}/redrive",
+        session,
+        params=params,  # type: ignore[arg-type]
+    )
+    if not answer.ok or not isinstance(answer.body, dict):
+        return [], f"HTTP {answer.status} {answer.detail}".strip()
+    rows = []
+    for d in answer.body.get("deadLetters", []):
+        letter = d["deadLetter"]
+        rows.append(
+            {
+                "id": letter["id"],
+                "type": letter["eventType"],
+                "subject": f"{letter['topic']} @ {letter['partition']}:{letter['offset']}",
+                "error": letter["error"],
+                "outcome": d["outcome"],
+                "detail": d.get("detail") or "",
+            }
+        )
+    for f in answer.body.get("failed", []):
+        item = f["item"]
+        rows.append(
+            {
+                "id": item["id"],
+                "type": item["kind"],
+                "subject": item["subject"],
+                "error": item.get("error") or "",
+                "outcome": f["outcome"],
+                "detail": "",
+            }
+        )
+    return rows, ""
+
+
+@router.get("/operations/redrive")
+async def redrive_confirm(request: Request, session: Current) -> Response:
+    """The dry run's outcome for what the admin chose, and the button that re-drives it."""
+    require(session, "operations")
+    q = request.query_params
+    service, what, ids = q.get("service", ""), q.get("what", ""), q.getlist("id")
+    rows, error = await _redrive(request, session, service, what, ids, dry_run=True)
+    return await show(
+        request,
+        "redrive.html",
+        session,
+        active="operations",
+        service=service,
+        what=what,
+        rows=rows,
+        error=error,
+        done=False,
+    )
+
+
+@router.post("/operations/redrive")
+async def redrive(request: Request, session: Checked) -> Response:
+    """Re-drive exactly what the confirmation listed, and show each outcome."""
+    require(session, "operations")
+    form = await request.form()
+    service, what = str(form.get("service", "")), str(form.get("what", ""))
+    ids = [str(i) for i in form.getlist("id")]
+    if not ids:
+        raise NotFoundPage("nothing chosen")
+    rows, error = await _redrive(request, session, service, what, ids, dry_run=False)
+    return await show(
+        request,
+        "redrive.html",
+        session,
+        active="operations",
+        service=service,
+        what=what,
+        rows=rows,
+        error=error,
+        done=True,
     )
 
 
