@@ -166,8 +166,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "redrive_label": ("Re-drive {service} {id}", "{service} {id} 재처리"),
     "redrive_all": ("Re-drive all", "모두 재처리"),
     "redrive_all_label": ("Re-drive all: {list}", "모두 재처리: {list}"),
-    "redrive_confirm": ("Re-drive?", "재처리할까요?"),
-    "redrive_done": ("Re-driven", "재처리 결과"),
+    "redrive_confirm": ("Re-drive {list}?", "{list}을(를) 재처리할까요?"),
+    "redrive_done": ("Re-driven: {list}", "재처리 결과: {list}"),
     "redrive_explain_dead-letters": (
         "Each event goes through its consumer again, once: one already applied meanwhile "
         "is skipped; one that fails again stays parked with the new error.",
@@ -182,7 +182,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "dry_run_caption": ("Dry run: what a re-drive would do", "시험 실행: 재처리하면 일어날 일"),
     "outcome_caption": ("What the re-drive did", "재처리 결과"),
-    "confirm_redrive": ("Re-drive these {n}", "이 {n}건 재처리"),
+    "confirm_redrive": ("Re-drive now ({n})", "지금 재처리 ({n}건)"),
     "not_now": ("Back, change nothing", "돌아가기 (변경 없음)"),
     "back_to_operations": ("Back to operations", "운영으로 돌아가기"),
     "nothing_to_redrive": (
