@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, expect
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.browser.conftest import new_context, sign_in
 from tests.connected.platform import ADMIN_PASSWORD, Platform, whole_platform
@@ -140,3 +142,63 @@ async def test_a_failed_lms_send_is_redriven_from_the_operations_page(
     assert sends_before == []
     assert len(mine) == 1 and len(sends_after) == 1
     assert lms_states == ["failed", "sent"]
+
+
+# model refuses to record a completion until the trigger is dropped: the event is parked.
+POISON = """
+CREATE FUNCTION refuse_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'model request % is locked for maintenance', OLD.id; END $$;
+CREATE TRIGGER poisoned BEFORE UPDATE ON model_requests FOR EACH ROW
+WHEN (NEW.state = 'completed') EXECUTE FUNCTION refuse_completion();
+"""
+
+
+async def test_a_dead_letter_is_redriven_from_the_operations_page(
+    platform: tuple[Platform, httpx.AsyncClient], browser: Browser, artifacts: Path
+) -> None:
+    running, gateway = platform
+    base = str(gateway.base_url).rstrip("/")
+    engine = create_async_engine(running.databases["model"])
+    try:
+        async with engine.begin() as conn:
+            for statement in POISON.split(";\n"):
+                if statement.strip():
+                    await conn.execute(text(statement))
+        mid = (
+            await gateway.post("/models", json={"userId": "admin", "modelName": "parked"})
+        ).json()["id"]
+        assert (await gateway.put(f"/models/{mid}")).status_code == 200
+
+        async def parked() -> list[Json] | None:
+            return (await gateway.get("/models/ops/dead-letters")).json() or None
+
+        [letter] = await eventually(parked, timeout_s=60, what="the completion dead-lettered")
+        async with engine.begin() as conn:  # the cause is fixed
+            await conn.execute(text("DROP TRIGGER poisoned ON model_requests"))
+    finally:
+        await engine.dispose()
+
+    context = await new_context(browser)
+    page = await sign_in(context, base, "admin", ADMIN_PASSWORD)
+    await page.goto(base + "/ui/operations")
+    item = page.locator(f"#stuck-model-dead-letters-{letter['id']}")
+    await expect(item).to_contain_text("ModelCompleted")
+    await expect(item).to_contain_text("locked for maintenance")
+    # The whole list's button: the dry run says it would apply.
+    await page.get_by_role("button", name="Re-drive all: Dead letters of model").click()
+    row = page.locator(f"#redrive-{letter['id']}")
+    await expect(row).to_have_attribute("data-outcome", "would_apply")
+    await expect(row).to_contain_text("would apply")
+    assert (await gateway.get(f"/models/{mid}")).json()["state"] != "completed"  # dry run
+    await page.locator("#confirm-redrive").click()
+    await expect(row).to_have_attribute("data-outcome", "applied")
+    await expect(row.locator(".outcome")).to_have_text("applied")
+    await page.screenshot(path=str(artifacts / "redrive-dead-letter.png"), full_page=True)
+    model = await eventually(lambda: state_is(gateway, f"/models/{mid}", "completed"))
+    after = (await gateway.get("/models/ops/dead-letters", params={"status": "all"})).json()
+    await page.goto(base + "/ui/operations")
+    await expect(page.locator("#stuck-model-dead-letters")).to_contain_text("Nothing stuck.")
+    await context.close()
+    print(f"\ndead letter {letter['id']} {letter['eventType']}: {[d['status'] for d in after]}")
+    assert model["progress"] == 100
+    assert [(d["id"], d["status"]) for d in after] == [(letter["id"], "redriven")]
