@@ -46,9 +46,17 @@ async def operations(request: Request, session: Current) -> Response:
         snapshot=snapshot,
         verdict=verdict,
         stuck=stuck,
+        short=short_error,
         stalls=stalls.body if stalls.ok and isinstance(stalls.body, list) else [],
         stalls_error="" if stalls.ok else f"HTTP {stalls.status}: {stalls.detail}",
     )
+
+
+def short_error(error: str | None, limit: int = 240) -> str:
+    """An error's first line without the SQL statement and its values a database error
+    carries (the dead letter keeps it all; ``nocode dlq list`` and the API show it)."""
+    first = (error or "").strip().split("\n", 1)[0].split(" [SQL:", 1)[0]
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def _lists() -> list[tuple[str, str]]:
@@ -106,9 +114,9 @@ async def _redrive(
                 "id": letter["id"],
                 "type": letter["eventType"],
                 "subject": f"{letter['topic']} @ {letter['partition']}:{letter['offset']}",
-                "error": letter["error"],
+                "error": short_error(letter["error"]),
                 "outcome": d["outcome"],
-                "detail": d.get("detail") or "",
+                "detail": short_error(d.get("detail")),
             }
         )
     for f in answer.body.get("failed", []):
@@ -118,7 +126,7 @@ async def _redrive(
                 "id": item["id"],
                 "type": item["kind"],
                 "subject": item["subject"],
-                "error": item.get("error") or "",
+                "error": short_error(item.get("error")),
                 "outcome": f["outcome"],
                 "detail": "",
             }

@@ -1,10 +1,11 @@
 """The operations page in a real headless Chromium: an LMS send fails while MIDAS is down,
 the admin sees it listed, reads the dry run, re-drives it and sees the outcome; MIDAS
-then makes exactly one send for the target, which its timeline shows."""
+then makes exactly one send for the target, which its timeline shows. Then a dead letter,
+re-driven the same way. docs/screenshots/operations-redrive.png is a copy of this module's
+``operations-redrive.png`` artefact."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ CORE = {
     "lms_max_attempts": 2,
     "job_backoff_max_s": 0.2,
 }
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "operations-redrive.png"
 Json = dict[str, Any]
 
 
@@ -92,7 +92,6 @@ async def test_a_failed_lms_send_is_redriven_from_the_operations_page(
             await expect(page.locator(f"#stuck-{service}-dead-letters")).to_be_visible()
         await expect(page.locator("#stalls")).to_be_visible()
         await page.screenshot(path=str(artifacts / "operations-redrive.png"), full_page=True)
-        shutil.copy(artifacts / "operations-redrive.png", SCREENSHOT)
 
         # The item's button, by its label and from the keyboard: the dry run first.
         button = item.get_by_role("button", name=f"Re-drive core {job['id']}")
@@ -198,6 +197,9 @@ async def test_a_dead_letter_is_redriven_from_the_operations_page(
     after = (await gateway.get("/models/ops/dead-letters", params={"status": "all"})).json()
     await page.goto(base + "/ui/operations")
     await expect(page.locator("#stuck-model-dead-letters")).to_contain_text("Nothing stuck.")
+    await page.goto(base + "/ui/operations?lang=ko")  # the Korean words
+    await expect(page.locator("#stuck-heading")).to_have_text("데드레터와 실패한 작업")
+    await expect(page.locator("#stuck-model-dead-letters")).to_contain_text("막힌 것이 없습니다.")
     await context.close()
     print(f"\ndead letter {letter['id']} {letter['eventType']}: {[d['status'] for d in after]}")
     assert model["progress"] == 100

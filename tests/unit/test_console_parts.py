@@ -91,3 +91,12 @@ def test_timeline_details_in_words() -> None:
     }
     assert describe(cancelled, t) == "reason: wrong window · from inProgress"
     assert describe({"kind": "future", "detail": {"x": 1}}, t) == "x=1"
+
+
+def test_an_error_is_shown_short_without_its_sql() -> None:
+    from console.routes.operations import short_error
+
+    stored = "DBAPIError: request 2 is locked [SQL: INSERT INTO x VALUES ($1)]\n[parameters: (2,)]"
+    assert short_error(stored) == "DBAPIError: request 2 is locked"
+    assert short_error(None) == ""
+    assert short_error("x" * 300, limit=10) == "x" * 9 + "…"
