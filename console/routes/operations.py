@@ -3,6 +3,7 @@ notifications feed."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -66,9 +67,12 @@ def _lists() -> list[tuple[str, str]]:
 
 async def _stuck(request: Request, session: Session) -> list[dict[str, Any]]:
     """Each list: its service, what, rows, and the error if the service did not answer."""
+    pairs = _lists()
+    answers = await asyncio.gather(
+        *(api(request).get(f"{SERVICE_PREFIX[s]}/ops/{w}", session) for s, w in pairs)
+    )
     lists = []
-    for service, what in _lists():
-        answer = await api(request).get(f"{SERVICE_PREFIX[service]}/ops/{what}", session)
+    for (service, what), answer in zip(pairs, answers, strict=True):
         ok = answer.ok and isinstance(answer.body, list)
         lists.append(
             {
