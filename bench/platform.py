@@ -124,11 +124,13 @@ class Bench:
     def measure(
         self, root: subprocess.Popen[bytes], work: Callable[[], Awaitable[Any]], per: int | None
     ) -> tuple[dict[str, float], Any, float]:
-        """CPU-ms per unit of ``work`` by label, idle subtracted; what work returned; seconds."""
+        """CPU-ms per unit of ``work`` by label, idle subtracted; what work returned; seconds.
+        The idle CPU (ms per second, by label) is kept in ``self.idle``."""
         idle_s = self.args.idle_s
         before = self.snapshot(root)
         time.sleep(idle_s)
         idle = self.snapshot(root).minus(before)
+        self.idle = {label: ms / idle_s for label, ms in idle.items()}
         start = self.snapshot(root)
         began = time.perf_counter()
         result = asyncio.run(work())
@@ -155,6 +157,8 @@ class Bench:
         out["load_average"]["posts"] = procs.load_average()
         cpu, res, window = self.measure(self.up, platform_load, None)
         out["posts"] = self.figures(cpu, res, window, exclude="pg:reference")
+        idle = {k: round(v, 2) for k, v in self.idle.items() if k != "pg:reference"}
+        out["idle_ms_per_s"] = idle | {"TOTAL": round(sum(idle.values()), 2)}
         out["hops_load"] = hops.summary(asyncio.run(hops.hop_latencies(url, res.ids)))
 
         async def reference_load() -> load.Outcome:
@@ -219,9 +223,15 @@ def print_report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None
     for r in rounds:
         print("load average (1/5/15 min) per measurement:", r["load_average"])
     posts, ref, sagas = (median_of(rounds, k) for k in ("posts", "reference", "sagas"))
-    print("\n| process | CPU-ms per POST /models | CPU-ms per saga |\n|---|---:|---:|")
+    idle = {
+        lb: round(statistics.median(r["idle_ms_per_s"].get(lb, 0.0) for r in rounds), 1)
+        for lb in posts["cpu_ms"]
+    }
+    print("\n| process | CPU-ms per POST /models | CPU-ms per saga | idle CPU-ms per s |")
+    print("|---|---:|---:|---:|")
     for label in posts["cpu_ms"]:
-        print(f"| {label} | {posts['cpu_ms'][label]} | {sagas.get('cpu_ms', {}).get(label, '')} |")
+        saga = sagas.get("cpu_ms", {}).get(label, "")
+        print(f"| {label} | {posts['cpu_ms'][label]} | {saga} | {idle[label]} |")
     print("\n| reference process | CPU-ms per POST |\n|---|---:|")
     for label, ms in ref["cpu_ms"].items():
         print(f"| {label} | {ms} |")
@@ -257,12 +267,18 @@ def main() -> None:
     rounds: list[dict[str, Any]] = []
     try:
         bench.start()
-        print(f"platform up (data {bench.data_dir}); load average {procs.load_average()}")
-        asyncio.run(load.post_models(bench.gateway, bench.user, args.warmup, args.concurrency, "w"))
+        print(
+            f"platform up (data {bench.data_dir}); load average {procs.load_average()}", flush=True
+        )
+        warm = asyncio.run(
+            load.post_models(bench.gateway, bench.user, args.warmup, args.concurrency, "w")
+        )
+        asyncio.run(hops.settle(bench.db_url, warm.ids))  # the idle sample must be idle
         asyncio.run(load.post_models(bench.reference, None, args.warmup, args.concurrency, "w"))
         for n in range(args.rounds):
             rounds.append(bench.round(n))
-            print(f"round {n + 1}:", json.dumps({k: rounds[-1][k] for k in ("posts", "reference")}))
+            figures = {k: rounds[-1][k] for k in ("posts", "reference")}
+            print(f"round {n + 1}:", json.dumps(figures), flush=True)
     finally:
         bench.stop()
     if args.json:

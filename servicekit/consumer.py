@@ -61,6 +61,7 @@ class EventConsumer:
         group_id: str | None = None,
         session_timeout_ms: int = 6_000,
         heartbeat_interval_ms: int = 2_000,
+        fetch_max_wait_ms: int = 10,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -76,6 +77,7 @@ class EventConsumer:
         self.backoff_max_s = backoff_max_s
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     async def run(self) -> None:
         while True:
@@ -88,6 +90,7 @@ class EventConsumer:
                 auto_offset_reset="earliest",
                 session_timeout_ms=self.session_timeout_ms,
                 heartbeat_interval_ms=self.heartbeat_interval_ms,
+                fetch_max_wait_ms=self.fetch_max_wait_ms,
             )
             lag_reporter: asyncio.Task[None] | None = None
             try:
@@ -259,13 +262,14 @@ class EventConsumer:
         metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "dead_lettered").inc()
 
 
+_CLAIM = insert(INBOX).on_conflict_do_nothing().returning(INBOX.c.event_id)  # built once
+
+
 async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Envelope) -> bool:
     """Record ``envelope``'s id in the inbox of ``group_id``, in the caller's transaction;
     False when that consumer applied it already."""
     claimed = await session.execute(
-        insert(INBOX)
-        .values(event_id=envelope.id, consumer=group_id, topic=topic, ce_type=envelope.type)
-        .on_conflict_do_nothing()
-        .returning(INBOX.c.event_id)
+        _CLAIM,
+        {"event_id": envelope.id, "consumer": group_id, "topic": topic, "ce_type": envelope.type},
     )
     return claimed.first() is not None
