@@ -76,6 +76,7 @@ class Bench:
             "NOCODE_BROKER_PORT": str(self.broker_port),
         }
         env |= {"GATEWAY_RATE_LIMIT_PER_S": "0"}
+        env |= dict(item.split("=", 1) for item in self.args.env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "up.log", "wb")  # noqa: SIM115
         self.up = subprocess.Popen(
@@ -262,6 +263,9 @@ def main() -> None:
     parser.add_argument("--base-port", type=int, default=30000)
     parser.add_argument("--data-dir", help="default: a new temp directory")
     parser.add_argument("--json", help="also write every round's figures here")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the platform (repeatable)"
+    )
     args = parser.parse_args()
     bench = Bench(args)
     rounds: list[dict[str, Any]] = []
