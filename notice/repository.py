@@ -247,8 +247,8 @@ class NoticeUnitOfWork(UnitOfWork):
 
     def on_begin(self) -> None:
         self.notifications = NotificationRepository(self.session, self._queued)
+        self.targets = TargetDirectory(self.session)
 
     def _queued(self) -> None:
         if self.on_queued is not None:
             self.after_commit(self.on_queued)
-        self.targets = TargetDirectory(self.session)
