@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -108,14 +108,18 @@ class NotificationRepository:
             .where(
                 n.c.status == Status.PENDING.value,
                 n.c.next_attempt_at <= func.now(),
-                ~exists().where(
-                    and_(
-                        earlier.c.request_kind == n.c.request_kind,
-                        earlier.c.request_id == n.c.request_id,
-                        earlier.c.status.in_(UNSENT),
-                        earlier.c.id < n.c.id,
-                    )
-                ),
+                # OFFSET 0 keeps this a subplan run per candidate with its index condition:
+                # as an anti-join, a planner on stale statistics (a table that just grew)
+                # scanned every unsent row for each candidate.
+                ~select(literal(1))
+                .where(
+                    earlier.c.request_kind == n.c.request_kind,
+                    earlier.c.request_id == n.c.request_id,
+                    earlier.c.status.in_(UNSENT),
+                    earlier.c.id < n.c.id,
+                )
+                .offset(0)
+                .exists(),
             )
             .order_by(n.c.id)
             .limit(1)

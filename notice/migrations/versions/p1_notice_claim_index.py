@@ -1,5 +1,5 @@
-"""notifications: the claim's partial indexes (constant time however many were sent) and
-the retention's index on sent rows
+"""notifications: the claim's partial indexes (constant time however many were sent, the
+next_attempt_at one gone) and the retention's index on sent rows
 
 Revision ID: p1
 Revises: d1
@@ -18,6 +18,7 @@ PENDING = sa.text("status = 'pending'")
 
 
 def upgrade() -> None:
+    op.drop_index("ix_notifications_pending", "notifications")
     op.create_index(
         "ix_notifications_pending_id", "notifications", ["id"], postgresql_where=PENDING
     )
@@ -39,3 +40,6 @@ def downgrade() -> None:
     op.drop_index("ix_notifications_sent_at", "notifications")
     op.drop_index("ix_notifications_unsent_request", "notifications")
     op.drop_index("ix_notifications_pending_id", "notifications")
+    op.create_index(
+        "ix_notifications_pending", "notifications", ["next_attempt_at"], postgresql_where=PENDING
+    )
