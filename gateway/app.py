@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+import uvloop
 from aiohttp import web
 
 from gateway.asyncapi import add_asyncapi
@@ -99,5 +100,6 @@ def main() -> None:
         port=settings.port,
         access_log=None,  # the request_context middleware logs each request
         print=None,  # stdout carries JSON logs only
+        loop=uvloop.new_event_loop(),  # as uvicorn runs the services
         **SERVER_OPTIONS,
     )

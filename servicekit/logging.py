@@ -92,3 +92,5 @@ def configure_logging(
     # aiokafka logs every reconnect attempt at ERROR; the relay and consumer report outages.
     logging.getLogger("aiokafka").setLevel(max(numeric, logging.WARNING))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO (a line per chat message, per compensation check).
+    logging.getLogger("httpx").setLevel(max(numeric, logging.WARNING))
