@@ -12,7 +12,6 @@ admin seeded, when the app starts) and the routes.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +25,7 @@ from gateway.errors import json_error
 from gateway.health import live_handler, ready_handler
 from gateway.menus import MenuCatalogue
 from gateway.metrics import metrics_handler
+from gateway.parsing import MAX_OFFSET, is_form, only, read_fields
 from gateway.passwords import Passwords
 from gateway.state import LOGGER, REQUEST_CONTEXT, SETTINGS, TRACING
 from gateway.users import (
@@ -55,7 +55,8 @@ TOKEN_ISSUER = web.AppKey("gateway.token_issuer", TokenIssuer)
 MENUS = web.AppKey("gateway.menus", MenuCatalogue)
 
 BAD_CREDENTIALS = "invalid username or password"
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# OAuth2 password-grant clients send scope and client_id too; they change nothing here.
+TOKEN_FIELDS = ("grant_type", "username", "password", "scope", "client_id", "client_secret")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -107,33 +108,6 @@ def answers_errors(handler: Handler) -> Handler:
 # --- reading requests ---------------------------------------------------------------
 
 
-def is_form(request: web.Request) -> bool:
-    return request.content_type.lower() in FORM_TYPES
-
-
-async def read_fields(request: web.Request) -> dict[str, Any]:
-    """The body's fields, from JSON or a form (the seed's clients send both).
-
-    Anything that is not a form is read as JSON, as the services do. A form field given
-    more than once becomes a list.
-    """
-    if is_form(request):
-        form = await request.post()
-        return {
-            name: (values if len(values := form.getall(name)) > 1 else values[0]) for name in form
-        }
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidField("body", f"invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidField("body", "must be a JSON object")
-    return data
-
-
 def required(fields: dict[str, Any], name: str) -> Any:
     value = fields.get(name)
     if value is None or value == "":
@@ -181,7 +155,7 @@ async def token_handler(request: web.Request) -> web.StreamResponse:
     An unknown user, a wrong password and a disabled user get the same 401, after the same
     amount of work, so the answer does not tell which usernames exist.
     """
-    fields = await read_fields(request)
+    fields = only(await read_fields(request), *TOKEN_FIELDS)
     grant_type = fields.get("grant_type")
     if grant_type is not None and grant_type != "password":
         raise InvalidField("grant_type", "only 'password' is supported")
@@ -245,7 +219,7 @@ async def menus_handler(request: web.Request) -> web.StreamResponse:
 @answers_errors
 async def create_user(request: web.Request) -> web.StreamResponse:
     require_admin(request)
-    fields = await read_fields(request)
+    fields = only(await read_fields(request), "username", "password", "roles")
     username = check_username(required(fields, "username"))
     password = check_password(required(fields, "password"))
     given_roles = fields.get("roles", list(DEFAULT_ROLES))
@@ -267,7 +241,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
 async def list_users(request: web.Request) -> web.StreamResponse:
     require_admin(request)
     limit = _int_query(request, "limit", 100, 1, 1000)
-    offset = _int_query(request, "offset", 0, 0, None)
+    offset = _int_query(request, "offset", 0, 0, MAX_OFFSET)
     users = await request.app[USER_STORE].list(limit, offset)
     return web.json_response([user.to_json() for user in users])
 
@@ -339,7 +313,7 @@ async def revoke_role(request: web.Request) -> web.StreamResponse:
 async def set_password(request: web.Request) -> web.StreamResponse:
     who = require_admin(request)
     username = path_username(request)
-    password = check_password(required(await read_fields(request), "password"))
+    password = check_password(required(only(await read_fields(request), "password"), "password"))
     password_hash = await request.app[PASSWORDS].hash(password)
     user = await request.app[USER_STORE].set_password_hash(username, password_hash)
     request.app[LOGGER].info("password_set", username=username, by=who.subject)
