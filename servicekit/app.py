@@ -17,8 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit import metrics
 from servicekit.auth import caller
+from servicekit.edge import EdgeMiddleware
 from servicekit.http import install_error_handlers
-from servicekit.logging import configure_logging
+from servicekit.logging import configure_logging, register_secrets
 from servicekit.runtime import ServiceRuntime
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -54,6 +55,7 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     runtime.tracing.instrument_fastapi(app)  # a server span per request, outermost
     return app
@@ -121,4 +123,13 @@ def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
     """Run one service in the foreground (what ``nocode serve NAME`` and images do)."""
     s = runtime.settings
     configure_logging(s.service_name, s.log_level)
-    uvicorn.run(app, host=s.host, port=s.port, access_log=False, log_config=None, lifespan="on")
+    register_secrets(s)
+    uvicorn.run(
+        app,
+        host=s.host,
+        port=s.port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        server_header=False,  # no "server: uvicorn" to tell an attacker what runs here
+    )

@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
 
     db_pool_size: int = Field(10, validation_alias="DB_POOL_SIZE")
 
+    # A request body past this is a 413 (servicekit.edge); ours are a few hundred bytes.
+    max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="MAX_BODY_BYTES")
+
     # Identity (servicekit.auth): every service verifies tokens; the gateway (users' tokens)
     # and core (its own calls to model) also sign them.
     jwt_issuer: str = Field("nocode-gateway", validation_alias="JWT_ISSUER")
