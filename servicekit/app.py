@@ -20,6 +20,7 @@ from servicekit.auth import caller
 from servicekit.edge import EdgeMiddleware
 from servicekit.http import install_error_handlers
 from servicekit.logging import configure_logging, register_secrets
+from servicekit.openapi import document
 from servicekit.runtime import ServiceRuntime
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -46,6 +47,7 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
     app.state.runtime = runtime
     app.state.token_verifier = settings.token_verifier()
     install_error_handlers(app)
+    document(app)  # bodies, the bearer scheme and the errors in /openapi.json
     app.include_router(health_router(runtime))
     for router in routers:
         # Every route but health and metrics needs a valid token.

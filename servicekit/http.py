@@ -96,6 +96,7 @@ def body_of(model: type[M]) -> Callable[[Request], Coroutine[Any, Any, M]]:
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from exc
 
+    read.body_model = model  # type: ignore[attr-defined]  # servicekit.openapi documents it
     return read
 
 
