@@ -18,7 +18,8 @@ from gateway.app import SERVER_OPTIONS, build_app
 from gateway.settings import GatewaySettings
 from model.bootstrap import build as build_model
 from model.settings import ModelSettings
-from servicekit.logging import configure_logging
+from notice.settings import NoticeSettings
+from servicekit.logging import configure_logging, register_secrets
 from tests.connected.services import running, settings_for
 from tests.support import AUTH_SETTINGS, bearer, free_port, migrated_database
 
@@ -117,6 +118,15 @@ async def test_a_token_or_password_logged_by_mistake_is_redacted(json_logs: io.S
     for secret in (*TOKEN.split("."), "hunter2hunter2", "sekrit123"):
         assert secret not in logs, secret
     assert logs.count("[REDACTED]") >= 5
+
+
+async def test_the_configured_webhook_url_is_redacted(json_logs: io.StringIO) -> None:
+    url = "https://chat.example.com/incoming/Zx81kQ?key=webhookSecret42"
+    register_secrets(NoticeSettings(chat_webhook_url=url))
+    logging.getLogger("httpx").info('HTTP Request: POST %s "HTTP/1.1 200 OK"', url)
+    logs = json_logs.getvalue()
+    assert "Zx81kQ" not in logs and "webhookSecret42" not in logs
+    assert "HTTP Request: POST [REDACTED]" in logs
 
 
 async def test_gateway_answers_carry_nosniff_and_no_store_and_no_version(gateway: int) -> None:
