@@ -143,3 +143,53 @@ async def test_the_seeds_state_request_is_still_accepted(gateway: httpx.AsyncCli
     assert response.status_code == 201, response.text
     response = await gateway.post("/models", json=form, headers=USER)
     assert response.status_code == 201, response.text
+
+
+ODD: list[tuple[str, str, dict[str, Any]]] = [
+    ("GET", "/users/%ff", {}),
+    ("GET", "/users/%C0%80", {}),
+    ("PUT", "/users/a%00b/password", {"json": {"password": "long-enough-password"}}),
+    ("POST", "/users/x/roles/%00", {}),
+    ("GET", "/models/%ff", {}),
+    ("GET", "/myRequests/%ff%fe", {}),
+    ("GET", "/myRequests/model/0/timeline", {}),
+    ("GET", "/targets?limit=%00", {}),
+    ("GET", "/notices?requestKind=%00&requestId=1", {}),
+    (
+        "POST",
+        "/models",
+        {
+            "json": {
+                "userId": "admin",
+                "modelName": "\ud800".encode("utf-8", "surrogatepass").decode("latin-1"),
+            }
+        },
+    ),
+    ("POST", "/models", {"content": b'{"userId": "admin", "modelName": "\\ud800"}'}),
+    ("POST", "/models", {"content": b"\xff\xfe{}"}),
+    ("POST", "/models", {"content": b"[]"}),
+    ("POST", "/models", {"content": b"null"}),
+    ("POST", "/users", {"content": b"[1]"}),
+    ("POST", "/users", {"json": {"username": ["a"], "password": 1, "roles": "admin"}}),
+    ("POST", "/auth/token", {"json": {"username": 2**70, "password": None}}),
+    (
+        "POST",
+        "/models",
+        {
+            "content": b"a=1&a=2&%ff=3",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+    ),
+    ("PUT", "/models/1", {"headers": {"Idempotency-Key": "k\x7f"}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"), ODD, ids=[f"{m} {p[:30]}" for m, p, _ in ODD]
+)
+async def test_odd_requests_are_answered_without_a_5xx(
+    gateway: httpx.AsyncClient, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    response = await gateway.request(method, path, **kwargs)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json")
