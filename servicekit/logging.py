@@ -52,10 +52,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?i)((?:proxy-)?authorization['\"]?\s*[:=,]\s*['\"]?)[^'\"\r\n,}]+"),
         rf"\1{REDACTED}",
     ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {REDACTED}"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{12,}"), rf"\1 {REDACTED}"),
     # password=..., "password": "...", 'token': '...'
     (
-        re.compile(rf"(?i)((?:{_SECRET_NAMES})['\"]?[ \t]*[:=][ \t]*['\"]?)[^'\"&\s,}}]+"),
+        re.compile(
+            rf"(?i)((?:{_SECRET_NAMES})['\"]?[ \t]*[:=][ \t]*)"
+            rf"(?:\"[^\"]*\"|'[^']*'|[^'\"&\s,}}]+)"
+        ),
         rf"\1{REDACTED}",
     ),
     # Slack-style webhook URLs: the path after /services/ (or /hooks/) is the credential.
