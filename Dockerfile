@@ -1,5 +1,5 @@
 # One image for every service: `nocode serve NAME` picks the service (gateway, model,
-# target, core, notice, mypage_cqrs, simulators); `nocode migrate` migrates.
+# target, core, notice, mypage_cqrs, console, simulators); `nocode migrate` migrates.
 #   docker build -t nocode .                  # the services' image (last stage)
 #   docker build --target siege -t nocode-siege .   # the load generator (siege + the token CLI)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -38,8 +38,8 @@ RUN mkdir /data && chown 10001:10001 /data
 WORKDIR /tmp
 USER 10001:10001
 # gateway 8080, model 8082, notice 8083, core 8084, target 8085, mypage_cqrs 8086,
-# simulators 8090 (nocode.services)
-EXPOSE 8080 8082 8083 8084 8085 8086 8090
+# console 8087, simulators 8090 (nocode.services)
+EXPOSE 8080 8082 8083 8084 8085 8086 8087 8090
 # /health/ready of the service this container runs (found from PID 1's `serve NAME`).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["nocode-healthcheck"]

@@ -19,7 +19,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from servicekit.tables import dead_letters_table, inbox_table, outbox_table
+from servicekit.tables import (
+    dead_letters_table,
+    inbox_table,
+    outbox_table,
+    relay_state_table,
+)
 
 metadata = MetaData()
 
@@ -64,3 +69,4 @@ jobs = Table(
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 dead_letters = dead_letters_table(metadata)
+relay_state = relay_state_table(metadata)

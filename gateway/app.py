@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from gateway.auth_routes import add_identity
+from gateway.console import add_console
 from gateway.error_pages import install_error_pages
 from gateway.health import live_handler, ready_handler
 from gateway.metrics import metrics_handler
@@ -77,6 +78,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.router.add_get("/health/ready", ready_handler)
     app.router.add_get("/metrics", metrics_handler)
     add_identity(app)  # tokens, users, menus; the user database; before the catch-all below
+    add_console(app)  # the web console's pages: public here, streamed
     app.router.add_route("*", "/{path:.*}", proxy_handler)
     return app
 

@@ -14,6 +14,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/cores": "http://127.0.0.1:8084",
     "/targets": "http://127.0.0.1:8085",
     "/myRequests": "http://127.0.0.1:8086",
+    "/ui": "http://127.0.0.1:8087",  # the web console (gateway.console)
 }
 
 

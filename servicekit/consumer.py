@@ -32,6 +32,7 @@ from servicekit import metrics
 from servicekit.db import UnitOfWork, database_unavailable
 from servicekit.dead_letters import PARKED, record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
+from servicekit.kafka import broker_view
 from servicekit.resilience import backoff_delay
 from servicekit.tables import inbox_table
 from servicekit.tracing import span_from
@@ -40,6 +41,7 @@ log = structlog.get_logger(__name__)
 
 INBOX = inbox_table(MetaData())
 LAG_REFRESH_S = 5.0
+CLUSTER_CHECK_S = 1.0
 
 Handler = Callable[[Any, Any], Awaitable[None]]
 
@@ -76,6 +78,7 @@ class EventConsumer:
         self.backoff_max_s = backoff_max_s
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._cluster_id: str | None = None
 
     async def run(self) -> None:
         while True:
@@ -90,10 +93,12 @@ class EventConsumer:
                 heartbeat_interval_ms=self.heartbeat_interval_ms,
             )
             lag_reporter: asyncio.Task[None] | None = None
+            cluster_watch: asyncio.Task[None] | None = None
             try:
                 await consumer.start()
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
                 lag_reporter = asyncio.create_task(self._report_lag(consumer))
+                cluster_watch = asyncio.create_task(self._watch_cluster(consumer))
                 async for record in consumer:
                     await self.process(record)
                     partition = TopicPartition(record.topic, record.partition)
@@ -107,9 +112,27 @@ class EventConsumer:
                 log.warning("consumer interrupted", error=str(exc))
                 await asyncio.sleep(1.0)
             finally:
-                if lag_reporter is not None:
-                    lag_reporter.cancel()
+                for task in (lag_reporter, cluster_watch):
+                    if task is not None:
+                        task.cancel()
                 await consumer.stop()
+
+    async def _watch_cluster(self, consumer: AIOKafkaConsumer) -> None:
+        """Notice a broker that replaced ours (the embedded one forgets everything when it
+        restarts). Our positions mean nothing in the producers' re-published log there (it
+        is shorter when retention pruned rows, so new events sit below them): read every
+        partition again from its beginning; the inbox skips what was applied."""
+        while True:
+            try:
+                view = await broker_view(consumer._client)
+                if view.cluster_id is not None:
+                    if self._cluster_id not in (None, view.cluster_id):
+                        log.warning("broker cluster changed, reading from the beginning")
+                        await consumer.seek_to_beginning()
+                    self._cluster_id = view.cluster_id
+            except Exception as exc:  # the consume loop reports outages; tried again next time
+                log.debug("cluster id not read", error=repr(exc))
+            await asyncio.sleep(CLUSTER_CHECK_S)
 
     def _set_lag(self, partition: TopicPartition, lag: int) -> None:
         metrics.CONSUMER_LAG.labels(

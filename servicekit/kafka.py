@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from servicekit.settings import ServiceSettings
 
@@ -46,6 +50,37 @@ async def ensure_topics(
             log.info("topics created", topics=[t.name for t in missing])
     finally:
         await admin.close()
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    """What one metadata answer says: which cluster this is and which of the topics asked
+    about exist."""
+
+    cluster_id: str | None  # None from brokers too old to say (Metadata v0/v1)
+    topics: frozenset[str]  # of those asked about, the ones with at least one partition
+
+
+async def broker_view(
+    client: AIOKafkaClient, topics: Iterable[str] = (), timeout_s: float = 5.0
+) -> BrokerView:
+    """Ask the broker, in one Metadata request that never creates a topic, for its cluster
+    id (what ``AIOKafkaAdminClient.describe_cluster`` asks) and whether ``topics`` exist;
+    sent on an existing client's connection. No topics: the cluster id only."""
+    node_id = client.get_random_node()
+    if node_id is None:
+        await asyncio.wait_for(client.force_metadata_update(), timeout_s)
+        node_id = client.get_random_node()
+        if node_id is None:
+            raise KafkaConnectionError("no broker known")
+    request = MetadataRequest(sorted(set(topics)), allow_auto_topic_creation=False)
+    response = await asyncio.wait_for(client.send(node_id, request), timeout_s)
+    existing = frozenset(
+        name
+        for error, name, *_, partitions in (tuple(t) for t in response.topics)
+        if error == 0 and partitions
+    )
+    return BrokerView(getattr(response, "cluster_id", None), existing)
 
 
 async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> None:

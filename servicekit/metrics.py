@@ -32,6 +32,16 @@ OUTBOX_LAG = Histogram(
     ["service"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+OUTBOX_REPUBLISHED = Counter(
+    "outbox_events_republished_total",
+    "Retained outbox events published again because the broker was another cluster (lost them)",
+    ["service"],
+)
+OUTBOX_REPUBLISH_MISSING = Gauge(
+    "outbox_republish_missing_events",
+    "Events the last re-publish could not send again: pruned by OUTBOX_RETENTION_HOURS (0: none)",
+    ["service"],
+)
 
 CONSUMER_LABELS = ["service", "group", "topic"]
 EVENTS_CONSUMED = Counter(

@@ -7,6 +7,15 @@ id, and marks them published. Per-key commit order holds because every handler
 locks the aggregate row it changes (so a request's rows get ids in commit order)
 and the relay never has two rows of one key in flight. Delivery is at least once
 (a crash between send and mark resends); consumers deduplicate by event id.
+
+The outbox is the log of record. Before each batch (and, idle, once per poll
+interval) the relay asks the broker for its cluster id and the batch's topics in one
+Metadata request (~0.3 ms on loopback): a cluster other than the one it remembers has lost
+the published rows, which then go out again (:mod:`servicekit.relay_state`). A row
+is sent only to a topic the broker lists (a send to a missing topic makes some
+brokers create it, or ack it into nothing), and marked published only if the broker
+still has the same cluster id after the acks, so an ack from a broker that replaced
+the checked one between check and send is never taken for a published row.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ from sqlalchemy import MetaData, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from contracts import Event
-from servicekit import metrics
+from servicekit import metrics, relay_state
 from servicekit.envelope import Envelope, encode_headers
+from servicekit.kafka import BrokerView, broker_view
 from servicekit.tables import OUTBOX_CHANNEL, outbox_table
 from servicekit.tracing import current_traceparent, span_from
 
@@ -37,6 +47,14 @@ OUTBOX = outbox_table(MetaData())
 RELAY_LOCK_KEY = 0x6E6F636F6465  # one relay per service database publishes at a time
 PRUNE_EVERY = timedelta(minutes=5)  # at most; a shorter retention prunes as often
 Row = Any  # a row of OUTBOX
+
+
+class TopicMissing(RuntimeError):
+    """The broker does not list a topic the outbox has rows for: they wait."""
+
+
+class ClusterChanged(RuntimeError):
+    """The broker answering after the sends is another cluster than the one checked."""
 
 
 class OutboxWriter:
@@ -87,6 +105,7 @@ class OutboxRelay:
         self.send_timeout_s = send_timeout_s
         self._wake = asyncio.Event()
         self._pruned_at = datetime.min.replace(tzinfo=UTC)
+        self.memory = relay_state.Memory()
 
     async def run(self) -> None:
         backoff = 0.2
@@ -107,7 +126,9 @@ class OutboxRelay:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):  # noqa: ASYNC110
                 await asyncio.sleep(self.poll_interval_s * 5)
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
-            log.info("outbox relay leading", service=self.service)
+            self.memory = await relay_state.load(self.engine, self.service)
+            metrics.OUTBOX_REPUBLISH_MISSING.labels(self.service).set(self.memory.republish_missing)
+            log.info("outbox relay leading", service=self.service, cluster=self.memory.cluster_id)
             failures = 0
             while not conn.is_closed():
                 self._wake.clear()
@@ -130,24 +151,37 @@ class OutboxRelay:
                 await conn.close()
 
     async def publish_batch(self) -> int:
-        """Publish up to one batch; returns how many rows were published."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(OUTBOX)
-                    .where(OUTBOX.c.published_at.is_(None))
-                    .order_by(OUTBOX.c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
-            backlog = await conn.scalar(
-                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
-            )
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)
+        """Check the broker, then publish up to one batch; returns how many rows were
+        published. Raises when a send failed, a topic is missing or the broker changed.
+
+        The check before the sends is never cached: a broker that died answers at once
+        (nothing is sent, so nothing reaches its replacement through the producer's
+        retries), and it is the only proof the topics exist. Idle, the relay comes here
+        once per poll interval, so a broker replaced between batches is noticed then."""
+        rows, backlog = await self._next_rows()
+        view = await broker_view(self.producer.client, {r.topic for r in rows})
+        if await self._meet(view.cluster_id):  # every retained row goes again, oldest first
+            rows, backlog = await self._next_rows()
+            view = await broker_view(self.producer.client, {r.topic for r in rows})
+            if view.cluster_id != self.memory.cluster_id:
+                raise ClusterChanged(f"broker changed again, to cluster {view.cluster_id}")
         if not rows:
+            if self.memory.republish_through is not None:
+                await relay_state.republished(self.engine, self.service)
+                self.memory = relay_state.Memory(
+                    view.cluster_id, None, self.memory.republish_missing
+                )
+                log.info("outbox re-publish done", service=self.service, cluster=view.cluster_id)
             return 0
-        acked, failure = await self._publish_in_key_order(rows)
+        sendable, held = _split_by_topic(rows, view)
+        acked, failure = await self._publish_in_key_order(sendable)
         if acked:
+            after = await broker_view(self.producer.client)
+            if after.cluster_id != view.cluster_id:
+                raise ClusterChanged(
+                    f"broker changed from cluster {view.cluster_id} to {after.cluster_id} "
+                    f"during a batch: {len(acked)} acks not taken"
+                )
             now = datetime.now(UTC)
             async with self.engine.begin() as conn:
                 await conn.execute(
@@ -160,10 +194,64 @@ class OutboxRelay:
                 metrics.OUTBOX_LAG.labels(self.service).observe(
                     max(0.0, (now - row.created_at).total_seconds())
                 )
-            metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, (backlog or 0) - len(acked)))
+            metrics.OUTBOX_BACKLOG.labels(self.service).set(max(0, backlog - len(acked)))
         if failure is not None:
             raise failure
+        if held:
+            missing = sorted({r.topic for r in held if r.topic not in view.topics})
+            raise TopicMissing(
+                f"topics {missing} do not exist on the broker: {len(held)} events wait"
+            )
         return len(acked)
+
+    async def _next_rows(self) -> tuple[list[Row], int]:
+        """The next batch of unpublished rows in id order (during a re-publish, only rows
+        up to where it started), and how many rows wait in all."""
+        through = self.memory.republish_through
+        async with self.engine.connect() as conn:
+            query = select(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+            if through is not None:  # the broker's lost rows first, then the newer ones
+                query = query.where(OUTBOX.c.id <= through)
+            rows = (await conn.execute(query.order_by(OUTBOX.c.id).limit(self.batch_size))).all()
+            backlog = await conn.scalar(
+                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+            )
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)  # shown while broker down
+        return list(rows), backlog or 0
+
+    async def _meet(self, cluster_id: str | None) -> bool:
+        """Remember the broker's cluster; another one than remembered: publish again.
+        True when the retained rows were made unpublished."""
+        if cluster_id is None or cluster_id == self.memory.cluster_id:
+            return False
+        republish = await relay_state.meet(self.engine, self.service, cluster_id)
+        self.memory = await relay_state.load(self.engine, self.service)
+        if republish is None:
+            log.info("outbox relay met broker cluster", service=self.service, cluster=cluster_id)
+            return False
+        metrics.OUTBOX_REPUBLISHED.labels(self.service).inc(republish.rows)
+        metrics.OUTBOX_REPUBLISH_MISSING.labels(self.service).set(republish.missing)
+        (log.warning if republish.rows else log.info)(
+            "broker is another cluster: publishing the retained outbox again",
+            service=self.service,
+            previous_cluster=republish.previous,
+            cluster=republish.current,
+            events=republish.rows,
+            through_id=republish.through,
+        )
+        if republish.missing:
+            log.error(
+                "OUTBOX RE-PUBLISH INCOMPLETE: retention pruned events the new broker never "
+                "gets; consumers reading it from the beginning (a replay) miss them",
+                service=self.service,
+                missing_events=republish.missing,
+                republished_events=republish.rows,
+                retention_hours=None
+                if self.retention is None
+                else self.retention / timedelta(hours=1),
+            )
+        await self.producer.client.force_metadata_update()  # its partitions, not the old one's
+        return True
 
     async def _publish_in_key_order(self, rows: list[Row]) -> tuple[list[Row], Exception | None]:
         """Send rows in waves holding at most one row per key, so a failed send can never
@@ -232,8 +320,24 @@ class OutboxRelay:
         self._pruned_at = now
         cutoff = now - self.retention
         async with self.engine.begin() as conn:
-            await conn.execute(
+            pruned = await conn.execute(
                 delete(OUTBOX).where(
                     OUTBOX.c.published_at.is_not(None), OUTBOX.c.published_at < cutoff
                 )
             )
+            await relay_state.count_pruned(conn, self.service, pruned.rowcount)
+
+
+def _split_by_topic(rows: list[Row], view: BrokerView) -> tuple[list[Row], list[Row]]:
+    """Rows the broker has a topic for, and the rest; a key waits behind its first
+    held row, so it is never overtaken."""
+    sendable: list[Row] = []
+    held: list[Row] = []
+    held_keys: set[str] = set()
+    for row in rows:
+        if row.topic not in view.topics or row.key in held_keys:
+            held.append(row)
+            held_keys.add(row.key)
+        else:
+            sendable.append(row)
+    return sendable, held

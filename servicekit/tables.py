@@ -10,6 +10,9 @@ re-drives them; each row says what the re-drive did.
 ``idempotency_keys``: each ``Idempotency-Key`` a caller sent with a command that
 succeeded, with the fingerprint of that request and the response it got, written in
 the same transaction as the command's effect (``servicekit.idempotency``).
+``relay_state``: what the outbox relay remembers across restarts: the broker cluster
+it published to (a different one has lost the outbox's events: they go out again) and
+what retention has pruned (a re-publish cannot send those).
 """
 
 from __future__ import annotations
@@ -88,6 +91,20 @@ def _dead_letter_columns() -> list[Column]:
 
 DEAD_LETTER_KEY = ("consumer", "topic", "partition", "offset", "event_id")
 
+
+def _relay_state_columns() -> list[Column]:
+    return [
+        Column("relay", String(255), primary_key=True),  # the publishing service's name
+        Column("cluster_id", String(255), nullable=False),
+        # Rows up to this outbox id are being published again to this cluster, before newer ones.
+        Column("republish_through", BigInteger),
+        Column("pruned_rows", BigInteger, nullable=False, server_default="0"),  # ever pruned
+        # How many events the last re-publish could not send because retention had pruned them.
+        Column("republish_missing", BigInteger, nullable=False, server_default="0"),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+
+
 _UNPUBLISHED = text("published_at IS NULL")
 
 
@@ -112,6 +129,10 @@ def dead_letters_table(metadata: MetaData) -> Table:
         UniqueConstraint(*DEAD_LETTER_KEY, name="uq_dead_letters_record"),
         Index("ix_dead_letters_status", "status", "id"),
     )
+
+
+def relay_state_table(metadata: MetaData) -> Table:
+    return Table("relay_state", metadata, *_relay_state_columns())
 
 
 def create_outbox(op: Operations) -> None:
@@ -184,3 +205,11 @@ def create_idempotency_keys(op: Operations) -> None:
 
 def drop_idempotency_keys(op: Operations) -> None:
     op.drop_table("idempotency_keys")
+
+
+def create_relay_state(op: Operations) -> None:
+    op.create_table("relay_state", *_relay_state_columns())
+
+
+def drop_relay_state(op: Operations) -> None:
+    op.drop_table("relay_state")

@@ -9,6 +9,7 @@ from servicekit.tables import (
     idempotency_table,
     inbox_table,
     outbox_table,
+    relay_state_table,
 )
 
 metadata = MetaData()
@@ -41,3 +42,4 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 dead_letters = dead_letters_table(metadata)
 idempotency_keys = idempotency_table(metadata)
+relay_state = relay_state_table(metadata)

@@ -17,6 +17,8 @@ import httpx
 from aiohttp import web
 from fastapi import FastAPI
 
+from console.bootstrap import build as build_console
+from console.settings import ConsoleSettings
 from core.bootstrap import build as build_core
 from core.settings import CoreSettings
 from gateway.app import SERVER_OPTIONS
@@ -130,8 +132,11 @@ class Platform:
 @contextlib.asynccontextmanager
 async def gateway_in_front_of(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     routes = {prefix: platform.url(name) for name, (_, _, prefix) in SERVICES.items()}
+    if "console" in platform.ports:
+        routes["/ui"] = platform.url("console")
+    platform.ports.setdefault("gateway", free_port())
     settings = GatewaySettings(
-        port=free_port(),
+        port=platform.ports["gateway"],
         routes=routes,
         upstream_timeout_s=5.0,
         database_url=platform.databases["gateway"],
@@ -152,6 +157,19 @@ async def gateway_in_front_of(platform: Platform) -> AsyncIterator[httpx.AsyncCl
         await runner.cleanup()
 
 
+def console_settings(platform: Platform) -> ConsoleSettings:
+    """The web console, calling the platform's gateway; its operations page probes every
+    service as `nocode status` would."""
+    names = (*SERVICES, "gateway", "console")
+    values = {"live_poll_s": 0.3, **platform.overrides.get("console", {})}
+    return ConsoleSettings(
+        port=platform.ports["console"],
+        gateway_url=platform.url("gateway"),
+        service_urls={name: platform.url(name) for name in names},
+        **values,
+    )
+
+
 @contextlib.asynccontextmanager
 async def whole_platform(
     admin_url: str, bootstrap: str, **overrides: dict[str, object]
@@ -160,14 +178,17 @@ async def whole_platform(
     the gateway. ``overrides`` are per-service settings, e.g. ``core={"training_steps": 9}``.
     """
     platform = Platform(admin_url, bootstrap, overrides)
-    platform.ports = {name: free_port() for name in (*SERVICES, "simulators")}
+    platform.ports = {name: free_port() for name in (*SERVICES, "simulators", "console")}
     for name in (*SERVICES, "gateway"):
         platform.databases[name] = await migrated_database(admin_url, name)
     async with serving(build_simulators(), platform.ports["simulators"]):
         try:
             for name in SERVICES:
                 await platform.start(name)
-            async with gateway_in_front_of(platform) as gateway:
+            async with (
+                gateway_in_front_of(platform) as gateway,
+                serving(build_console(console_settings(platform)), platform.ports["console"]),
+            ):
                 yield platform, gateway
         finally:
             await platform.stop_all()

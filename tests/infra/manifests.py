@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from console.settings import ConsoleSettings
 from core.settings import CoreSettings
 from gateway.settings import GatewaySettings
 from model.settings import ModelSettings
@@ -33,6 +34,7 @@ SETTINGS = {
     "core": CoreSettings,
     "target": TargetSettings,
     "mypage_cqrs": MypageCqrsSettings,
+    "console": ConsoleSettings,
     "simulators": SimulatorSettings,
 }
 PORTS = {spec.name: spec.default_port for spec in (*SERVICES, SIMULATORS)}

@@ -27,6 +27,7 @@ from tests.infra.manifests import (
 SCHEMA = json.loads((ROOT / "tests/infra/compose-spec.json").read_text())
 NOCODE_IMAGES = ("nocode:local", "nocode-siege:local")
 SERVICE_NAMES = [s.name for s in SERVICES]
+DATABASE_NAMES = [s.name for s in SERVICES if s.database]
 
 
 def nocode_services() -> dict[str, dict]:
@@ -103,17 +104,17 @@ def test_migrate_gets_every_database_url_and_postgres_makes_every_database() -> 
     services = compose()["services"]
     assert services["migrate"]["command"] == ["migrate"]
     urls = services["migrate"]["environment"]
-    assert set(urls) == {f"{n.upper()}_DATABASE_URL" for n in SERVICE_NAMES}
-    for name in SERVICE_NAMES:
+    assert set(urls) == {f"{n.upper()}_DATABASE_URL" for n in DATABASE_NAMES}
+    for name in DATABASE_NAMES:
         own = served()[name][1]["environment"][f"{name.upper()}_DATABASE_URL"]
         assert own == urls[f"{name.upper()}_DATABASE_URL"]
         assert own.startswith(f"postgresql+asyncpg://{name}:") and own.endswith(f"/{name}")
     postgres = services["postgres"]["environment"]
-    assert {f"{n.upper()}_DB_PASSWORD" for n in SERVICE_NAMES} <= set(postgres)
+    assert {f"{n.upper()}_DB_PASSWORD" for n in DATABASE_NAMES} <= set(postgres)
     script = ROOT / "deploy/postgres/init-databases.sh"
     assert script.stat().st_mode & stat.S_IXUSR, "the postgres image sources a non-executable"
     (loop,) = re.findall(r"for service in ([^;]+);", script.read_text())
-    assert loop.split() == SERVICE_NAMES
+    assert loop.split() == DATABASE_NAMES
 
 
 def test_topics_job_creates_the_contracts_topics() -> None:

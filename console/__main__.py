@@ -1,0 +1,3 @@
+from console.bootstrap import build, serve
+
+serve(build())
