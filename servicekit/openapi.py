@@ -89,6 +89,7 @@ def document(app: FastAPI) -> None:
                         "content": {"application/json": {"schema": ref}, FORM: {"schema": ref}},
                     }
                 if route.path_format.startswith(PUBLIC_PREFIXES):
+                    _add_health_answers(operation.setdefault("responses", {}))
                     continue
                 operation["security"] = [{BEARER: []}]
                 responses = operation.setdefault("responses", {})
@@ -106,6 +107,19 @@ def document(app: FastAPI) -> None:
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_health_answers(responses: dict[str, Any]) -> None:
+    """Health answers: 503 when a check fails (its body names the checks), 404 for a
+    check that does not apply to this service (``/health/outbox`` without an outbox)."""
+    for status, description in (("404", "not offered by this service"), ("503", "unhealthy")):
+        responses.setdefault(
+            status,
+            {
+                "description": description,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+        )
 
 
 def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> str:
