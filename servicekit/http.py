@@ -225,7 +225,13 @@ class Schema(BaseModel):
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 """Any id a client names, in a body (the path's is :data:`PositiveId`)."""
-Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(one_line)]
+ONE_LINE = {"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"}
+"""What :func:`one_line` checks, for the OpenAPI document (so generated input knows it)."""
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=255, json_schema_extra=ONE_LINE),
+    AfterValidator(one_line),
+]
 """A user id, a model name, a target type: one line of text."""
 
 
@@ -257,7 +263,9 @@ class Cancellation(Body):
 
 
 UserFilter = Annotated[
-    str | None, Query(alias="userId", max_length=255), AfterValidator(optional_line)
+    str | None,
+    Query(alias="userId", max_length=255, json_schema_extra=ONE_LINE),
+    AfterValidator(optional_line),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]

@@ -23,14 +23,16 @@ from pydantic import AfterValidator
 
 from servicekit.auth import Caller, caller, require_admin
 from servicekit.dead_letters import DeadLetter, Status
-from servicekit.http import Id, Limit, PositiveId, Schema, optional_line
+from servicekit.http import ONE_LINE, Id, Limit, PositiveId, Schema, optional_line
 from servicekit.redrive import DeadLetterRedriver, Outcome
 from servicekit.runtime import ServiceRuntime
 from servicekit.statemachine import IllegalTransition
 
 Ids = Annotated[list[Id] | None, Query(alias="id", max_length=1000)]
 EventType = Annotated[
-    str | None, Query(alias="eventType", max_length=255), AfterValidator(optional_line)
+    str | None,
+    Query(alias="eventType", max_length=255, json_schema_extra=ONE_LINE),
+    AfterValidator(optional_line),
 ]
 DryRun = Annotated[bool, Query(alias="dryRun")]
 
