@@ -13,7 +13,8 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first, from pyproject.toml alone, so a code change reuses this layer.
-# Every dependency is pinned there (==); wheels only, so no compiler is needed.
+# Every dependency is pinned there (==); wheels only, so no compiler is needed. The
+# `local` extra (the embedded broker and PostgreSQL of `nocode up`, ~80 MB) is left out.
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && pip install --no-cache-dir --only-binary=:all: -r requirements.txt

@@ -1,14 +1,17 @@
 """Browser sessions, kept in this process's memory.
 
 A session id is 32 random bytes (an opaque cookie value that means nothing without this
-process); the store holds the user's bearer token, which never leaves the server, and the
-session's CSRF token. A session ends on sign-out, after ``idle_s`` without a request, when
-its token expires, or when the API refuses its token; the console restarting ends them all
+process); the store holds the user's access and refresh tokens, which never leave the
+server, and the session's CSRF token. The short-lived access token is renewed with the
+refresh token as it nears its end (:mod:`console.gateway_client`). A session ends on
+sign-out, after ``idle_s`` without a request, when its refresh token (else its access
+token) expires, or when the API refuses its tokens; the console restarting ends them all
 (users sign in again), which is what a console without business data can afford.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
@@ -30,6 +33,18 @@ class Session:
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     last_seen: float = 0.0
     flash: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) for next page
+    refresh_token: str | None = None
+    refresh_expires_at: float = 0.0
+    # One renewal at a time: a refresh token is used once, a second use ends the session.
+    renewing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def expires_at(self) -> float:
+        return self.refresh_expires_at if self.refresh_token else self.token_expires_at
+
+    def renewed(self, token: str, expires_at: float, refresh: str, refresh_at: float) -> None:
+        self.token, self.token_expires_at = token, expires_at
+        self.refresh_token, self.refresh_expires_at = refresh, refresh_at
 
     @property
     def is_admin(self) -> bool:
@@ -69,7 +84,7 @@ class SessionStore:
         if session is None:
             return None, True  # unknown: ended, or from before a restart
         now = self._clock()
-        if now - session.last_seen > self._idle_s or now >= session.token_expires_at:
+        if now - session.last_seen > self._idle_s or now >= session.expires_at:
             del self._sessions[session_id]
             return None, True
         session.last_seen = now
@@ -85,5 +100,5 @@ class SessionStore:
     def _sweep(self) -> None:
         now = self._clock()
         for sid, s in list(self._sessions.items()):
-            if now - s.last_seen > self._idle_s or now >= s.token_expires_at:
+            if now - s.last_seen > self._idle_s or now >= s.expires_at:
                 del self._sessions[sid]

@@ -43,6 +43,10 @@ class Event(BaseModel):
 
     topic: ClassVar[str]
     context: ClassVar[str]
+    version: ClassVar[int] = 1
+    """The contract's version: raised when a change is one its consumers could not read
+    (``contracts.compat``). The previous version's class stays, named in ``event_name``."""
+    event_name: ClassVar[str | None] = None
     registry: ClassVar[dict[str, type[Event]]] = {}
 
     event_id: str = Field(default_factory=new_event_id, exclude=True)
@@ -56,11 +60,15 @@ class Event(BaseModel):
 
     @classmethod
     def event_type(cls) -> str:
-        return cls.__name__
+        """The ``eventType`` in the value: the class name, unless an older version's
+        class names the event it keeps (``event_name``)."""
+        return cls.__dict__.get("event_name") or cls.__name__
 
     @classmethod
     def ce_type(cls) -> str:
-        return f"nocode.{cls.context}.{cls.__name__}"
+        """The CloudEvents type; version 1 keeps the original name, later ones add ``.vN``."""
+        base = f"nocode.{cls.context}.{cls.event_type()}"
+        return base if cls.version == 1 else f"{base}.v{cls.version}"
 
     @property
     def key(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
 from core import handlers
 from core.domain import Job, Kind, State
@@ -13,6 +13,7 @@ from core.queue import CoreUnitOfWork
 from servicekit.auth import Caller, listing_for
 from servicekit.http import (
     Limit,
+    NotFound,
     Offset,
     PositiveId,
     Schema,
@@ -96,3 +97,14 @@ async def read(uow: Uow, who: Caller, id: PositiveId) -> JobOut:
     job = await handlers.get(uow, id)
     ensure_visible(who, job.user_id, "job", id)
     return JobOut.of(job)
+
+
+@router.get("/{id}/artifact", responses={200: {"content": {"application/json": {}}}})
+async def artifact(request: Request, uow: Uow, who: Caller, id: PositiveId) -> Response:
+    """The trained model's card (core.artifact): its owner's and admins' only."""
+    job = await handlers.get(uow, id)
+    ensure_visible(who, job.user_id, "job", id)
+    body = request.app.state.artifacts.read(id) if job.state == State.COMPLETED else None
+    if body is None:
+        raise NotFound("artifact of job", id)
+    return Response(body, media_type="application/json")

@@ -10,6 +10,7 @@ from core.adapters.midas import Midas
 from core.adapters.model_client import ModelService, ModelUnavailable
 from core.adapters.vertica import Vertica
 from core.api import router
+from core.artifact import Artifacts
 from core.compensation import CompensationCheck
 from core.domain import Backoff
 from core.handlers import JobPolicy, event_handlers
@@ -40,12 +41,17 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
         # ``worker`` is bound below; a commit that enqueued a job wakes it.
         return CoreUnitOfWork(runtime.sessionmaker, runtime.outbox, worker.notify)
 
-    issuer = s.token_issuer()
+    issuer = s.service_token_issuer()  # core's own key: service tokens only
 
     def service_token() -> str:
         if issuer is None:
             raise ModelUnavailable("core has no JWT_PRIVATE_KEY to call model with")
         return issuer.issue("service:core", [SERVICE], ttl_s=60)
+
+    artifacts = Artifacts(
+        s.data_dir / "models",
+        {"verticaBatchSize": s.vertica_batch_size, "stepDurationS": s.step_duration_s},
+    )
 
     def make_runner(http: httpx.AsyncClient) -> JobRunner:
         check = CompensationCheck(
@@ -67,6 +73,7 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
             backoff=Backoff(s.job_backoff_initial_s, s.job_backoff_max_s),
             lms_max_attempts=s.lms_max_attempts,
             tracer=runtime.tracing.tracer,
+            artifacts=artifacts,
         )
 
     def make_http() -> httpx.AsyncClient:
@@ -94,5 +101,6 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
     app = create_app(runtime, router)
     mount_ops(app, runtime, "/cores", FailedJobs(uow_factory, policy))
     app.state.uow_factory = uow_factory
+    app.state.artifacts = artifacts
     app.state.worker = worker
     return app, runtime

@@ -16,6 +16,7 @@ import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from core import metrics
+from core.artifact import Artifacts
 from core.domain import Backoff, BatchRead, Job, Kind, State
 from core.queue import CoreUnitOfWork
 from core.work import Cancel, Complete, Fail, Outcome, Work, lms_job
@@ -52,6 +53,7 @@ class JobRunner:
         backoff: Backoff,
         lms_max_attempts: int,
         tracer: Tracer,
+        artifacts: Artifacts | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.work = work
@@ -59,6 +61,7 @@ class JobRunner:
         self.backoff = backoff
         self.lms_max_attempts = lms_max_attempts
         self.tracer = tracer
+        self.artifacts = artifacts  # a completed model's card (core.artifact)
 
     async def run(self, job: Job) -> None:
         """Run this claim of ``job``: one span in the trace of whatever caused the job."""
@@ -133,6 +136,8 @@ class JobRunner:
             match outcome:
                 case Complete(result, check):
                     job.complete(now, check, **result)
+                    if job.kind == Kind.MODEL and self.artifacts is not None:
+                        await self.artifacts.write(job, uow, now)
                     if job.kind == Kind.TARGET:
                         # The LMS send is owed from the moment the target is complete.
                         lms_id = await uow.jobs.next_id()

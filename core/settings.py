@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Self
 
 from pydantic import Field, model_validator
@@ -21,6 +23,11 @@ class CoreSettings(ServiceSettings):
     job_max_attempts: int = Field(3, ge=1, validation_alias="CORE_JOB_MAX_ATTEMPTS")
     job_backoff_initial_s: float = Field(1.0, ge=0, validation_alias="CORE_JOB_BACKOFF_INITIAL_S")
     job_backoff_max_s: float = Field(30.0, ge=0, validation_alias="CORE_JOB_BACKOFF_MAX_S")
+
+    # Where core keeps its files: trained models' cards under models/ (/data in containers).
+    data_dir: Path = Field(
+        default_factory=lambda: _local_data_dir(), validation_alias="CORE_DATA_DIR"
+    )
 
     # What a job does.
     training_steps: int = Field(5, ge=1, validation_alias="CORE_TRAINING_STEPS")
@@ -63,3 +70,9 @@ class CoreSettings(ServiceSettings):
                 "check plus its backoff)"
             )
         return self
+
+
+def _local_data_dir() -> Path:
+    """Locally: ``core/`` in the data directory ``nocode up`` uses (``NOCODE_DATA_DIR``)."""
+    local = os.environ.get("NOCODE_DATA_DIR")
+    return (Path(local) if local else Path(__file__).resolve().parent.parent / ".nocode") / "core"

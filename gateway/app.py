@@ -9,6 +9,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from gateway.asyncapi import add_asyncapi
 from gateway.auth_routes import add_identity
 from gateway.console import add_console
 from gateway.error_pages import install_error_pages
@@ -78,6 +79,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.router.add_get("/health/ready", ready_handler)
     app.router.add_get("/metrics", metrics_handler)
     add_identity(app)  # tokens, users, menus; the user database; before the catch-all below
+    add_asyncapi(app)  # the events' AsyncAPI document, public
     add_console(app)  # the web console's pages: public here, streamed
     app.router.add_route("*", "/{path:.*}", proxy_handler)
     return app
@@ -85,7 +87,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
 
 def main() -> None:
     settings = GatewaySettings()
-    configure_logging(settings.service_name, settings.log_level)
+    configure_logging(settings.service_name, settings.log_level, log_file=settings.log_file)
     register_secrets(settings)
     app = build_app(settings)
     app[LOGGER].info(

@@ -1,6 +1,9 @@
 """The gateway's own identity endpoints: tokens, menus and the admin API for users.
 
-``POST /auth/token``  username + password (JSON or form) -> a signed bearer token
+``POST /auth/token``  username + password (JSON or form) -> a signed bearer token and a
+                      refresh token (gateway.sessions)
+``POST /auth/refresh`` a refresh token -> a new pair; the old one is used up
+``POST /auth/logout``  ends the session of a refresh token or of the bearer token
 ``GET  /menus``       the menus the caller's roles may see
 ``/users/**``         admins manage users and their roles (403 for anyone else)
 
@@ -12,6 +15,7 @@ admin seeded, when the app starts) and the routes.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -20,19 +24,27 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.authentication import IDENTITY, PUBLIC_HANDLERS, TOKEN_VERIFIER, VerifiedTokens
+from gateway.authentication import (
+    ACCESS_CHECK,
+    IDENTITY,
+    PUBLIC_HANDLERS,
+    TOKEN_VERIFIER,
+    VerifiedTokens,
+    unauthorized,
+)
 from gateway.errors import json_error
 from gateway.health import live_handler, ready_handler
 from gateway.menus import MenuCatalogue
 from gateway.metrics import metrics_handler
 from gateway.parsing import MAX_OFFSET, is_form, only, read_fields
 from gateway.passwords import Passwords
+from gateway.protection import RATE_LIMITED, RateLimiter
+from gateway.sessions import AccessCheck, SessionEnded, SessionStore
 from gateway.state import LOGGER, REQUEST_CONTEXT, SETTINGS, TRACING
 from gateway.users import (
     ADMIN,
     DEFAULT_ROLES,
     KNOWN_ROLES,
-    PASSWORD_MIN,
     USER,
     USERNAME_MAX,
     InvalidField,
@@ -46,17 +58,20 @@ from gateway.users import (
     check_roles,
     check_username,
 )
-from servicekit.auth import Forbidden, Identity, TokenIssuer
+from servicekit.auth import Forbidden, Identity, TokenIssuer, Unauthorized
 from servicekit.db import DATABASE_ERRORS, DB_RETRY_AFTER_S, make_engine
 
 USER_STORE = web.AppKey("gateway.user_store", UserStore)
 PASSWORDS = web.AppKey("gateway.passwords", Passwords)
 TOKEN_ISSUER = web.AppKey("gateway.token_issuer", TokenIssuer)
 MENUS = web.AppKey("gateway.menus", MenuCatalogue)
+SESSIONS = web.AppKey("gateway.sessions", SessionStore)
+LOGIN_USER_LIMITER = web.AppKey("gateway.login_user_limiter", RateLimiter)
 
 BAD_CREDENTIALS = "invalid username or password"
 # OAuth2 password-grant clients send scope and client_id too; they change nothing here.
 TOKEN_FIELDS = ("grant_type", "username", "password", "scope", "client_id", "client_secret")
+REFRESH_FIELDS = ("grant_type", "refresh_token", "scope", "client_id", "client_secret")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -134,11 +149,21 @@ def caller(request: web.Request) -> Identity:
     return request[IDENTITY]
 
 
-def require_admin(request: web.Request) -> Identity:
+async def require_admin(request: web.Request) -> Identity:
+    """The caller, if the user store (not the token) says they are an enabled admin."""
     who = caller(request)
-    if not who.is_admin:
+    user = await request.app[USER_STORE].get(who.subject)
+    if user is None or not user.is_enabled_admin:
         raise Forbidden("only an admin may manage users")
     return who
+
+
+def user_changed(request: web.Request, user: User) -> web.Response:
+    """The answer to an admin's change of ``user``, whose next request is checked afresh."""
+    check = request.app.get(ACCESS_CHECK)
+    if check is not None:
+        check.forget(user.username)
+    return user_answer(user)
 
 
 def user_answer(user: User, status: int = 200) -> web.Response:
@@ -166,6 +191,10 @@ async def token_handler(request: web.Request) -> web.StreamResponse:
         return json_error(503, "token signing is not configured")
 
     store, passwords, log = request.app[USER_STORE], request.app[PASSWORDS], request.app[LOGGER]
+    limited = _login_limited(request, username)
+    if limited is not None:
+        log.info("login_refused", username=username[:USERNAME_MAX], reason="rate limited")
+        return limited
     could_exist = len(username) <= USERNAME_MAX and "\x00" not in username
     found = await store.credentials(username) if could_exist else None
     if found is None:
@@ -181,15 +210,105 @@ async def token_handler(request: web.Request) -> web.StreamResponse:
         return _bad_credentials()
     if passwords.needs_rehash(password_hash):
         try:
-            await store.set_password_hash(user.username, await passwords.hash(password))
+            new_hash = await passwords.hash(password)
+            await store.set_password_hash(user.username, new_hash, end_sessions=False)
         except (SQLAlchemyError, OSError, UserNotFound) as exc:  # the login stands anyway
             log.warning("rehash_failed", username=user.username, error=type(exc).__name__)
 
-    token = issuer.issue(user.username, user.roles)
-    log.info("login", username=user.username, roles=list(user.roles))
+    session_id, refresh = await request.app[SESSIONS].start(user)
+    log.info("login", username=user.username, roles=list(user.roles), session=session_id)
+    return _tokens(request, issuer, user, session_id, refresh)
+
+
+def _tokens(
+    request: web.Request, issuer: TokenIssuer, user: User, session_id: str, refresh: str
+) -> web.Response:
+    """The token answer: the access token's fields as before, and the refresh token."""
+    settings = request.app[SETTINGS]
+    ttl = settings.access_token_ttl_s
+    token = issuer.issue(
+        user.username, user.roles, ttl, session=session_id, version=user.token_version
+    )
     return web.json_response(
-        {"access_token": token, "token_type": "bearer", "expires_in": issuer.ttl_s},
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": ttl,
+            "refresh_token": refresh,
+            "refresh_expires_in": settings.refresh_token_ttl_s,
+        },
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+@answers_errors
+async def refresh_handler(request: web.Request) -> web.StreamResponse:
+    """``POST /auth/refresh``: a new access token and refresh token for a refresh token.
+
+    The refresh token is used up; presenting it again ends its whole session.
+    """
+    fields = only(await read_fields(request), *REFRESH_FIELDS)
+    grant_type = fields.get("grant_type")
+    if grant_type is not None and grant_type != "refresh_token":
+        raise InvalidField("grant_type", "only 'refresh_token' is supported here")
+    refresh = required_str(fields, "refresh_token")
+    issuer = request.app.get(TOKEN_ISSUER)
+    if issuer is None:
+        return json_error(503, "token signing is not configured")
+    log = request.app[LOGGER]
+    try:
+        refreshed = await request.app[SESSIONS].rotate(refresh)
+    except SessionEnded as exc:
+        log.info("refresh_refused", reason=str(exc), session=exc.session_id)
+        if exc.session_id is not None:
+            request.app[ACCESS_CHECK].forget_session(exc.session_id)
+        return unauthorized(str(exc))
+    log.info("refreshed", username=refreshed.user.username, session=refreshed.session_id)
+    user = refreshed.user
+    return _tokens(request, issuer, user, refreshed.session_id, refreshed.refresh_token)
+
+
+@answers_errors
+async def logout_handler(request: web.Request) -> web.StreamResponse:
+    """``POST /auth/logout``: ends the session of the refresh token in the body, or of the
+    bearer token; 204 (also when it had ended already), 401 when neither names one."""
+    fields = only(await read_fields(request), "refresh_token")
+    refresh = fields.get("refresh_token")
+    if refresh is not None and not isinstance(refresh, str):
+        raise InvalidField("refresh_token", "must be a string")
+    store, log = request.app[SESSIONS], request.app[LOGGER]
+    ended = await store.end_by_refresh(refresh) if refresh else None
+    if ended is None and request.headers.get("Authorization"):
+        try:
+            who = request.app[TOKEN_VERIFIER].verifier.verify_header(
+                request.headers["Authorization"]
+            )
+        except Unauthorized as exc:
+            return unauthorized(str(exc))
+        if who.session is not None and await store.end(who.session, who.subject):
+            ended = who.session
+    if ended is None:
+        return unauthorized("no session to end: send refresh_token or a session's bearer token")
+    request.app[ACCESS_CHECK].forget_session(ended)
+    log.info("logout", session=ended)
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+def _login_limited(request: web.Request, username: str) -> web.Response | None:
+    """A bucket per username (any username, so the answer tells nobody who exists): one
+    account's password is guessed slowly however many addresses the guesses come from."""
+    limiter = request.app.get(LOGIN_USER_LIMITER)
+    if limiter is None:
+        return None
+    wait_s = limiter.acquire("login:" + username[:USERNAME_MAX].casefold())
+    if wait_s <= 0:
+        return None
+    RATE_LIMITED.labels("username").inc()
+    retry_after = max(1, math.ceil(wait_s))
+    return json_error(
+        429,
+        f"rate limit exceeded: too many sign-ins for this username; retry after {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
     )
 
 
@@ -218,10 +337,10 @@ async def menus_handler(request: web.Request) -> web.StreamResponse:
 
 @answers_errors
 async def create_user(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    await require_admin(request)
     fields = only(await read_fields(request), "username", "password", "roles")
     username = check_username(required(fields, "username"))
-    password = check_password(required(fields, "password"))
+    password = check_password(required(fields, "password"), username=username)
     given_roles = fields.get("roles", list(DEFAULT_ROLES))
     if is_form(request):  # roles=admin,user or roles=admin&roles=user
         given = given_roles if isinstance(given_roles, list) else [given_roles]
@@ -239,7 +358,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
 
 @answers_errors
 async def list_users(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    await require_admin(request)
     limit = _int_query(request, "limit", 100, 1, 1000)
     offset = _int_query(request, "offset", 0, 0, MAX_OFFSET)
     users = await request.app[USER_STORE].list(limit, offset)
@@ -262,7 +381,7 @@ def _int_query(request: web.Request, name: str, default: int, least: int, most: 
 
 @answers_errors
 async def get_user(request: web.Request) -> web.StreamResponse:
-    require_admin(request)
+    await require_admin(request)
     username = path_username(request)
     user = await request.app[USER_STORE].get(username)
     if user is None:
@@ -271,12 +390,12 @@ async def get_user(request: web.Request) -> web.StreamResponse:
 
 
 async def _set_disabled(request: web.Request, disabled: bool) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
     user = await request.app[USER_STORE].set_disabled(username, disabled)
     event = "user_disabled" if disabled else "user_enabled"
     request.app[LOGGER].info(event, username=username, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
@@ -291,33 +410,34 @@ async def enable_user(request: web.Request) -> web.StreamResponse:
 
 @answers_errors
 async def grant_role(request: web.Request) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
     role = check_role(request.match_info["role"])
     user = await request.app[USER_STORE].grant(username, role)
     request.app[LOGGER].info("role_granted", username=username, role=role, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
 async def revoke_role(request: web.Request) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
     role = check_role(request.match_info["role"])
     user = await request.app[USER_STORE].revoke(username, role)
     request.app[LOGGER].info("role_revoked", username=username, role=role, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
 async def set_password(request: web.Request) -> web.StreamResponse:
-    who = require_admin(request)
+    who = await require_admin(request)
     username = path_username(request)
-    password = check_password(required(only(await read_fields(request), "password"), "password"))
+    fields = only(await read_fields(request), "password")
+    password = check_password(required(fields, "password"), username=username)
     password_hash = await request.app[PASSWORDS].hash(password)
     user = await request.app[USER_STORE].set_password_hash(username, password_hash)
     request.app[LOGGER].info("password_set", username=username, by=who.subject)
-    return user_answer(user)
+    return user_changed(request, user)
 
 
 @answers_errors
@@ -338,6 +458,8 @@ async def user_database(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(settings.database_url, settings.db_pool_size)
     app[TRACING].instrument_engine(engine)
     app[USER_STORE] = UserStore(engine)
+    app[SESSIONS] = SessionStore(engine, app[USER_STORE], settings.refresh_token_ttl_s)
+    app[ACCESS_CHECK] = AccessCheck(app[SESSIONS], settings.access_check_cache_s)
     try:
         _check_keys(app)
         await app[PASSWORDS].prepare()
@@ -365,8 +487,10 @@ async def seed_admin(app: web.Application) -> None:
         username = check_username(settings.admin_username, "GATEWAY_ADMIN_USERNAME")
     except InvalidField as exc:
         raise ValueError(str(exc)) from None
-    if len(password) < PASSWORD_MIN:
-        log.warning("weak_admin_password", reason=f"shorter than {PASSWORD_MIN} characters")
+    try:
+        check_password(password, "GATEWAY_ADMIN_PASSWORD", username)
+    except InvalidField as exc:  # seeded all the same: refusing would leave no admin at all
+        log.warning("weak_admin_password", reason=exc.message)
     store = app[USER_STORE]
     if await store.get(username) is not None:
         log.info("admin_seed_skipped", username=username, reason="user exists")
@@ -405,14 +529,30 @@ def add_identity(app: web.Application) -> None:
     if issuer is not None:
         app[TOKEN_ISSUER] = issuer
     app[PASSWORDS] = Passwords()
+    if settings.login_user_rate_limit_per_s > 0:
+        app[LOGIN_USER_LIMITER] = RateLimiter(
+            settings.login_user_rate_limit_per_s,
+            settings.login_user_rate_limit_burst,
+            max_keys=settings.rate_limit_max_keys,
+        )
     app[MENUS] = MenuCatalogue.load(settings.menus_file, KNOWN_ROLES)
     app[PUBLIC_HANDLERS] = frozenset(
-        {token_handler, live_handler, ready_handler, metrics_handler, method_not_allowed}
+        {
+            token_handler,
+            refresh_handler,
+            logout_handler,
+            live_handler,
+            ready_handler,
+            metrics_handler,
+            method_not_allowed,
+        }
     )
     app.cleanup_ctx.append(user_database)
 
     routes: dict[str, dict[str, Handler]] = {
         "/auth/token": {"POST": token_handler},
+        "/auth/refresh": {"POST": refresh_handler},
+        "/auth/logout": {"POST": logout_handler},
         "/menus": {"GET": menus_handler},
         "/users": {"GET": list_users, "POST": create_user},
         "/users/{username}": {"GET": get_user},

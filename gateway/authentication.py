@@ -12,15 +12,20 @@ service verifies the token again.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import jwt
 from aiohttp import web
 
+from gateway.clients import client_address
 from gateway.errors import json_error
+from gateway.protection import RATE_LIMITED, RATE_LIMITER
+from gateway.sessions import AccessCheck
 from gateway.state import IDENTITY
-from servicekit.auth import Identity, TokenVerifier, Unauthorized
+from servicekit.auth import SERVICE, Identity, TokenVerifier, Unauthorized
+from servicekit.db import DB_RETRY_AFTER_S
 
 """Request key of the caller's verified :class:`~servicekit.auth.Identity`."""
 
@@ -70,6 +75,9 @@ class VerifiedTokens:
 
 
 TOKEN_VERIFIER = web.AppKey("gateway.token_verifier", VerifiedTokens)
+ACCESS_CHECK = web.AppKey("gateway.access_check", AccessCheck)
+"""The check of each token against the user store (gateway.sessions); set while the user
+database is open."""
 PUBLIC_HANDLERS = web.AppKey("gateway.public_handlers", frozenset)
 """The handlers that answer without a token (token endpoint, health, metrics)."""
 
@@ -78,13 +86,47 @@ def unauthorized(reason: str) -> web.Response:
     return json_error(401, f"unauthorized: {reason}", headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(request: web.Request) -> web.Response | None:
-    """Establish the caller of ``request``; the 401 to answer instead when there is none."""
+async def authenticate(request: web.Request) -> web.Response | None:
+    """Establish the caller of ``request``; the 401 to answer instead when there is none.
+
+    A valid signature is not enough: the token's user must still have the access it
+    claims (gateway.sessions.AccessCheck), and a token for the platform's own calls (role
+    ``service``) is never accepted from outside.
+    """
     if request.match_info.handler in request.app[PUBLIC_HANDLERS]:
         return None
     try:
         identity = request.app[TOKEN_VERIFIER].verify_header(request.headers.get("Authorization"))
     except Unauthorized as exc:
-        return unauthorized(str(exc))
+        return refuse(request, str(exc))
+    if SERVICE in identity.roles:
+        return refuse(request, "service tokens are not accepted here")
+    check = request.app.get(ACCESS_CHECK)
+    if check is None:
+        return json_error(503, "user database unavailable", headers=_RETRY)
+    refused = await check.refusal(identity)
+    if refused is not None:
+        return refuse(request, refused)
     request[IDENTITY] = identity
     return None
+
+
+def refuse(request: web.Request, reason: str) -> web.Response:
+    """The 401 for a request without a valid token, which draws from its client address's
+    bucket like any other request (429 once that is empty): guessing tokens is limited too."""
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None:
+        wait_s = limiter.acquire("addr:" + client_address(request))
+        if wait_s > 0:
+            RATE_LIMITED.labels("address").inc()
+            retry_after = max(1, math.ceil(wait_s))
+            return json_error(
+                429,
+                f"rate limit exceeded: too many requests without a valid token; "
+                f"retry after {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            )
+    return unauthorized(reason)
+
+
+_RETRY = {"Retry-After": str(DB_RETRY_AFTER_S)}

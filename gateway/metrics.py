@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from gateway.errors import json_error
+from gateway.state import SETTINGS
 
 REQUESTS = Counter(
     "gateway_requests_total",
@@ -30,4 +35,14 @@ def method_label(method: str) -> str:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    token = request.app[SETTINGS].metrics_token
+    if token is not None:
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return json_error(
+                401,
+                "unauthorized: /metrics is for Prometheus",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

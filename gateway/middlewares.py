@@ -77,7 +77,7 @@ async def identity_middleware(request: web.Request, handler: Handler) -> web.Str
             if not name.lower().startswith(USER_HEADER_PREFIX)
         )
         request = request.clone(headers=trusted)
-    refused = authenticate(request)
+    refused = await authenticate(request)
     if refused is not None:
         return refused
     return await handler(request)

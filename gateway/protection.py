@@ -28,6 +28,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter
 
+from gateway.clients import client_address
 from gateway.errors import json_error
 from gateway.settings import GatewaySettings
 from gateway.state import IDENTITY, ROUTE_TABLE, SETTINGS
@@ -122,7 +123,7 @@ def caller_key(request: web.Request) -> tuple[str, str]:
     identity = request.get(IDENTITY)
     if isinstance(identity, Identity):
         return "user:" + identity.subject, "user"
-    return "addr:" + (request.remote or "unknown"), "address"
+    return "addr:" + client_address(request), "address"
 
 
 @web.middleware
@@ -131,7 +132,7 @@ async def rate_limit_middleware(request: web.Request, handler: Handler) -> web.S
     path = request.path
     if path == TOKEN_PATH and TOKEN_RATE_LIMITER in request.app:
         limiter = request.app[TOKEN_RATE_LIMITER]
-        key, kind = "addr:" + (request.remote or "unknown"), "token"
+        key, kind = "addr:" + client_address(request), "token"
         what = "token requests"
     else:
         limiter = request.app.get(RATE_LIMITER)

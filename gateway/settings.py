@@ -38,6 +38,21 @@ class GatewaySettings(ServiceSettings):
     admin_username: str = Field("admin", validation_alias="GATEWAY_ADMIN_USERNAME")
     admin_password: SecretStr | None = Field(None, validation_alias="GATEWAY_ADMIN_PASSWORD")
     menus_file: Path | None = Field(None, validation_alias="GATEWAY_MENUS_FILE")
+    # When set, /metrics answers only a request with this bearer token (Prometheus's
+    # credentials); unset, it is open (k8s keeps it internal with an AuthorizationPolicy).
+    metrics_token: SecretStr | None = Field(None, validation_alias="GATEWAY_METRICS_TOKEN")
+
+    # Sessions (gateway.sessions): short access tokens, rotating refresh tokens, and how long
+    # a user's state (disabled, roles, token version) may be served from memory.
+    access_token_ttl_s: int = Field(
+        900, ge=1, le=900, validation_alias="GATEWAY_ACCESS_TOKEN_TTL_S"
+    )
+    refresh_token_ttl_s: int = Field(
+        12 * 3600, ge=60, validation_alias="GATEWAY_REFRESH_TOKEN_TTL_S"
+    )
+    access_check_cache_s: float = Field(
+        2.0, ge=0, le=5, validation_alias="GATEWAY_ACCESS_CHECK_CACHE_S"
+    )
 
     # Protection (gateway.protection, gateway.proxy).
     upstream_connect_timeout_s: float = Field(
@@ -52,6 +67,15 @@ class GatewaySettings(ServiceSettings):
         1.0, ge=0, validation_alias="GATEWAY_TOKEN_RATE_LIMIT_PER_S"
     )  # POST /auth/token per client address (password checks); 0: the general limit applies
     token_rate_limit_burst: int = Field(10, ge=1, validation_alias="GATEWAY_TOKEN_RATE_LIMIT_BURST")
+    # Behind proxies (gateway.clients): how many of them append to X-Forwarded-For; 0 (no
+    # proxy) ignores the header. Logins per username (gateway.auth_routes): a bucket each.
+    trusted_proxy_hops: int = Field(0, ge=0, le=10, validation_alias="GATEWAY_TRUSTED_PROXY_HOPS")
+    login_user_rate_limit_per_s: float = Field(
+        0.1, ge=0, validation_alias="GATEWAY_LOGIN_USER_RATE_LIMIT_PER_S"
+    )  # POST /auth/token per username; 0 turns it off
+    login_user_rate_limit_burst: int = Field(
+        10, ge=1, validation_alias="GATEWAY_LOGIN_USER_RATE_LIMIT_BURST"
+    )
     max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="GATEWAY_MAX_BODY_BYTES")
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias="GATEWAY_CORS_ORIGINS"

@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -41,8 +42,56 @@ is never granted to a user."""
 DEFAULT_ROLES: tuple[str, ...] = (USER,)
 
 USERNAME_MAX = 128
-PASSWORD_MIN = 8
+PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
+# The worst of the passwords long enough to pass PASSWORD_MIN, from the published lists of
+# leaked passwords (compared ignoring case). A short list on purpose: length does the rest.
+COMMON_PASSWORDS = frozenset(
+    {
+        "123456789012",
+        "1234567890123",
+        "12345678901234",
+        "123123123123",
+        "123456123456",
+        "1q2w3e4r5t6y",
+        "1qaz2wsx3edc",
+        "qwertyuiopas",
+        "qwerty123456",
+        "qwertyuiop123",
+        "qwerty12345678",
+        "asdfghjkl123",
+        "zaq12wsxcde3",
+        "password1234",
+        "password12345",
+        "password123!",
+        "passwordpassword",
+        "password1234567",
+        "p@ssw0rd1234",
+        "iloveyou1234",
+        "letmein12345",
+        "welcome12345",
+        "welcome@1234",
+        "changeme1234",
+        "administrator",
+        "administrator1",
+        "adminadmin123",
+        "admin1234567",
+        "admin12345678",
+        "adminpassword",
+        "abcdefghijkl",
+        "abcd1234abcd",
+        "abc123abc123",
+        "football1234",
+        "baseball1234",
+        "sunshine1234",
+        "princess1234",
+        "monkey123456",
+        "dragon123456",
+        "trustno1trustno1",
+        "superman1234",
+        "starwars1234",
+    }
+)
 
 metadata = MetaData()
 
@@ -54,6 +103,9 @@ users = Table(
     Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Raised whenever access is taken back (disabled, a role revoked, a new password): every
+    # token and session issued under an older version is refused from then on.
+    Column("token_version", Integer, nullable=False, server_default=text("0")),
 )
 Index("ux_users_username_lower", func.lower(users.c.username), unique=True)
 
@@ -104,6 +156,7 @@ class User:
     disabled: bool
     created_at: datetime
     updated_at: datetime
+    token_version: int = 0
 
     @property
     def is_enabled_admin(self) -> bool:
@@ -138,13 +191,24 @@ def check_username(value: object, field: str = "username") -> str:
     return value
 
 
-def check_password(value: object, field: str = "password") -> str:
+def check_password(value: object, field: str = "password", username: str | None = None) -> str:
+    """The password policy: 12 to 1024 characters, not blank, not one character repeated,
+    not the username, not one of the most common passwords."""
     if not isinstance(value, str):
         raise InvalidField(field, "must be a string")
     if len(value) < PASSWORD_MIN:
         raise InvalidField(field, f"must be at least {PASSWORD_MIN} characters")
     if len(value) > PASSWORD_MAX:
         raise InvalidField(field, f"must be at most {PASSWORD_MAX} characters")
+    if not value.strip():
+        raise InvalidField(field, "must not be blank")
+    if len(set(value)) == 1:
+        raise InvalidField(field, "must not be one character repeated")
+    folded = value.casefold()
+    if username is not None and folded.strip() == username.casefold():
+        raise InvalidField(field, "must not be the username")
+    if folded in COMMON_PASSWORDS:
+        raise InvalidField(field, "is one of the most common passwords")
     return value
 
 
@@ -251,7 +315,8 @@ class UserStore:
             user = await self._locked(conn, username, guard_admins=disabled)
             if disabled and user.is_enabled_admin:
                 await self._keep_an_admin(conn, username, "disable")
-            await self._touch(conn, username, disabled=disabled)
+            ends = {"token_version": users.c.token_version + 1} if disabled else {}
+            await self._touch(conn, username, disabled=disabled, **ends)
             return await self._reload(conn, username)
 
     async def grant(self, username: str, role: str) -> User:
@@ -268,18 +333,24 @@ class UserStore:
             user = await self._locked(conn, username, guard_admins=role == ADMIN)
             if role == ADMIN and user.is_enabled_admin:
                 await self._keep_an_admin(conn, username, "revoke the admin role of")
-            await conn.execute(
+            removed = await conn.execute(
                 user_roles.delete().where(
                     (user_roles.c.username == username) & (user_roles.c.role == role)
                 )
             )
-            await self._touch(conn, username)
+            ends = {"token_version": users.c.token_version + 1} if removed.rowcount else {}
+            await self._touch(conn, username, **ends)
             return await self._reload(conn, username)
 
-    async def set_password_hash(self, username: str, password_hash: str) -> User:
+    async def set_password_hash(
+        self, username: str, password_hash: str, *, end_sessions: bool = True
+    ) -> User:
+        """A new password hash; ends the user's sessions unless it only re-hashes the same
+        password (``end_sessions=False``, on login)."""
         async with self.engine.begin() as conn:
             await self._locked(conn, username)
-            await self._touch(conn, username, password_hash=password_hash)
+            ends = {"token_version": users.c.token_version + 1} if end_sessions else {}
+            await self._touch(conn, username, password_hash=password_hash, **ends)
             return await self._reload(conn, username)
 
     # --- inside a transaction ---
@@ -353,4 +424,5 @@ def _user(row: object, roles: tuple[str, ...]) -> User:
         disabled=data["disabled"],
         created_at=data["created_at"],
         updated_at=data["updated_at"],
+        token_version=data.get("token_version", 0),
     )

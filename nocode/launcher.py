@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from nocode.embedded_postgres import EmbeddedPostgres
-from nocode.keys import local_admin_password, local_keys
+from nocode.keys import local_admin_password, local_identity_env
 from nocode.services import EXTERNAL_ENDPOINTS, GATEWAY_ROUTES, SERVICES, SIMULATORS, ServiceSpec
 from servicekit import migrations
 from servicekit.kafka import ensure_topics, wait_for_broker
@@ -114,7 +114,7 @@ class Platform:
         """Signing keys: the configured ones, else the data directory's own pair."""
         if self.env.get("JWT_PUBLIC_KEYS"):
             return {}
-        return local_keys(self.settings.data_dir).env()
+        return local_identity_env(self.settings.data_dir)
 
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
         env = {
@@ -133,6 +133,10 @@ class Platform:
             env["GATEWAY_ADMIN_PASSWORD"] = local_admin_password(self.settings.data_dir)
         if spec.name not in SIGNERS:
             env.pop("JWT_PRIVATE_KEY", None)  # only the signers hold the private key
+        if spec.name == "core" and "SERVICE_JWT_PRIVATE_KEY" in env:
+            env.pop("JWT_PRIVATE_KEY", None)  # core has its own key, for service tokens only
+        if spec.name != "core":
+            env.pop("SERVICE_JWT_PRIVATE_KEY", None)
         if spec.name == "gateway" and "GATEWAY_ROUTES" not in self.env:
             routes = {
                 p: f"http://127.0.0.1:{self.port(by_name[n])}" for p, n in GATEWAY_ROUTES.items()

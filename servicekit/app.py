@@ -140,7 +140,7 @@ class RequestContextMiddleware:
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
     """Run one service in the foreground (what ``nocode serve NAME`` and images do)."""
     s = runtime.settings
-    configure_logging(s.service_name, s.log_level)
+    configure_logging(s.service_name, s.log_level, log_file=s.log_file)
     register_secrets(s)
     uvicorn.run(
         app,

@@ -39,6 +39,10 @@ class Forbidden(Exception):
 class Identity:
     subject: str
     roles: frozenset[str]
+    # A token from the gateway's /auth/token carries its session (``sid``) and the user's
+    # token version (``ver``) then; the gateway checks both against its user store.
+    session: str | None = None
+    version: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -82,10 +86,16 @@ class TokenIssuer:
         self.ttl_s = ttl_s
 
     def issue(
-        self, subject: str, roles: list[str] | tuple[str, ...], ttl_s: int | None = None
+        self,
+        subject: str,
+        roles: list[str] | tuple[str, ...],
+        ttl_s: int | None = None,
+        *,
+        session: str | None = None,
+        version: int | None = None,
     ) -> str:
         now = int(time.time())
-        claims = {
+        claims: dict[str, object] = {
             "sub": subject,
             "roles": sorted(set(roles)),
             "iat": now,
@@ -93,16 +103,39 @@ class TokenIssuer:
             "iss": self.issuer,
             "aud": self.audience,
         }
+        if session is not None:
+            claims["sid"] = session
+        if version is not None:
+            claims["ver"] = version
         return jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"kid": self.key_id})
 
 
+MAX_TOKEN_LIFETIME_S = 24 * 3600
+"""The longest a token may live (``exp`` - ``iat``, and ``exp`` - now): a token signed to
+last a century is refused, whoever signed it."""
+
+
 class TokenVerifier:
-    def __init__(self, public_keys: dict[str, str], issuer: str, audience: str) -> None:
+    def __init__(
+        self,
+        public_keys: dict[str, str],
+        issuer: str,
+        audience: str,
+        max_lifetime_s: int = MAX_TOKEN_LIFETIME_S,
+        *,
+        service_keys: frozenset[str] = frozenset(),
+        service_audience: str = "nocode-internal",
+    ) -> None:
         self.keys = {
             kid: serialization.load_pem_public_key(pem.encode()) for kid, pem in public_keys.items()
         }
         self.issuer = issuer
         self.audience = audience
+        self.max_lifetime_s = max_lifetime_s
+        # Keys with one job: a service key (core's) signs only role ``service`` for the
+        # internal audience; tokens for that audience need a service key.
+        self.service_keys = frozenset(service_keys)
+        self.service_audience = service_audience
 
     def verify(self, token: str) -> Identity:
         try:
@@ -112,12 +145,13 @@ class TokenVerifier:
         key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise Unauthorized("token signed with an unknown key")
+        service_key = kid in self.service_keys
         try:
             claims = jwt.decode(
                 token,
                 key,
                 algorithms=[ALGORITHM],
-                audience=self.audience,
+                audience=self.service_audience if service_key else self.audience,
                 issuer=self.issuer,
                 options={"require": REQUIRED_CLAIMS},
             )
@@ -130,7 +164,24 @@ class TokenVerifier:
             raise Unauthorized("invalid token: roles must be a list of strings")
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise Unauthorized("invalid token: sub must be a non-empty string")
-        return Identity(claims["sub"], frozenset(roles))
+        self._check_lifetime(claims["iat"], claims["exp"])
+        if service_key and roles != [SERVICE]:
+            raise Unauthorized("invalid token: a service key signs only the role 'service'")
+        session, version = claims.get("sid"), claims.get("ver")
+        if session is not None and not isinstance(session, str):
+            raise Unauthorized("invalid token: sid must be a string")
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise Unauthorized("invalid token: ver must be an integer")
+        return Identity(claims["sub"], frozenset(roles), session, version)
+
+    def _check_lifetime(self, issued: object, expires: object) -> None:
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in (issued, expires)
+        ):
+            raise Unauthorized("invalid token: iat and exp must be numbers")
+        longest = self.max_lifetime_s
+        if expires - issued > longest or expires - time.time() > longest:  # type: ignore[operator]
+            raise Unauthorized(f"invalid token: it may live at most {longest} s")
 
     def verify_header(self, authorization: str | None) -> Identity:
         """Verify an ``Authorization: Bearer <token>`` header value."""

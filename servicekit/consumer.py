@@ -63,6 +63,7 @@ class EventConsumer:
         group_id: str | None = None,
         session_timeout_ms: int = 6_000,
         heartbeat_interval_ms: int = 2_000,
+        security: dict[str, Any] | None = None,  # servicekit.kafka.client_security
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -78,6 +79,7 @@ class EventConsumer:
         self.backoff_max_s = backoff_max_s
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.security = security or {}
         self._cluster_id: str | None = None
 
     async def run(self) -> None:
@@ -91,6 +93,7 @@ class EventConsumer:
                 auto_offset_reset="earliest",
                 session_timeout_ms=self.session_timeout_ms,
                 heartbeat_interval_ms=self.heartbeat_interval_ms,
+                **self.security,
             )
             lag_reporter: asyncio.Task[None] | None = None
             cluster_watch: asyncio.Task[None] | None = None

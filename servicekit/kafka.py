@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
 from servicekit.settings import ServiceSettings
@@ -18,6 +20,24 @@ from servicekit.settings import ServiceSettings
 log = structlog.get_logger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+
+
+def client_security(settings: ServiceSettings) -> dict[str, Any]:
+    """The aiokafka options that sign a client in (none for a PLAINTEXT broker)."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context()
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism or "SCRAM-SHA-512",
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password else None,
+        }
+    return options
 
 
 def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
@@ -30,6 +50,7 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         enable_idempotence=False,
         request_timeout_ms=settings.kafka_request_timeout_ms,
         linger_ms=5,
+        **client_security(settings),
     )
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -132,9 +134,34 @@ def register_secrets(settings: object) -> None:
             add_secret(value)
 
 
-def configure_logging(service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Route stdlib and structlog output through one JSON renderer on ``stream`` (stdout)."""
+class _Tee:
+    """Writes each line to every stream: stdout, and the ``LOG_FILE`` when one is set."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def configure_logging(
+    service: str, level: str = "INFO", stream: TextIO | None = None, log_file: Path | None = None
+) -> None:
+    """Route stdlib and structlog output through one JSON renderer on ``stream`` (stdout),
+    and also append it to ``log_file`` (``LOG_FILE``, e.g. on core's ``/data``) if given.
+    ``{host}`` in its name becomes the host name (the pod's), so replicas sharing a volume
+    write a file each."""
     stream = stream or sys.stdout
+    if log_file is not None:
+        log_file = Path(str(log_file).replace("{host}", socket.gethostname()))
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        stream = _Tee(stream, log_file.open("a", buffering=1, encoding="utf-8"))  # type: ignore[assignment]
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from contracts import Event
 from servicekit.consumer import EventConsumer, Handler
 from servicekit.db import UnitOfWork, asyncpg_dsn, make_engine, ping
-from servicekit.kafka import make_producer
+from servicekit.kafka import client_security, make_producer
 from servicekit.outbox import OutboxRelay, OutboxWriter
 from servicekit.resilience import backoff_delay
 from servicekit.settings import ServiceSettings
@@ -162,6 +162,7 @@ class ServiceRuntime:
                 backoff_max_s=s.consumer_backoff_max_s,
                 session_timeout_ms=s.kafka_session_timeout_ms,
                 heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
+                security=client_security(s),
             )
             self.consumers.append(consumer)
             runs.append(consumer.run())

@@ -6,6 +6,8 @@ database URL variable (``MODEL_DATABASE_URL``, ``TARGET_DATABASE_URL``, ...).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,11 +27,18 @@ class ServiceSettings(BaseSettings):
         "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )
     kafka_request_timeout_ms: int = Field(10_000, validation_alias="KAFKA_REQUEST_TIMEOUT_MS")
+    # Signing in to Kafka (servicekit.kafka.client_security): PLAINTEXT for the embedded
+    # broker; SASL_PLAINTEXT or SASL_SSL with SCRAM where Kafka has users (k8s: KafkaUsers).
+    kafka_security_protocol: str = Field("PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: str | None = Field(None, validation_alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD")
 
     kafka_session_timeout_ms: int = Field(6_000, validation_alias="KAFKA_SESSION_TIMEOUT_MS")
     kafka_heartbeat_interval_ms: int = Field(2_000, validation_alias="KAFKA_HEARTBEAT_INTERVAL_MS")
 
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_file: Path | None = Field(None, validation_alias="LOG_FILE")  # JSON logs here too
     service_version: str | None = Field(None, validation_alias="SERVICE_VERSION")
 
     # Tracing (servicekit.tracing): spans are exported over OTLP/HTTP only when this is set.
@@ -63,6 +72,18 @@ class ServiceSettings(BaseSettings):
     jwt_private_key: SecretStr | None = Field(None, validation_alias="JWT_PRIVATE_KEY")
     jwt_key_id: str = Field("k1", validation_alias="JWT_KEY_ID")
     jwt_ttl_s: int = Field(3600, gt=0, validation_alias="JWT_TTL_S")
+    # Keys with one job each: the key ids in JWT_SERVICE_KEY_IDS sign only the platform's
+    # own calls (role ``service``, audience JWT_SERVICE_AUDIENCE); core signs with its own
+    # SERVICE_JWT_PRIVATE_KEY, never with the users' key. No token may outlive JWT_MAX_TTL_S.
+    jwt_service_key_ids: list[str] = Field(
+        default_factory=list, validation_alias="JWT_SERVICE_KEY_IDS"
+    )
+    jwt_service_audience: str = Field("nocode-internal", validation_alias="JWT_SERVICE_AUDIENCE")
+    service_jwt_private_key: SecretStr | None = Field(
+        None, validation_alias="SERVICE_JWT_PRIVATE_KEY"
+    )
+    service_jwt_key_id: str = Field("service", validation_alias="SERVICE_JWT_KEY_ID")
+    jwt_max_ttl_s: int = Field(24 * 3600, gt=0, validation_alias="JWT_MAX_TTL_S")
 
     def tracing(self) -> Tracing:
         return Tracing(
@@ -73,7 +94,27 @@ class ServiceSettings(BaseSettings):
         )
 
     def token_verifier(self) -> TokenVerifier:
-        return TokenVerifier(self.jwt_public_keys, self.jwt_issuer, self.jwt_audience)
+        return TokenVerifier(
+            self.jwt_public_keys,
+            self.jwt_issuer,
+            self.jwt_audience,
+            self.jwt_max_ttl_s,
+            service_keys=frozenset(self.jwt_service_key_ids),
+            service_audience=self.jwt_service_audience,
+        )
+
+    def service_token_issuer(self) -> TokenIssuer | None:
+        """The signer of the platform's own calls: the service key where one is given
+        (SERVICE_JWT_PRIVATE_KEY, internal audience), else JWT_PRIVATE_KEY as before."""
+        if self.service_jwt_private_key is None:
+            return self.token_issuer()
+        return TokenIssuer(
+            self.service_jwt_private_key.get_secret_value(),
+            self.service_jwt_key_id,
+            self.jwt_issuer,
+            self.jwt_service_audience,
+            self.jwt_ttl_s,
+        )
 
     def token_issuer(self) -> TokenIssuer | None:
         """The signer, where this service has a private key; ``None`` elsewhere."""

@@ -76,7 +76,11 @@ async def create(
     uow: Uow, who: Caller, body: Annotated[NewTargetRequest, Depends(body_of(NewTargetRequest))]
 ) -> TargetRequestOut:
     view = await handlers.request_target(
-        uow, acting_for(who, body.user_id), body.type, body.model_request_id
+        uow,
+        acting_for(who, body.user_id),
+        body.type,
+        body.model_request_id,
+        any_model=who.sees_all,
     )
     return TargetRequestOut.of(view)
 

@@ -103,10 +103,21 @@ class ModelRecord:
     model_request_id: int
     state: str
     updated_at: datetime = field(default_factory=_now)
+    user_id: str | None = None  # whose model it is (every model event names the owner)
 
     @property
     def gone(self) -> bool:
         return self.state in MODEL_GONE
+
+    def belongs_to(self, user_id: str) -> bool:
+        return self.user_id is not None and self.user_id == user_id
+
+    def record_owner(self, user_id: str) -> bool:
+        """Take the owner an event names, where target did not know it; False otherwise."""
+        if self.user_id is not None or not user_id:
+            return False
+        self.user_id = user_id
+        return True
 
     def record(self, state: str) -> bool:
         """Take the state model announced; False when that changes nothing.

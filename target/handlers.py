@@ -71,12 +71,20 @@ class TargetView(NamedTuple):
 
 
 async def request_target(
-    uow: TargetUow, user_id: str, type: str, model_request_id: int
+    uow: TargetUow, user_id: str, type: str, model_request_id: int, *, any_model: bool = False
 ) -> TargetView:
-    """Accepted whatever model and core are doing, unless the model will never complete."""
+    """Accepted whatever model and core are doing, unless the model will never complete.
+
+    A user may ask only for a target of their own model that target knows (from model's
+    events); any other model answers as one that does not exist, before anything about its
+    state is told. ``any_model`` (admins, the platform's services) allows any model, also
+    one whose events have not reached target yet.
+    """
     async with uow:
         await uow.models.lock(model_request_id, shared=True)
         model = await uow.models.get(model_request_id)
+        if not any_model and (model is None or not model.belongs_to(user_id)):
+            raise NotFound("model request", model_request_id)
         if model is not None and model.gone:
             raise ModelGone(model_request_id, model.state)
         req = TargetRequest.request(await uow.targets.next_id(), user_id, type, model_request_id)
@@ -167,8 +175,8 @@ async def on_model_event(uow: TargetUow, event: model_events.ModelRequestEvent) 
     await uow.models.lock(event.id)
     record = await uow.models.get(event.id)
     if record is None:
-        record = ModelRecord(event.id, event.state)
-    elif not record.record(event.state):
+        record = ModelRecord(event.id, event.state, user_id=event.user_id)
+    elif not record.record(event.state) | record.record_owner(event.user_id):
         log.debug(
             "model state unchanged",
             event_type=event.event_type(),

@@ -97,7 +97,7 @@ class ModelRecordRepository:
         return {row.model_request_id: row.state for row in await self.session.execute(query)}
 
     async def save(self, record: ModelRecord) -> None:
-        values = {"state": record.state, "updated_at": record.updated_at}
+        values = {"state": record.state, "updated_at": record.updated_at, "user_id": record.user_id}
         await self.session.execute(
             insert(model_requests)
             .values(model_request_id=record.model_request_id, **values)

@@ -36,6 +36,8 @@ model_requests = Table(
     Column("model_request_id", BigInteger, primary_key=True, autoincrement=False),
     Column("state", String(32), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The model's owner, from its events: a user may ask for targets of their own models only.
+    Column("user_id", String(255)),
 )
 
 outbox = outbox_table(metadata)

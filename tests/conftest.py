@@ -74,3 +74,13 @@ def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 async def topics(broker: EmbeddedBroker) -> AsyncIterator[str]:
     await ensure_topics(broker.bootstrap_servers, ALL_TOPICS, 3, 1)
     yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def core_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """core writes its model cards under ``CORE_DATA_DIR``: a temporary one in tests, never
+    the repository's ``.nocode``."""
+    path = tmp_path_factory.mktemp("core-data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CORE_DATA_DIR", str(path))
+        yield path

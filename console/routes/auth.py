@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from console import i18n
+from console.gateway_client import GatewayDown
 from console.sessions import COOKIE
 from console.web import (
     PAGE_PATHS,
@@ -84,12 +86,15 @@ async def signin(
     expires_at = float(claims.get("exp", time.time() + answer.body.get("expires_in", 0)))
     menus = await client.call("GET", "/menus", None, token=token)
     body = menus.body if menus.ok and isinstance(menus.body, dict) else {}
+    refresh = answer.body.get("refresh_token")
     session = sessions(request).create(
         username=body.get("username", username),
         roles=tuple(body.get("roles", ())),
         token=token,
         token_expires_at=expires_at,
         menus=tuple(m["id"] for m in body.get("menus", ())),
+        refresh_token=refresh,
+        refresh_expires_at=time.time() + float(answer.body.get("refresh_expires_in", 0)),
     )
     first = next if next.startswith(PREFIX + "/") and not next.startswith("//") else ""
     if not first:
@@ -110,6 +115,11 @@ def next_page(menus: tuple[str, ...]) -> str | None:
 @router.post("/signout")
 async def signout(request: Request, session: Checked) -> Response:
     sessions(request).end(session.id)
+    if session.refresh_token:  # the gateway ends the session too, not just this cookie
+        with contextlib.suppress(GatewayDown):
+            await api(request).call(
+                "POST", "/auth/logout", None, data={"refresh_token": session.refresh_token}
+            )
     response = redirect(PREFIX + "/signin?bye=1")
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

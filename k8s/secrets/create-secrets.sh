@@ -32,8 +32,11 @@ password() { openssl rand -hex 24; }
 
 openssl genpkey -algorithm ed25519 -out "$work/jwt.pem" 2>/dev/null
 openssl pkey -in "$work/jwt.pem" -pubout -out "$work/jwt.pub.pem"
-python3 -c 'import json, sys; print(json.dumps({"k1": open(sys.argv[1]).read()}))' \
-  "$work/jwt.pub.pem" > "$work/public-keys.json"
+# core's own key: it signs only the platform's own calls (role service).
+openssl genpkey -algorithm ed25519 -out "$work/service.pem" 2>/dev/null
+openssl pkey -in "$work/service.pem" -pubout -out "$work/service.pub.pem"
+python3 -c 'import json, sys; print(json.dumps({"k1": open(sys.argv[1]).read(), "service": open(sys.argv[2]).read()}))' \
+  "$work/jwt.pub.pem" "$work/service.pub.pem" > "$work/public-keys.json"
 
 db_host="${DB_HOST:-postgres}"
 pg_args="--from-literal=POSTGRES_PASSWORD=$(password)"
@@ -55,6 +58,7 @@ render() {
   kubectl create secret generic nocode-secrets -n "$namespace" $url_args \
     --from-file=JWT_PUBLIC_KEYS="$work/public-keys.json" \
     --from-file=JWT_PRIVATE_KEY="$work/jwt.pem" \
+    --from-file=SERVICE_JWT_PRIVATE_KEY="$work/service.pem" \
     --from-literal=JWT_KEY_ID=k1 \
     --from-literal=GATEWAY_ADMIN_USERNAME="${GATEWAY_ADMIN_USERNAME:-admin}" \
     --from-literal=GATEWAY_ADMIN_PASSWORD="$(password)" \

@@ -46,7 +46,7 @@ async def module_topics(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
 @pytest.fixture(scope="session")
 def chromium() -> str:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does)")
     return CHROMIUM
 
 

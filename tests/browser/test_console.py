@@ -28,8 +28,12 @@ OTHER, OTHER_PASSWORD = "bob", "bob-password-12"
 CORE = {"training_steps": 6, "step_duration_s": 0.8, "extraction_steps": 2}
 
 
+ACCESS_TOKEN_TTL_S = 40
+
+
 class Shared:
     base: str = ""
+    admin_signed_in_at: float = 0.0
     model_view: str = ""  # alice's completed model, e.g. "model-1"
 
 
@@ -37,7 +41,11 @@ class Shared:
 async def platform(
     postgres_admin_url: str, module_topics: str
 ) -> AsyncIterator[tuple[Platform, httpx.AsyncClient]]:
-    async with whole_platform(postgres_admin_url, module_topics, core=CORE) as running:
+    # Access tokens shorter than the module's run: sessions live on by refreshing them.
+    gateway = {"access_token_ttl_s": ACCESS_TOKEN_TTL_S}
+    async with whole_platform(
+        postgres_admin_url, module_topics, core=CORE, gateway=gateway
+    ) as running:
         Shared.base = str(running[1].base_url).rstrip("/")
         yield running
 
@@ -75,6 +83,7 @@ async def test_a_request_goes_from_the_form_to_the_lms_send(
 ) -> None:
     base = Shared.base
     boss = await sign_in(admin, base, "admin", ADMIN_PASSWORD)
+    Shared.admin_signed_in_at = time.monotonic()
     await expect(boss.locator("#menu-inbox")).to_be_visible()
 
     # The admin creates the data scientist on the Users page.
@@ -395,3 +404,18 @@ async def test_korean_from_the_browser_with_a_switch_and_the_keyboard_alone(
     await korean.get_by_role("link", name="English").click()
     await expect(korean.locator("h1")).to_have_text("My requests")
     await context.close()
+
+
+async def test_a_session_outlives_its_access_token_by_refreshing_it(
+    platform: tuple[Platform, httpx.AsyncClient], admin: BrowserContext
+) -> None:
+    """The admin signed in at the start of the module; its first access token has expired."""
+    assert Shared.admin_signed_in_at, "the first test signs the admin in"
+    waited = time.monotonic() - Shared.admin_signed_in_at
+    if waited < ACCESS_TOKEN_TTL_S + 5:
+        await asyncio.sleep(ACCESS_TOKEN_TTL_S + 5 - waited)
+    page = await admin.new_page()
+    await page.goto(Shared.base + "/ui/inbox")
+    await expect(page.locator("#menu-inbox")).to_be_visible()
+    assert "/ui/inbox" in page.url and "signin" not in page.url
+    await page.close()

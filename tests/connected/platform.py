@@ -141,7 +141,7 @@ async def gateway_in_front_of(platform: Platform) -> AsyncIterator[httpx.AsyncCl
         upstream_timeout_s=5.0,
         database_url=platform.databases["gateway"],
         admin_password=ADMIN_PASSWORD,
-        **AUTH_SETTINGS,
+        **{**AUTH_SETTINGS, **platform.overrides.get("gateway", {})},
     )
     app = build_gateway(settings)
     platform.gateway_tracing = app[TRACING]

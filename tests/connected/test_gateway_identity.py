@@ -297,12 +297,13 @@ async def test_token_for_the_seeded_admin(gateway: TestClient) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     body = await response.json()
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 3600
+    assert body["expires_in"] == 900  # GATEWAY_ACCESS_TOKEN_TTL_S: 15 minutes at most
+    assert len(body["refresh_token"]) >= 40 and body["refresh_expires_in"] == 12 * 3600
     identity = TokenVerifier({"k1": PUBLIC_1}, ISS, AUD).verify(body["access_token"])
     assert identity.subject == "admin"
     assert identity.roles == {"admin", "user"}
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
-    assert claims["exp"] - claims["iat"] == 3600
+    assert claims["exp"] - claims["iat"] == 900
 
 
 async def test_token_from_a_form(gateway: TestClient) -> None:
@@ -501,12 +502,14 @@ async def test_admin_api_errors(gateway: TestClient, admin: dict[str, str]) -> N
         response = await gateway.request(method, path, json=body, headers=admin)
         return response.status, await response.json()
 
-    status, body = await answer("POST", "/users", {"username": "bob", "password": "12345678"})
+    status, body = await answer(
+        "POST", "/users", {"username": "bob", "password": "long-enough-pass"}
+    )
     assert (status, body["detail"]) == (
         409,
         "user 'bob' already exists (usernames are unique ignoring case)",
     )
-    status, _ = await answer("POST", "/users", {"username": "BOB", "password": "12345678"})
+    status, _ = await answer("POST", "/users", {"username": "BOB", "password": "long-enough-pass"})
     assert status == 409
     for method, path in (
         ("GET", user_path("nobody")),
@@ -514,19 +517,29 @@ async def test_admin_api_errors(gateway: TestClient, admin: dict[str, str]) -> N
         ("PUT", user_path("nobody", "roles", "admin")),
         ("PUT", user_path("nobody", "password")),
     ):
-        status, body = await answer(method, path, {"password": "12345678"})
+        status, body = await answer(method, path, {"password": "long-enough-pass"})
         assert (status, body) == (404, {"detail": "user 'nobody' not found"}), (method, path)
 
     cases: list[tuple[str, str, Any, str]] = [
-        ("POST", "/users", {"password": "12345678"}, "username"),
+        ("POST", "/users", {"password": "long-enough-pass"}, "username"),
         ("POST", "/users", {"username": "eve"}, "password"),
         ("POST", "/users", {"username": "eve", "password": "short"}, "password"),
-        ("POST", "/users", {"username": " eve", "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "e/ve", "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "e\x00ve", "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "e" * 129, "password": "12345678"}, "username"),
-        ("POST", "/users", {"username": "eve", "password": "12345678", "roles": ["god"]}, "roles"),
-        ("POST", "/users", {"username": "eve", "password": "12345678", "roles": "admin"}, "roles"),
+        ("POST", "/users", {"username": " eve", "password": "long-enough-pass"}, "username"),
+        ("POST", "/users", {"username": "e/ve", "password": "long-enough-pass"}, "username"),
+        ("POST", "/users", {"username": "e\x00ve", "password": "long-enough-pass"}, "username"),
+        ("POST", "/users", {"username": "e" * 129, "password": "long-enough-pass"}, "username"),
+        (
+            "POST",
+            "/users",
+            {"username": "eve", "password": "long-enough-pass", "roles": ["god"]},
+            "roles",
+        ),
+        (
+            "POST",
+            "/users",
+            {"username": "eve", "password": "long-enough-pass", "roles": "admin"},
+            "roles",
+        ),
         ("PUT", user_path("bob", "roles", "service"), None, "role"),
         ("DELETE", user_path("bob", "roles", "god"), None, "role"),
         ("PUT", user_path("bob", "password"), {}, "password"),

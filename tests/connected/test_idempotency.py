@@ -15,17 +15,19 @@ import orjson
 import pytest
 from sqlalchemy import func, insert, select, update
 
+from contracts import model as model_events
 from contracts.topics import MODEL_EVENTS, TARGET_EVENTS
 from model.tables import idempotency_keys, model_requests, outbox
 from servicekit import idempotency
 from servicekit.runtime import ServiceRuntime
 from target.bootstrap import build as build_target
 from target.settings import TargetSettings
+from target.tables import model_requests as target_models
 from target.tables import outbox as target_outbox
 from target.tables import targets
 from tests.connected.model_service import model_service
 from tests.connected.services import running, settings_for
-from tests.support import bearer, read_topic
+from tests.support import bearer, eventually, publish, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -219,6 +221,11 @@ async def test_key_format_is_checked_and_expired_keys_no_longer_count(
 async def test_target_commands_take_effect_once(target_db: str, topics: str) -> None:
     settings = settings_for(TargetSettings, target_db, topics)
     async with running(build_target, settings) as (client, runtime):
+        # A user asks for targets of their own model only, once target knows it.
+        await publish(
+            topics, model_events.Requested(id=1, state="requested", user_id="test", model_name="M")
+        )
+        await eventually(lambda: count(runtime, target_models), what="target to know model 1")
         body = {"userId": "test", "type": "vip", "modelRequestId": 1}
         first = await client.post("/targets", json=body, headers=keyed("t-create"))
         again = await client.post("/targets", json=body, headers=keyed("t-create"))

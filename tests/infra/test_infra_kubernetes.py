@@ -38,10 +38,12 @@ CRD_KINDS = {
     ("kafka.strimzi.io/v1", "Kafka"),
     ("kafka.strimzi.io/v1", "KafkaNodePool"),
     ("kafka.strimzi.io/v1", "KafkaTopic"),
+    ("kafka.strimzi.io/v1", "KafkaUser"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 SERVICE_NAMES = [s.name for s in SERVICES]
+KAFKA_USERS = {"model", "target", "core", "notice", "mypage-cqrs"}
 DATABASE_NAMES = [s.name for s in SERVICES if s.database]
 WITHOUT_DATABASE = {"simulators", *(s.name for s in SERVICES if not s.database)}
 SECRET_KEYS = {d["metadata"]["name"]: set(d["stringData"]) for d in kustomize(ROOT / "k8s/secrets")}
@@ -141,7 +143,9 @@ def test_every_env_var_set_is_a_setting_the_container_reads(overlay: str) -> Non
             for env in c.get("env", []):
                 assert env["name"] in allowed, (owner, c["name"], env["name"])
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
+                if ref and ref["name"] in KAFKA_USERS:  # Strimzi's Secret of the KafkaUser
+                    assert (env["name"], ref["key"]) == ("KAFKA_SASL_PASSWORD", "password")
+                elif ref:
                     assert env["name"] in SECRET_KEYS[ref["name"]], (owner, env["name"])
 
 
@@ -149,7 +153,8 @@ def test_every_env_var_set_is_a_setting_the_container_reads(overlay: str) -> Non
 def test_only_the_signers_get_the_private_key(overlay: str) -> None:
     for name, c in nocode_containers(rendered(overlay)):
         names = {e["name"] for e in c.get("env", [])}
-        assert ("JWT_PRIVATE_KEY" in names) == (name in ("gateway", "core")), name
+        assert ("JWT_PRIVATE_KEY" in names) == (name == "gateway"), name
+        assert ("SERVICE_JWT_PRIVATE_KEY" in names) == (name == "core"), name
         if name not in WITHOUT_DATABASE:
             assert {"JWT_PUBLIC_KEYS", f"{name.upper()}_DATABASE_URL"} <= names, name
 
@@ -314,3 +319,100 @@ def test_dev_has_the_seeds_siege_pod_and_prod_has_none() -> None:
     script = (ROOT / "deploy/siege/loadtest.sh").read_text()
     assert '"$gateway/models POST userId=$user&state=request&modelName=TestModel1"' in script
     assert not of_kind(rendered("prod"), "Pod")
+
+
+# --- transport: who may reach whom, who may write and read what (issue 12, item 9) ----
+
+# What each service's consumers subscribe to (servicekit.runtime subscriptions) and the
+# one topic it publishes (contracts: a topic per producing context).
+CONSUMES = {
+    "model": {"core.events"},
+    "target": {"model.events", "core.events"},
+    "core": {"model.events", "target.events"},
+    "notice": {"model.events", "target.events", "core.events"},
+    "mypage_cqrs": {"model.events", "target.events", "core.events"},
+}
+PUBLISHES = {"model": "model.events", "target": "target.events", "core": "core.events"}
+
+
+def acl_topics(user: dict, operation: str) -> set[str]:
+    return {
+        acl["resource"]["name"]
+        for acl in user["spec"]["authorization"]["acls"]
+        if acl["resource"]["type"] == "topic" and operation in acl["operations"]
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kafka_users_write_only_their_own_topic_and_read_what_they_consume(overlay: str) -> None:
+    docs = rendered(overlay)
+    users = by_name(docs, "KafkaUser")
+    assert set(users) == KAFKA_USERS
+    kafka = by_name(docs, "Kafka")["nocode"]["spec"]["kafka"]
+    assert kafka["authorization"] == {"type": "simple"}
+    (listener,) = kafka["listeners"]
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    for service, reads in CONSUMES.items():
+        user = users[k8s_name(service)]
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        own = {PUBLISHES[service]} if service in PUBLISHES else set()
+        assert acl_topics(user, "Write") == own | {f"{service}.dlt"}, service
+        assert acl_topics(user, "Read") == reads, service
+        groups = [
+            a["resource"]["name"]
+            for a in user["spec"]["authorization"]["acls"]
+            if a["resource"]["type"] == "group"
+        ]
+        assert groups == [service]
+        assert not any(
+            acl["resource"].get("patternType") == "prefix" or acl["resource"].get("name") == "*"
+            for acl in user["spec"]["authorization"]["acls"]
+        )
+    config = by_name(docs, "ConfigMap")["nocode-config"]["data"]
+    assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    for name, c in nocode_containers(docs):
+        env = {e["name"]: e for e in c.get("env", [])}
+        if k8s_name(name) in KAFKA_USERS:
+            assert env["KAFKA_SASL_USERNAME"]["value"] == k8s_name(name)
+            ref = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": k8s_name(name), "key": "password"}
+        else:
+            assert "KAFKA_SASL_PASSWORD" not in env, name
+
+
+def peers_of(policy: dict) -> list[dict]:
+    return [peer for rule in policy["spec"].get("ingress", []) for peer in rule["from"]]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policies_let_only_the_gateway_in_from_the_ingress(overlay: str) -> None:
+    docs = rendered(overlay)
+    policies = by_name(docs, "NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    from_ingress = [
+        p
+        for p in policies.values()
+        if any("namespaceSelector" in peer and "podSelector" in peer for peer in peers_of(p))
+    ]
+    assert [p["metadata"]["name"] for p in from_ingress] == ["gateway-from-ingress"]
+    assert from_ingress[0]["spec"]["podSelector"] == {"matchLabels": {"app": "gateway"}}
+    (postgres,) = [
+        p
+        for p in policies.values()
+        if p["spec"]["podSelector"] == {"matchLabels": {"app": "postgres"}}
+    ]
+    (peer,) = peers_of(postgres)
+    (expression,) = peer["podSelector"]["matchExpressions"]
+    assert set(expression["values"]) == {k8s_name(s) for s in DATABASE_NAMES}
+    assert [port["port"] for rule in postgres["spec"]["ingress"] for port in rule["ports"]] == [
+        5432
+    ]
+    kafka_peers = by_name(docs, "Kafka")["nocode"]["spec"]["kafka"]["listeners"][0]
+    (kafka_peer,) = kafka_peers["networkPolicyPeers"]
+    (expression,) = kafka_peer["podSelector"]["matchExpressions"]
+    assert set(expression["values"]) == KAFKA_USERS
+    # Nothing in the namespace admits every pod from everywhere.
+    for policy in policies.values():
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), policy["metadata"]["name"]

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from servicekit.auth import TokenIssuer, TokenVerifier
+from servicekit.auth import TokenIssuer, TokenVerifier, Unauthorized
 from tests.infra.manifests import ROOT, kubectl, kustomize
 
 
@@ -42,6 +42,19 @@ def test_create_secrets_prints_valid_secrets_with_a_working_key_pair() -> None:
     )
     verifier = TokenVerifier(json.loads(data["JWT_PUBLIC_KEYS"]), "nocode-gateway", "nocode")
     assert verifier.verify(issuer.issue("test", ["user"])).subject == "test"
+    # core's own key signs service tokens for the internal audience, and nothing else.
+    services = TokenVerifier(
+        json.loads(data["JWT_PUBLIC_KEYS"]),
+        "nocode-gateway",
+        "nocode",
+        service_keys=frozenset({"service"}),
+    )
+    core = TokenIssuer(
+        data["SERVICE_JWT_PRIVATE_KEY"], "service", "nocode-gateway", "nocode-internal", 60
+    )
+    assert services.verify(core.issue("service:core", ["service"])).roles == {"service"}
+    with pytest.raises(Unauthorized):
+        services.verify(core.issue("mallory", ["admin"]))
 
     passwords = {
         k: base64.b64decode(v).decode() for k, v in made["nocode-postgres"]["data"].items()

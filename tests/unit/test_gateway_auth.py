@@ -102,10 +102,24 @@ def test_unusable_usernames(name: object) -> None:
 
 
 def test_passwords_and_roles() -> None:
-    assert check_password("12345678") == "12345678"
-    for bad in ("1234567", "x" * 1025, None):
-        with pytest.raises(InvalidField, match="password"):
+    assert check_password("correct horse battery") == "correct horse battery"
+    assert check_password("twelve-chars", username="bob") == "twelve-chars"
+    for bad, why in (
+        ("12345678", "must be at least 12 characters"),
+        (" " * 8, "must be at least 12 characters"),
+        (" " * 12, "must not be blank"),
+        ("\t \n" * 4, "must not be blank"),
+        ("a" * 12, "must not be one character repeated"),
+        ("Password1234", "is one of the most common passwords"),
+        ("QWERTY123456", "is one of the most common passwords"),
+        ("x" * 1025, "must be at most 1024 characters"),
+        (None, "must be a string"),
+    ):
+        with pytest.raises(InvalidField) as refused:
             check_password(bad)
+        assert (refused.value.field, refused.value.message) == ("password", why)
+    with pytest.raises(InvalidField, match="must not be the username"):
+        check_password("Administrator-X", username="administrator-x")
     assert check_roles(["user", "admin", "user"]) == ("admin", "user")
     assert check_roles([]) == ()
     assert check_role("admin") == "admin"

@@ -195,8 +195,8 @@ def model_event(kind: type[model_events.ModelRequestEvent], state: str, **extra:
 async def test_target_counts_the_targets_its_compensation_cancels() -> None:
     uow = TargetUow()
     uow.models.rows[1] = ModelRecord(1, "completed")
-    first = (await target_handlers.request_target(uow, "a", "t", 1)).target.id
-    second = (await target_handlers.request_target(uow, "b", "t", 1)).target.id
+    first = (await target_handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
+    second = (await target_handlers.request_target(uow, "b", "t", 1, any_model=True)).target.id
     deltas = Deltas(
         stage("target", "approved"),
         compensation("target", "targets_canceled"),
@@ -221,7 +221,7 @@ async def test_target_counts_the_targets_its_compensation_cancels() -> None:
 async def test_target_counts_its_completion() -> None:
     uow = TargetUow()
     uow.models.rows[1] = ModelRecord(1, "completed")
-    id = (await target_handlers.request_target(uow, "a", "t", 1)).target.id
+    id = (await target_handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
     await target_handlers.approve(uow, id)
     deltas = Deltas(stage("target", "completed"), outcome("target", "completed"))
     async with uow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 import pytest
@@ -61,7 +62,7 @@ class FakeModels:
 
     async def get(self, model_request_id: int) -> ModelRecord | None:
         row = self.rows.get(model_request_id)
-        return ModelRecord(row.model_request_id, row.state, row.updated_at) if row else None
+        return dataclasses.replace(row) if row else None
 
     async def states(self, model_request_ids: Iterable[int]) -> dict[int, str]:
         return {i: self.rows[i].state for i in model_request_ids if i in self.rows}
@@ -127,10 +128,51 @@ def types(events: list[Event]) -> list[str]:
 
 
 async def test_a_target_is_accepted_while_its_model_is_unknown(uow: FakeUnitOfWork) -> None:
-    view = await handlers.request_target(uow, "test", "vip", 1)
+    view = await handlers.request_target(uow, "test", "vip", 1, any_model=True)
     assert view.model_state is None and view.target.state == State.REQUESTED
     assert types(uow.outbox) == ["TargetRequested"]
     assert uow.models.locks == [(1, True)]
+
+
+async def test_a_user_asks_for_targets_of_their_own_models_only(uow: FakeUnitOfWork) -> None:
+    await completed_model(uow, 1)  # test's model (model_event names user "test")
+    assert uow.models.rows[1].user_id == "test"
+    mine = await handlers.request_target(uow, "test", "vip", 1)
+    assert (mine.target.user_id, mine.model_state) == ("test", "completed")
+    outbox = list(uow.outbox)
+
+    with pytest.raises(NotFound) as foreign:
+        await handlers.request_target(uow, "bob", "vip", 1)
+    with pytest.raises(NotFound) as missing:
+        await handlers.request_target(uow, "bob", "vip", 99)
+    assert (str(foreign.value), str(missing.value)) == (
+        "model request 1 not found",
+        "model request 99 not found",
+    )
+    assert len(uow.targets.rows) == 1 and uow.outbox == outbox
+
+
+@pytest.mark.parametrize("state", ["requestCanceled", "rejected", "failed"])
+async def test_another_users_gone_model_tells_nothing_of_its_state(
+    uow: FakeUnitOfWork, state: str
+) -> None:
+    uow.models.rows[1] = ModelRecord(1, state, user_id="alice")
+    with pytest.raises(NotFound, match="model request 1 not found"):
+        await handlers.request_target(uow, "bob", "vip", 1)
+    with pytest.raises(ModelGone):  # alice herself learns why
+        await handlers.request_target(uow, "alice", "vip", 1)
+
+
+async def test_a_model_recorded_without_its_owner_learns_it_from_the_next_event(
+    uow: FakeUnitOfWork,
+) -> None:
+    uow.models.rows[1] = ModelRecord(1, "completed")  # recorded before owners were kept
+    with pytest.raises(NotFound):
+        await handlers.request_target(uow, "test", "vip", 1)
+    late = model_event(model_events.StateChanged, 1, "completed", previous_state="inProgress")
+    await consume(uow, late)
+    assert (uow.models.rows[1].user_id, uow.models.rows[1].state) == ("test", "completed")
+    assert (await handlers.request_target(uow, "test", "vip", 1)).model_state == "completed"
 
 
 @pytest.mark.parametrize("state", ["requestCanceled", "rejected", "failed"])
@@ -139,12 +181,12 @@ async def test_a_target_of_a_model_that_will_never_complete_is_refused(
 ) -> None:
     uow.models.rows[1] = ModelRecord(1, state)
     with pytest.raises(ModelGone, match=f"model request 1: the model request is {state}"):
-        await handlers.request_target(uow, "test", "vip", 1)
+        await handlers.request_target(uow, "test", "vip", 1, any_model=True)
     assert uow.targets.rows == {} and uow.outbox == [] and uow.commits == 0
 
 
 async def test_approval_is_refused_until_the_model_completed(uow: FakeUnitOfWork) -> None:
-    id = (await handlers.request_target(uow, "test", "vip", 1)).target.id
+    id = (await handlers.request_target(uow, "test", "vip", 1, any_model=True)).target.id
     with pytest.raises(ModelNotCompleted, match="model request 1 is unknown to target yet"):
         await handlers.approve(uow, id)
 
@@ -173,10 +215,10 @@ async def test_compensation_cancels_the_open_targets_of_that_model_only(
     uow: FakeUnitOfWork,
 ) -> None:
     await completed_model(uow, 1)
-    requested = (await handlers.request_target(uow, "a", "t", 1)).target.id
-    approved = (await handlers.request_target(uow, "b", "t", 1)).target.id
-    completed = (await handlers.request_target(uow, "c", "t", 1)).target.id
-    other_model = (await handlers.request_target(uow, "d", "t", 2)).target.id
+    requested = (await handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
+    approved = (await handlers.request_target(uow, "b", "t", 1, any_model=True)).target.id
+    completed = (await handlers.request_target(uow, "c", "t", 1, any_model=True)).target.id
+    other_model = (await handlers.request_target(uow, "d", "t", 2, any_model=True)).target.id
     await handlers.approve(uow, approved)
     await handlers.approve(uow, completed)
     await consume(uow, TargetCompleted(id=9, request_id=str(completed)))
@@ -221,7 +263,7 @@ async def test_compensation_cancels_the_open_targets_of_that_model_only(
 async def test_every_model_that_will_never_complete_compensates(
     uow: FakeUnitOfWork, kind: type[model_events.ModelRequestEvent], state: str, extra: dict
 ) -> None:
-    id = (await handlers.request_target(uow, "a", "t", 1)).target.id
+    id = (await handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
     await consume(uow, model_event(kind, 1, state, **extra))
     assert uow.targets.rows[id].state == State.CANCELED
     assert uow.targets.rows[id].reason == f"model request 1 was {state}"
@@ -247,7 +289,7 @@ async def test_a_late_completion_of_a_cancelled_target_changes_nothing(
     uow: FakeUnitOfWork,
 ) -> None:
     await completed_model(uow)
-    id = (await handlers.request_target(uow, "a", "t", 1)).target.id
+    id = (await handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
     await handlers.approve(uow, id)
     await handlers.cancel(uow, id, "not needed")
     before = len(uow.outbox)
@@ -264,8 +306,8 @@ async def test_a_late_completion_of_a_cancelled_target_changes_nothing(
 
 async def test_core_completion_and_failure_announce_state_changed(uow: FakeUnitOfWork) -> None:
     await completed_model(uow)
-    done = (await handlers.request_target(uow, "a", "t", 1)).target.id
-    failed = (await handlers.request_target(uow, "a", "t", 1)).target.id
+    done = (await handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
+    failed = (await handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
     for id in (done, failed):
         await handlers.approve(uow, id)
     before = len(uow.outbox)
@@ -298,7 +340,7 @@ async def test_unknown_target_is_not_found_and_nothing_committed(uow: FakeUnitOf
 
 
 async def test_illegal_action_commits_nothing(uow: FakeUnitOfWork) -> None:
-    id = (await handlers.request_target(uow, "a", "t", 1)).target.id
+    id = (await handlers.request_target(uow, "a", "t", 1, any_model=True)).target.id
     await handlers.reject(uow, id, "no budget")
     with pytest.raises(IllegalTransition, match="cannot cancel target request 1: it is rejected"):
         await handlers.cancel(uow, id)
@@ -308,8 +350,8 @@ async def test_illegal_action_commits_nothing(uow: FakeUnitOfWork) -> None:
 
 async def test_list_shows_each_target_with_its_model_state(uow: FakeUnitOfWork) -> None:
     await completed_model(uow, 1)
-    await handlers.request_target(uow, "a", "t", 1)
-    await handlers.request_target(uow, "b", "t", 2)
+    await handlers.request_target(uow, "a", "t", 1, any_model=True)
+    await handlers.request_target(uow, "b", "t", 2, any_model=True)
     views = await handlers.list_targets(uow, None, 10, 0)
     assert [(v.target.user_id, v.model_state) for v in views] == [("a", "completed"), ("b", None)]
     assert [v.target.user_id for v in await handlers.list_targets(uow, "b", 10, 0)] == ["b"]

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# What `make test` needs beyond Python, from Debian's packages when missing: Chromium for
+# the console's browser tests (fonts-noto-cjk draws its Korean pages) and npm, which
+# brings the AsyncAPI JSON schema the contract tests validate against.
+set -euo pipefail
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
+command -v npm >/dev/null || missing+=(npm)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "make test needs: ${missing[*]} (Debian: apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
