@@ -52,6 +52,15 @@ ERRORS = {
     "503": "database unavailable: retry after Retry-After seconds",
 }
 FORM = "application/x-www-form-urlencoded"
+UNPARSABLE = {
+    # uvicorn's own answer, before any route: e.g. a request line past its limit. Through
+    # the gateway a client gets the gateway's JSON 400 instead.
+    "description": "a request the HTTP server cannot parse (a request line too long, …)",
+    "content": {
+        "text/plain": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+    },
+}
 
 
 def body_models(dependant: Dependant) -> Iterator[type[BaseModel]]:
@@ -100,6 +109,7 @@ def document(app: FastAPI) -> None:
                             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                         },
                     }
+                responses["400"] = UNPARSABLE
         for unused in ("HTTPValidationError", "ValidationError"):
             if not _referenced(spec["paths"], unused):
                 schemas.pop(unused, None)
