@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import runpy
 import signal
-import time
 from types import FrameType
 
 import typer
@@ -25,29 +25,51 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
 
 @app.command()
 def up() -> None:
-    """Start the whole platform in the foreground; Ctrl-C or SIGTERM stops it."""
+    """Start the whole platform in the foreground and keep it running (a process that
+    exits is restarted); Ctrl-C or SIGTERM stops it. One platform per data directory."""
+    from nocode import placement
     from nocode.launcher import Platform
+
+    platform = Platform()
+    data_dir = platform.settings.data_dir
+    lock = placement.PlatformLock(data_dir)
+    if not lock.acquire():
+        running = placement.read(data_dir)
+        typer.echo(f"nocode: {placement.already_running(data_dir, running)}", err=True)
+        raise typer.Exit(1)
+    # What a nocode up that was killed left running here is this lock holder's to stop.
+    if left := placement.leftovers(data_dir):
+        typer.echo(f"nocode: stopping what a killed nocode up left: pids {[p.pid for p in left]}")
+        placement.stop_leftovers(left)
+    if platform.embedded_databases and platform.postgres.running():
+        platform.postgres.stop()
+    if busy := placement.busy_ports(platform.ports()):
+        lock.release()
+        typer.echo(f"nocode: {placement.ports_in_use(busy)}", err=True)
+        raise typer.Exit(1)
+
+    def record(state: str = "up") -> None:
+        placement.write(data_dir, placement.stamp(platform.placement(), state))
 
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
-    platform = Platform()
     code = 0
     try:
+        record("starting")
         typer.echo("nocode: starting PostgreSQL and the broker, creating topics, migrating...")
         platform.start_infrastructure()
         platform.start_services()
         platform.wait_ready()
+        supervisor = platform.supervise(log=typer.echo, on_change=record)
+        record()
         typer.echo("\nnocode is up:")
         for name, where in platform.listing():
             typer.echo(f"  {name:<12} {where}")
         typer.echo(
             "\nTry: curl -s localhost:8080/models -d userId=test -d modelName=TestModel10\n"
-            "Ctrl-C stops everything.\n"
+            "A process that exits is restarted; Ctrl-C stops everything.\n"
         )
-        while not (exited := platform.exited()):
-            time.sleep(0.5)
-        typer.echo(f"nocode: service exited unexpectedly: {exited}; stopping", err=True)
-        code = 1
+        supervisor.run()
     except _Stop as stop:
         typer.echo(f"\nnocode: {stop}, stopping...")
     except Exception as exc:
@@ -57,8 +79,18 @@ def up() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         platform.stop()
+        placement.remove(data_dir)
+        lock.release()
         typer.echo("nocode: stopped.")
     raise typer.Exit(code)
+
+
+def _use_platform() -> None:
+    """Point this command at the platform where ``nocode up`` placed it (moved ports
+    included), through the same settings variables the services read."""
+    from nocode.placement import locate
+
+    os.environ.update(locate().env())
 
 
 @app.command()
@@ -85,6 +117,7 @@ def demo() -> None:
     """Drive the seed's scenario through the gateway of a running platform (`nocode up`)."""
     from nocode.demo import run
 
+    _use_platform()
     raise typer.Exit(0 if run() else 1)
 
 
@@ -102,6 +135,7 @@ def replay(
     from mypage_cqrs.settings import MypageCqrsSettings
     from nocode.status import service_urls
 
+    _use_platform()
     settings = MypageCqrsSettings()
     # The producers' counts: configured URLs, else where the local platform runs them.
     local = {n: u for n, u in service_urls().items() if n in ("model", "target", "core")}
@@ -141,6 +175,7 @@ def status(
     core's queue and open circuit breakers, then a verdict; exit 1 when degraded."""
     from nocode.status import Thresholds, main
 
+    _use_platform()
     thresholds = Thresholds(backlog=max_backlog, lag=max_lag)
     raise typer.Exit(
         main(host=host, as_json=as_json, watch=watch, thresholds=thresholds, out=typer.echo)
@@ -195,6 +230,7 @@ def _dlq(action: str, **options: object) -> None:
     from nocode.launcher import LauncherSettings
     from nocode.status import service_urls
 
+    _use_platform()
     gateway = options.pop("gateway") or service_urls()["gateway"]
     token = issuer(LauncherSettings().data_dir).issue("nocode-dlq", ["admin"], ttl_s=300)
     filters = Filters(tuple(options.pop("ids")), options.pop("event_type"), options.pop("kind"))

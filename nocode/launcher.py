@@ -3,6 +3,7 @@
 Embedded PostgreSQL (one database per service) and the embedded broker start
 unless real endpoints are configured; topics are created, every database is
 migrated, then each service runs as its own process, the way its container would.
+Once up, :meth:`Platform.supervise` restarts any of these processes that exits.
 """
 
 from __future__ import annotations
@@ -15,17 +16,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from nocode.embedded_postgres import EmbeddedPostgres
 from nocode.keys import local_admin_password, local_identity_env
 from nocode.services import EXTERNAL_ENDPOINTS, GATEWAY_ROUTES, SERVICES, SIMULATORS, ServiceSpec
+from nocode.supervisor import Process, RestartPolicy, Supervisor, dies_with_parent
 from servicekit import migrations
 from servicekit.kafka import ensure_topics, wait_for_broker
 
@@ -40,9 +46,15 @@ class LauncherSettings(BaseSettings):
     postgres_port: int = Field(55432, validation_alias="NOCODE_POSTGRES_PORT")
     broker_port: int = Field(9092, validation_alias="NOCODE_BROKER_PORT")
     kafka_bootstrap_servers: str | None = Field(None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
-    kafka_partitions: int = Field(3, validation_alias="KAFKA_PARTITIONS")
+    # 4: what the embedded broker (Tansu) gives a topic a client's metadata request creates.
+    # After a broker restart a client may reach it before `up` re-creates the topics; with
+    # the same count, the topics come back the same whoever creates them first.
+    kafka_partitions: int = Field(4, validation_alias="KAFKA_PARTITIONS")
     kafka_replication_factor: int = Field(1, validation_alias="KAFKA_REPLICATION_FACTOR")
     ready_timeout_s: float = Field(60.0, validation_alias="NOCODE_READY_TIMEOUT_S")
+    restart_initial_s: float = Field(1.0, gt=0, validation_alias="NOCODE_RESTART_INITIAL_S")
+    restart_max_s: float = Field(30.0, gt=0, validation_alias="NOCODE_RESTART_MAX_S")
+    restart_reset_s: float = Field(60.0, gt=0, validation_alias="NOCODE_RESTART_RESET_S")
 
 
 @dataclass
@@ -52,10 +64,13 @@ class Platform:
     broker: EmbeddedBroker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     postgres_started: bool = False
+    supervisor: Supervisor | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.postgres = EmbeddedPostgres(s.data_dir / "postgres", s.postgres_port)
+        self.postgres = EmbeddedPostgres(
+            s.data_dir / "postgres", s.postgres_port, stop_with_parent=True
+        )
 
     def port(self, spec: ServiceSpec) -> int:
         return int(self.env.get(f"{spec.env_prefix}_PORT", spec.default_port))
@@ -76,24 +91,63 @@ class Platform:
     def bootstrap_servers(self) -> str:
         if self.settings.kafka_bootstrap_servers:
             return self.settings.kafka_bootstrap_servers
-        assert self.broker is not None
-        return self.broker.bootstrap_servers
+        if self.broker is not None:
+            return self.broker.bootstrap_servers
+        return f"127.0.0.1:{self.settings.broker_port}"  # where the embedded one will listen
+
+    @property
+    def embedded_databases(self) -> list[str]:
+        return [
+            sp.name
+            for sp in SERVICES
+            if sp.database and not self.env.get(f"{sp.env_prefix}_DATABASE_URL")
+        ]
+
+    def ports(self) -> dict[str, int]:
+        """Every port this platform listens on: its processes', the embedded servers'."""
+        ports = {spec.name: self.port(spec) for spec in self.processes_to_run}
+        if self.embedded_databases:
+            ports["postgres"] = self.settings.postgres_port
+        if not self.settings.kafka_bootstrap_servers:
+            ports["broker"] = self.settings.broker_port
+        return ports
+
+    def placement(self) -> dict[str, object]:
+        """Where this platform is (or would be): what ``nocode.placement`` records."""
+        return {
+            "data_dir": str(self.settings.data_dir),
+            "services": {
+                spec.name: f"http://127.0.0.1:{self.port(spec)}" for spec in self.processes_to_run
+            },
+            "ports": self.ports(),
+            "bootstrap_servers": self.bootstrap_servers,
+            "broker_cluster_id": self.broker.cluster_id if self.broker else None,
+            "databases": {
+                spec.name: _no_password(self.database_url(spec))
+                for spec in SERVICES
+                if spec.database
+            },
+            "processes": self.supervisor.states() if self.supervisor else {},
+        }
 
     def start_infrastructure(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        embedded_dbs = [
-            sp.name for sp in SERVICES if not self.env.get(f"{sp.env_prefix}_DATABASE_URL")
-        ]
-        if embedded_dbs:
-            self.postgres.start()
+        if self.embedded_databases:
             self.postgres_started = True
-            asyncio.run(self.postgres.create_databases(embedded_dbs))
+            self.postgres.start()
+            asyncio.run(self.postgres.create_databases(self.embedded_databases))
         if not s.kafka_bootstrap_servers:
-            self.broker = EmbeddedBroker(s.broker_port, log_file=s.data_dir / "broker.log")
+            self.broker = EmbeddedBroker(
+                s.broker_port, log_file=s.data_dir / "broker.log", stop_with_parent=True
+            )
             self.broker.start()
-        asyncio.run(self._prepare_topics())
+        self.prepare_topics()
         self.migrate()
+
+    def prepare_topics(self) -> None:
+        """Create the topics the broker lacks (all of them after an embedded broker's restart)."""
+        asyncio.run(self._prepare_topics())
 
     async def _prepare_topics(self) -> None:
         await wait_for_broker(self.bootstrap_servers)
@@ -103,10 +157,26 @@ class Platform:
             self.settings.kafka_partitions,
             self.settings.kafka_replication_factor,
         )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(list(ALL_TOPICS))
+        finally:
+            await admin.close()
+        for topic in described:
+            if len(topic["partitions"]) != self.settings.kafka_partitions:
+                print(
+                    f"nocode: topic {topic['topic']} has {len(topic['partitions'])} partitions, "
+                    f"not KAFKA_PARTITIONS={self.settings.kafka_partitions}: a client created "
+                    "it first",
+                    flush=True,
+                )
 
     def migrate(self) -> dict[str, bool]:
         return {
-            spec.name: migrations.upgrade(spec.name, self.database_url(spec)) for spec in SERVICES
+            spec.name: migrations.upgrade(spec.name, self.database_url(spec))
+            for spec in SERVICES
+            if spec.database
         }
 
     @property
@@ -146,13 +216,38 @@ class Platform:
 
     def start_services(self, stdout: int | None = None) -> None:
         for spec in self.processes_to_run:
-            self.processes[spec.name] = subprocess.Popen(
-                [sys.executable, "-m", "nocode", "serve", spec.name],
-                env=self.service_env(spec),
-                cwd=REPO_ROOT,
-                stdout=stdout,
-                stderr=subprocess.STDOUT if stdout is not None else None,
-            )
+            self.start_service(spec, stdout)
+
+    def start_service(self, spec: ServiceSpec, stdout: int | None = None) -> Process:
+        self.processes[spec.name] = subprocess.Popen(
+            [sys.executable, "-m", "nocode", "serve", spec.name],
+            env=self.service_env(spec),
+            cwd=REPO_ROOT,
+            stdout=stdout,
+            stderr=subprocess.STDOUT if stdout is not None else None,
+            preexec_fn=dies_with_parent(),
+        )
+        return self.processes[spec.name]
+
+    def supervise(self, log: Callable[[str], None], on_change: Callable[[], None]) -> Supervisor:
+        """Watch every process started so far; :meth:`Supervisor.run` restarts one that exits."""
+        s = self.settings
+        policy = RestartPolicy(s.restart_initial_s, s.restart_max_s, s.restart_reset_s)
+        sup = Supervisor([], policy, log=log, on_change=on_change)
+        if self.postgres_started and self.postgres.process is not None:
+            sup.adopt("postgres", self.postgres.process, self.postgres.start)
+        if self.broker is not None and self.broker.process is not None:
+            sup.adopt("broker", self.broker.process, self._start_broker, self.prepare_topics)
+        for spec in self.processes_to_run:
+            sup.adopt(spec.name, self.processes[spec.name], partial(self.start_service, spec))
+        self.supervisor = sup
+        return sup
+
+    def _start_broker(self) -> Process:
+        assert self.broker is not None
+        self.broker.start()
+        assert self.broker.process is not None
+        return self.broker.process
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout_s
@@ -169,9 +264,6 @@ class Platform:
                     f"not ready after {self.settings.ready_timeout_s}s: {sorted(pending)}"
                 )
             time.sleep(0.1)
-
-    def exited(self) -> dict[str, int]:
-        return {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
 
     def stop(self) -> None:
         for proc in self.processes.values():
@@ -209,6 +301,11 @@ class Platform:
                 )
             )
         return rows
+
+
+def _no_password(url: str) -> str:
+    """A database URL fit for a file others may read: the password left out."""
+    return make_url(url).set(password=None).render_as_string(hide_password=False)
 
 
 def _ready(port: int) -> bool:

@@ -15,7 +15,7 @@ import os
 import textwrap
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 import httpx
@@ -67,6 +67,8 @@ class Snapshot:
     thresholds: Thresholds = field(default_factory=Thresholds)
     stalls: tuple[StalledSaga, ...] = ()  # from mypage_cqrs (needs an admin token)
     stalls_error: str = ""  # why they could not be listed
+    # nocode up's processes (placement file): name -> pid, state, restarts, last_exit
+    processes: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -237,10 +239,21 @@ def render(snapshot: Snapshot) -> str:
         )
     if snapshot.stalls_error:
         details.append(f"stalled sagas not listed: {snapshot.stalls_error}")
+    if restarted := restarts(snapshot):
+        details.append(f"restarts by nocode up: {restarted}")
     if details:
         lines += ["", *(_wrap(d, "  ", "    ") for d in details)]
     lines += ["", _wrap(str(verdict(snapshot)), "", "  ")]
     return "\n".join(lines)
+
+
+def restarts(snapshot: Snapshot) -> str:
+    """``core 1 (last: killed by SIGKILL), broker 2 (...)``; empty when nothing restarted."""
+    return ", ".join(
+        f"{name} {p.get('restarts')} (last: {p.get('last_exit')}; now {p.get('state')})"
+        for name, p in snapshot.processes.items()
+        if p.get("restarts")
+    )
 
 
 def to_json(snapshot: Snapshot) -> dict[str, object]:
@@ -252,6 +265,7 @@ def to_json(snapshot: Snapshot) -> dict[str, object]:
         "reasons": list(v.reasons),
         "thresholds": asdict(snapshot.thresholds),
         "services": [asdict(s) for s in snapshot.services],
+        "processes": dict(snapshot.processes),
     }
 
 
@@ -369,6 +383,13 @@ def _why(exc: BaseException, timeout_s: float) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
+def _supervised() -> dict[str, dict[str, object]]:
+    """The running ``nocode up``'s processes and their restarts, if one runs here."""
+    from nocode.placement import locate
+
+    return locate().processes
+
+
 def main(
     *,
     host: str = "127.0.0.1",
@@ -385,6 +406,7 @@ def main(
     try:
         while True:
             snapshot = asyncio.run(gather(urls, thresholds, stall_token=token))
+            snapshot = replace(snapshot, processes=_supervised())
             code = 0 if verdict(snapshot).healthy else 1
             if as_json:
                 option = 0 if watch else orjson.OPT_INDENT_2

@@ -20,7 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from sqlalchemy import MetaData
 from sqlalchemy.dialects.postgresql import insert
@@ -41,7 +47,6 @@ log = structlog.get_logger(__name__)
 
 INBOX = inbox_table(MetaData())
 LAG_REFRESH_S = 5.0
-CLUSTER_CHECK_S = 1.0
 
 Handler = Callable[[Any, Any], Awaitable[None]]
 
@@ -80,12 +85,12 @@ class EventConsumer:
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.security = security or {}
-        self._cluster_id: str | None = None
+        self._cluster_id: str | None = None  # the broker cluster this consumer reads
+        self._rewind = False  # read the next assigned partitions from their beginning
 
     async def run(self) -> None:
         while True:
             consumer = AIOKafkaConsumer(
-                *self.topics,
                 bootstrap_servers=self.bootstrap_servers,
                 group_id=self.group_id,
                 client_id=self.service,
@@ -96,12 +101,12 @@ class EventConsumer:
                 **self.security,
             )
             lag_reporter: asyncio.Task[None] | None = None
-            cluster_watch: asyncio.Task[None] | None = None
             try:
+                consumer.subscribe(self.topics, listener=_RewindOnAssign(self, consumer))
                 await consumer.start()
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
+                await self._check_cluster(consumer)
                 lag_reporter = asyncio.create_task(self._report_lag(consumer))
-                cluster_watch = asyncio.create_task(self._watch_cluster(consumer))
                 async for record in consumer:
                     await self.process(record)
                     partition = TopicPartition(record.topic, record.partition)
@@ -115,27 +120,9 @@ class EventConsumer:
                 log.warning("consumer interrupted", error=str(exc))
                 await asyncio.sleep(1.0)
             finally:
-                for task in (lag_reporter, cluster_watch):
-                    if task is not None:
-                        task.cancel()
+                if lag_reporter is not None:
+                    lag_reporter.cancel()
                 await consumer.stop()
-
-    async def _watch_cluster(self, consumer: AIOKafkaConsumer) -> None:
-        """Notice a broker that replaced ours (the embedded one forgets everything when it
-        restarts). Our positions mean nothing in the producers' re-published log there (it
-        is shorter when retention pruned rows, so new events sit below them): read every
-        partition again from its beginning; the inbox skips what was applied."""
-        while True:
-            try:
-                view = await broker_view(consumer._client)
-                if view.cluster_id is not None:
-                    if self._cluster_id not in (None, view.cluster_id):
-                        log.warning("broker cluster changed, reading from the beginning")
-                        await consumer.seek_to_beginning()
-                    self._cluster_id = view.cluster_id
-            except Exception as exc:  # the consume loop reports outages; tried again next time
-                log.debug("cluster id not read", error=repr(exc))
-            await asyncio.sleep(CLUSTER_CHECK_S)
 
     def _set_lag(self, partition: TopicPartition, lag: int) -> None:
         metrics.CONSUMER_LAG.labels(
@@ -147,6 +134,7 @@ class EventConsumer:
         record (or starved of fetches) still shows its lag growing."""
         while True:
             await asyncio.sleep(LAG_REFRESH_S)
+            await self._check_cluster(consumer)
             try:
                 partitions = list(consumer.assignment())
                 ends = await consumer.end_offsets(partitions)
@@ -158,6 +146,29 @@ class EventConsumer:
                     self._set_lag(partition, ends[partition] - done)
             except Exception as exc:  # the consume loop reports outages; try again later
                 log.debug("lag not measured", error=repr(exc))
+
+    async def _check_cluster(self, consumer: AIOKafkaConsumer) -> None:
+        """A broker that is another cluster than the one read so far (the embedded broker
+        after a restart: empty, then re-filled by the outbox relays) has other offsets:
+        the positions and commits of the old one would skip records. Read every partition
+        from its beginning again; the inbox skips the events already applied."""
+        try:
+            cluster = (await broker_view(consumer._client)).cluster_id
+        except Exception as exc:  # the consume loop reports outages
+            log.debug("cluster id not read", error=repr(exc))
+            return
+        if cluster is None:
+            return
+        if self._cluster_id is not None and cluster != self._cluster_id:
+            log.warning(
+                "consumer met a new broker cluster: reading from the beginning",
+                group=self.group_id,
+                cluster_id=cluster,
+            )
+            self._rewind = True
+            if assigned := consumer.assignment():
+                await consumer.seek_to_beginning(*assigned)
+        self._cluster_id = cluster
 
     async def process(self, record: ConsumerRecord) -> None:
         """Apply one record, retrying; dead-letter it when it cannot be applied.
@@ -295,3 +306,20 @@ async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Enve
         .returning(INBOX.c.event_id)
     )
     return claimed.first() is not None
+
+
+class _RewindOnAssign(ConsumerRebalanceListener):
+    """After a new broker cluster was met, partitions assigned by the next rebalances
+    start from their beginning too, not from offsets committed before the rewind."""
+
+    def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.owner._rewind and assigned:
+            await self.consumer.seek_to_beginning(*assigned)
+            self.owner._rewind = False  # from here on, its commits are this cluster's

@@ -260,3 +260,24 @@ def test_parked_dead_letters_degrade_and_redriven_ones_do_not() -> None:
     assert verdict(of(Metrics(dead_lettered=3))).reasons == ("core dead-lettered 3 events",)
     stalled = of(Metrics(), StalledSaga("model-1", "approved_no_job", 700.0, "kim"))
     assert verdict(stalled).reasons == ("1 saga stalled",)
+
+
+def test_restarts_by_nocode_up_are_listed_without_changing_the_verdict() -> None:
+    processes = {
+        "core": {"pid": 12, "state": "running", "restarts": 2, "last_exit": "killed by SIGKILL"},
+        "broker": {
+            "pid": 13,
+            "state": "restarting",
+            "restarts": 1,
+            "last_exit": "exited with code 1",
+        },
+        "model": {"pid": 14, "state": "running", "restarts": 0, "last_exit": None},
+    }
+    snapshot = Snapshot(tuple(healthy_platform()), "t", processes=processes)
+    screen = " ".join(render(snapshot).split())
+    assert (
+        "restarts by nocode up: core 2 (last: killed by SIGKILL; now running), "
+        "broker 1 (last: exited with code 1; now restarting)"
+    ) in screen
+    assert "model 0" not in screen and verdict(snapshot).healthy
+    assert orjson.loads(orjson.dumps(to_json(snapshot)))["processes"] == processes
