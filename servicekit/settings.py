@@ -68,6 +68,9 @@ class ServiceSettings(BaseSettings):
     # event hop waits about this long (aiokafka's default is 500 ms).
     kafka_fetch_max_wait_ms: int = Field(10, ge=0, validation_alias="KAFKA_FETCH_MAX_WAIT_MS")
 
+    # A request body past this is a 413 (servicekit.edge); ours are a few hundred bytes.
+    max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="MAX_BODY_BYTES")
+
     # Identity (servicekit.auth): every service verifies tokens; the gateway (users' tokens)
     # and core (its own calls to model) also sign them.
     jwt_issuer: str = Field("nocode-gateway", validation_alias="JWT_ISSUER")
