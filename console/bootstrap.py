@@ -28,7 +28,8 @@ from console.web import (
     signin_redirect,
 )
 from servicekit.app import RequestContextMiddleware
-from servicekit.logging import configure_logging
+from servicekit.edge import EdgeMiddleware
+from servicekit.logging import configure_logging, register_secrets
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -83,6 +84,7 @@ def build(settings: ConsoleSettings | None = None) -> FastAPI:
             response.headers["Cache-Control"] = "no-store"
         return response
 
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)  # 413 past it
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     return app
 
@@ -138,6 +140,7 @@ def serve(app: FastAPI) -> None:
     """Run the console in the foreground (what ``nocode serve console`` and its image do)."""
     s: ConsoleSettings = app.state.settings
     configure_logging(s.service_name, s.log_level)
+    register_secrets(s)
     uvicorn.run(
         app,
         host=s.host,
@@ -146,4 +149,5 @@ def serve(app: FastAPI) -> None:
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=5,  # open event streams would hold a stop forever
+        server_header=False,
     )

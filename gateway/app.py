@@ -7,11 +7,13 @@ from typing import Any
 
 import aiohttp
 import structlog
+import uvloop
 from aiohttp import web
 
 from gateway.asyncapi import add_asyncapi
 from gateway.auth_routes import add_identity
 from gateway.console import add_console
+from gateway.error_pages import install_error_pages
 from gateway.health import live_handler, ready_handler
 from gateway.metrics import metrics_handler
 from gateway.middlewares import MIDDLEWARES
@@ -20,7 +22,7 @@ from gateway.proxy import proxy_handler
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.state import LOGGER, ROUTE_TABLE, SETTINGS, TRACING, UPSTREAM_SESSION
-from servicekit.logging import configure_logging
+from servicekit.logging import configure_logging, register_secrets
 
 UPSTREAM_KEEPALIVE_S = 4.0
 
@@ -65,6 +67,7 @@ async def upstream_session(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(settings: GatewaySettings) -> web.Application:
+    install_error_pages()  # aiohttp's answers to malformed requests: JSON, no version
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[TRACING] = settings.tracing()
@@ -86,6 +89,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
 def main() -> None:
     settings = GatewaySettings()
     configure_logging(settings.service_name, settings.log_level, log_file=settings.log_file)
+    register_secrets(settings)
     app = build_app(settings)
     app[LOGGER].info(
         "starting",
@@ -99,5 +103,6 @@ def main() -> None:
         port=settings.port,
         access_log=None,  # the request_context middleware logs each request
         print=None,  # stdout carries JSON logs only
+        loop=uvloop.new_event_loop(),  # as uvicorn runs the services
         **SERVER_OPTIONS,
     )

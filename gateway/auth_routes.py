@@ -15,7 +15,6 @@ admin seeded, when the app starts) and the routes.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -37,6 +36,7 @@ from gateway.errors import json_error
 from gateway.health import live_handler, ready_handler
 from gateway.menus import MenuCatalogue
 from gateway.metrics import metrics_handler
+from gateway.parsing import MAX_OFFSET, is_form, only, read_fields
 from gateway.passwords import Passwords
 from gateway.protection import RATE_LIMITED, RateLimiter
 from gateway.sessions import AccessCheck, SessionEnded, SessionStore
@@ -69,7 +69,9 @@ SESSIONS = web.AppKey("gateway.sessions", SessionStore)
 LOGIN_USER_LIMITER = web.AppKey("gateway.login_user_limiter", RateLimiter)
 
 BAD_CREDENTIALS = "invalid username or password"
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# OAuth2 password-grant clients send scope and client_id too; they change nothing here.
+TOKEN_FIELDS = ("grant_type", "username", "password", "scope", "client_id", "client_secret")
+REFRESH_FIELDS = ("grant_type", "refresh_token", "scope", "client_id", "client_secret")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -119,33 +121,6 @@ def answers_errors(handler: Handler) -> Handler:
 
 
 # --- reading requests ---------------------------------------------------------------
-
-
-def is_form(request: web.Request) -> bool:
-    return request.content_type.lower() in FORM_TYPES
-
-
-async def read_fields(request: web.Request) -> dict[str, Any]:
-    """The body's fields, from JSON or a form (the seed's clients send both).
-
-    Anything that is not a form is read as JSON, as the services do. A form field given
-    more than once becomes a list.
-    """
-    if is_form(request):
-        form = await request.post()
-        return {
-            name: (values if len(values := form.getall(name)) > 1 else values[0]) for name in form
-        }
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidField("body", f"invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidField("body", "must be a JSON object")
-    return data
 
 
 def required(fields: dict[str, Any], name: str) -> Any:
@@ -205,7 +180,7 @@ async def token_handler(request: web.Request) -> web.StreamResponse:
     An unknown user, a wrong password and a disabled user get the same 401, after the same
     amount of work, so the answer does not tell which usernames exist.
     """
-    fields = await read_fields(request)
+    fields = only(await read_fields(request), *TOKEN_FIELDS)
     grant_type = fields.get("grant_type")
     if grant_type is not None and grant_type != "password":
         raise InvalidField("grant_type", "only 'password' is supported")
@@ -272,7 +247,7 @@ async def refresh_handler(request: web.Request) -> web.StreamResponse:
 
     The refresh token is used up; presenting it again ends its whole session.
     """
-    fields = await read_fields(request)
+    fields = only(await read_fields(request), *REFRESH_FIELDS)
     grant_type = fields.get("grant_type")
     if grant_type is not None and grant_type != "refresh_token":
         raise InvalidField("grant_type", "only 'refresh_token' is supported here")
@@ -297,7 +272,7 @@ async def refresh_handler(request: web.Request) -> web.StreamResponse:
 async def logout_handler(request: web.Request) -> web.StreamResponse:
     """``POST /auth/logout``: ends the session of the refresh token in the body, or of the
     bearer token; 204 (also when it had ended already), 401 when neither names one."""
-    fields = await read_fields(request)
+    fields = only(await read_fields(request), "refresh_token")
     refresh = fields.get("refresh_token")
     if refresh is not None and not isinstance(refresh, str):
         raise InvalidField("refresh_token", "must be a string")
@@ -363,7 +338,7 @@ async def menus_handler(request: web.Request) -> web.StreamResponse:
 @answers_errors
 async def create_user(request: web.Request) -> web.StreamResponse:
     await require_admin(request)
-    fields = await read_fields(request)
+    fields = only(await read_fields(request), "username", "password", "roles")
     username = check_username(required(fields, "username"))
     password = check_password(required(fields, "password"), username=username)
     given_roles = fields.get("roles", list(DEFAULT_ROLES))
@@ -385,7 +360,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
 async def list_users(request: web.Request) -> web.StreamResponse:
     await require_admin(request)
     limit = _int_query(request, "limit", 100, 1, 1000)
-    offset = _int_query(request, "offset", 0, 0, None)
+    offset = _int_query(request, "offset", 0, 0, MAX_OFFSET)
     users = await request.app[USER_STORE].list(limit, offset)
     return web.json_response([user.to_json() for user in users])
 
@@ -457,7 +432,8 @@ async def revoke_role(request: web.Request) -> web.StreamResponse:
 async def set_password(request: web.Request) -> web.StreamResponse:
     who = await require_admin(request)
     username = path_username(request)
-    password = check_password(required(await read_fields(request), "password"), username=username)
+    fields = only(await read_fields(request), "password")
+    password = check_password(required(fields, "password"), username=username)
     password_hash = await request.app[PASSWORDS].hash(password)
     user = await request.app[USER_STORE].set_password_hash(username, password_hash)
     request.app[LOGGER].info("password_set", username=username, by=who.subject)

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, status
-from pydantic import Field
 
 from model import handlers
 from model.domain import ModelRequest
@@ -14,8 +13,10 @@ from model.repository import ModelUnitOfWork
 from servicekit.auth import Caller, acting_for, listing_for, require_admin
 from servicekit.http import (
     ApproveById,
+    Body,
     Cancellation,
     Limit,
+    Name,
     Offset,
     PositiveId,
     Rejection,
@@ -28,9 +29,9 @@ from servicekit.http import (
 from servicekit.idempotency import IdempotentRoute
 
 
-class NewModelRequest(Schema):
-    user_id: str = Field(min_length=1, max_length=255)
-    model_name: str = Field(min_length=1, max_length=255)
+class NewModelRequest(Body):
+    user_id: Name
+    model_name: Name
     # The seed's clients send state=request; the server decides the state.
     state: Literal["request", "requested"] | None = None
 

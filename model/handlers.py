@@ -54,7 +54,7 @@ async def request_model(uow: ModelUow, user_id: str, model_name: str) -> ModelRe
         req = ModelRequest.request(await uow.requests.next_id(), user_id, model_name)
         await uow.requests.save(req)
         await uow.commit()
-    log.info("model request created", model_request_id=req.id, user_id=user_id)
+    log.debug("model request created", model_request_id=req.id, user_id=user_id)
     return req
 
 
@@ -81,7 +81,7 @@ async def _change(uow: ModelUow, id: int, change: Callable[[ModelRequest], None]
         await uow.requests.save(req)
         _count(uow, req, previous)
         await uow.commit()
-    log.info("model request changed", model_request_id=id, previous=previous, state=req.state)
+    log.debug("model request changed", model_request_id=id, previous=previous, state=req.state)
     return req
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,15 @@ _COLUMNS = (
     "updated_at",
 )
 
+# The hot paths' statements, built once (building and cache-keying one costs more than
+# running it): executed with the values as parameters.
+_INSERT = insert(model_requests)
+_SAVE = _INSERT.on_conflict_do_update(
+    index_elements=[model_requests.c.id], set_={c: _INSERT.excluded[c] for c in _COLUMNS}
+)
+_GET = select(model_requests).where(model_requests.c.id == bindparam("id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+
 
 class ModelRequestRepository:
     def __init__(self, session: AsyncSession, track: Callable[[EventSource], None]) -> None:
@@ -34,10 +43,8 @@ class ModelRequestRepository:
 
     async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None:
         """Load one request; locked by default so changes to one request serialize."""
-        query = select(model_requests).where(model_requests.c.id == id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).mappings().first()
+        query = _GET_FOR_UPDATE if for_update else _GET
+        row = (await self.session.execute(query, {"id": id})).mappings().first()
         if row is None:
             return None
         req = ModelRequest(**{**row, "state": State(row["state"])})
@@ -57,11 +64,7 @@ class ModelRequestRepository:
         self.track(req)
         values = {c: getattr(req, c) for c in _COLUMNS}
         values["state"] = req.state.value
-        await self.session.execute(
-            insert(model_requests)
-            .values(id=req.id, **values)
-            .on_conflict_do_update(index_elements=[model_requests.c.id], set_=values)
-        )
+        await self.session.execute(_SAVE, {"id": req.id, **values})
 
 
 class ModelUnitOfWork(UnitOfWork):

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from mypage_cqrs import handlers
 from mypage_cqrs.repository import MypageUnitOfWork
@@ -20,6 +20,7 @@ from servicekit.http import (
     Schema,
     UserFilter,
     ensure_visible,
+    one_line,
     unit_of_work,
 )
 
@@ -126,7 +127,9 @@ async def list_all(
 
 
 @router.get("/{id}")
-async def read(uow: Uow, who: Caller, id: Annotated[str, Path(max_length=64)]) -> MyRequestOut:
+async def read(
+    uow: Uow, who: Caller, id: Annotated[str, Path(max_length=64), AfterValidator(one_line)]
+) -> MyRequestOut:
     """One request by view id: ``model-1`` or ``target-2``."""
     row = await handlers.get(uow, id)
     ensure_visible(who, row.user_id, "my request", id)

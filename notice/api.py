@@ -12,6 +12,7 @@ from notice import handlers
 from notice.repository import NoticeUnitOfWork, Notification
 from servicekit.auth import Caller, listing_for
 from servicekit.http import (
+    MAX_ID,
     Limit,
     Offset,
     PositiveId,
@@ -62,7 +63,7 @@ router = APIRouter(prefix="/notices", tags=["notices"])
 
 
 RequestKind = Annotated[Literal["model", "target"] | None, Query(alias="requestKind")]
-RequestId = Annotated[int | None, Query(alias="requestId", gt=0)]
+RequestId = Annotated[int | None, Query(alias="requestId", ge=1, le=MAX_ID)]
 
 
 @router.get("")

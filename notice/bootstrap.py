@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 from fastapi import FastAPI
 
@@ -21,8 +23,12 @@ def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRunti
     settings = settings or NoticeSettings()
     runtime = ServiceRuntime(settings)
 
+    wake_sender: list[Callable[[], object]] = []
+
     def uow_factory() -> NoticeUnitOfWork:
-        return NoticeUnitOfWork(runtime.sessionmaker, runtime.outbox)
+        uow = NoticeUnitOfWork(runtime.sessionmaker, runtime.outbox)
+        uow.on_queued = wake_sender[0] if wake_sender else None
+        return uow
 
     async def send_notifications() -> None:
         policy = RetryPolicy(
@@ -39,7 +45,9 @@ def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRunti
                 policy,
                 settings.notice_poll_interval_s,
                 tracer=runtime.tracing.tracer,
+                retention_hours=settings.notice_sent_retention_hours,
             )
+            wake_sender[:] = [sender.wake]
             await sender.run()
 
     runtime.consume((MODEL_EVENTS, TARGET_EVENTS, CORE_EVENTS), HANDLERS, uow_factory)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,8 +40,9 @@ UNSENT = (Status.PENDING.value, Status.FAILED.value)
 
 
 class NotificationRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, on_added: Callable[[], object] | None = None) -> None:
         self.session = session
+        self.on_added = on_added
 
     async def add(self, notice: Notice, event_id: str, event_type: str) -> bool:
         """Store a pending notification; False if one for this event exists already."""
@@ -60,7 +62,10 @@ class NotificationRepository:
             .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
             .returning(notifications.c.id)
         )
-        return stored.first() is not None
+        added = stored.first() is not None
+        if added and self.on_added is not None:
+            self.on_added()
+        return added
 
     async def get(self, id: int) -> Notification | None:
         row = (
@@ -103,14 +108,18 @@ class NotificationRepository:
             .where(
                 n.c.status == Status.PENDING.value,
                 n.c.next_attempt_at <= func.now(),
-                ~exists().where(
-                    and_(
-                        earlier.c.request_kind == n.c.request_kind,
-                        earlier.c.request_id == n.c.request_id,
-                        earlier.c.status.in_(UNSENT),
-                        earlier.c.id < n.c.id,
-                    )
-                ),
+                # OFFSET 0 keeps this a subplan run per candidate with its index condition:
+                # as an anti-join, a planner on stale statistics (a table that just grew)
+                # scanned every unsent row for each candidate.
+                ~select(literal(1))
+                .where(
+                    earlier.c.request_kind == n.c.request_kind,
+                    earlier.c.request_id == n.c.request_id,
+                    earlier.c.status.in_(UNSENT),
+                    earlier.c.id < n.c.id,
+                )
+                .offset(0)
+                .exists(),
             )
             .order_by(n.c.id)
             .limit(1)
@@ -182,6 +191,22 @@ class NotificationRepository:
         )
         return await self.get(id)
 
+    async def prune_sent(self, older_than_hours: float, limit: int = 1000) -> int:
+        """Delete up to ``limit`` notifications sent more than ``older_than_hours`` ago."""
+        n = notifications
+        oldest = (
+            select(n.c.id)
+            .where(
+                n.c.status == Status.SENT.value,
+                n.c.sent_at
+                < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_hours * 3600),
+            )
+            .order_by(n.c.sent_at)
+            .limit(limit)
+        )
+        deleted = await self.session.execute(n.delete().where(n.c.id.in_(oldest)))
+        return deleted.rowcount or 0
+
     async def _move(self, n: Notification, action: Action, **values: object) -> None:
         status = LIFECYCLE.next(n.id, Status(n.status), action)
         await self._set(n.id, status=status.value, **values)
@@ -221,6 +246,13 @@ class NoticeUnitOfWork(UnitOfWork):
     notifications: NotificationRepository
     targets: TargetDirectory
 
+    on_queued: Callable[[], object] | None = None
+    """Called once a transaction that queued a notification commits (wakes the sender)."""
+
     def on_begin(self) -> None:
-        self.notifications = NotificationRepository(self.session)
+        self.notifications = NotificationRepository(self.session, self._queued)
         self.targets = TargetDirectory(self.session)
+
+    def _queued(self) -> None:
+        if self.on_queued is not None:
+            self.after_commit(self.on_queued)

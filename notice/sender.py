@@ -16,6 +16,8 @@ twice (the webhook has no idempotency key); it never misses one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -39,6 +41,8 @@ SEND_RETRIES = Counter(
     "notice_send_retries_total", "Failed chat posts that will be tried again later"
 )
 
+
+PRUNE_EVERY_S = 60.0
 
 # Answers that mean the chat is down or busy, not that it refuses this message.
 RETRYABLE = frozenset({408, 425, 429})
@@ -102,6 +106,7 @@ class Sender:
         policy: RetryPolicy,
         poll_interval_s: float,
         tracer: Tracer | None = None,
+        retention_hours: float = 0.0,
     ) -> None:
         self.uow_factory = uow_factory
         self.chat = chat
@@ -109,12 +114,34 @@ class Sender:
         self.poll_interval_s = poll_interval_s
         self.tracer = tracer or NoOpTracer()
         self.chat_down = False
+        self.retention_hours = retention_hours
+        self._queued = asyncio.Event()
+        self._pruned_at = 0.0
+
+    def wake(self) -> None:
+        """A notification was queued: send it now rather than at the next poll."""
+        self._queued.set()
 
     async def run(self) -> None:
         while True:
+            self._queued.clear()
             while await self.send_next():
                 pass
-            await asyncio.sleep(self.poll_interval_s)
+            await self.prune()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queued.wait(), self.poll_interval_s)
+
+    async def prune(self) -> None:
+        """Once every ``PRUNE_EVERY_S``: delete sent notifications past the retention."""
+        now = time.monotonic()
+        if not self.retention_hours or now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        async with self.uow_factory() as uow:
+            pruned = await uow.notifications.prune_sent(self.retention_hours)
+            await uow.commit()
+        if pruned:
+            log.info("sent notifications pruned", count=pruned, older_than_h=self.retention_hours)
 
     async def send_next(self) -> bool:
         """Try the next due notification; False when none is due."""
@@ -153,7 +180,7 @@ class Sender:
         else:
             await uow.notifications.mark_sent(notification, attempts)
             MESSAGES_SENT.inc()
-            log_.info("chat message sent")
+            log_.debug("chat message sent")
             if self.chat_down:
                 self.chat_down = False
                 resumed = await uow.notifications.resume_all()

@@ -22,4 +22,11 @@ class NoticeSettings(ServiceSettings):
     notice_max_attempts: int = Field(8, validation_alias="NOTICE_MAX_ATTEMPTS")
     notice_backoff_initial_s: float = Field(1.0, validation_alias="NOTICE_BACKOFF_INITIAL_S")
     notice_backoff_max_s: float = Field(60.0, validation_alias="NOTICE_BACKOFF_MAX_S")
+    # The sender is woken by each notification queued in this process; the poll finds the
+    # ones due after a backoff and those another replica queued.
     notice_poll_interval_s: float = Field(0.5, validation_alias="NOTICE_POLL_INTERVAL_S")
+    # Sent notifications are deleted after this long (0 keeps them all); the pending and
+    # failed ones are kept whatever their age.
+    notice_sent_retention_hours: float = Field(
+        168.0, ge=0, validation_alias="NOTICE_SENT_RETENTION_HOURS"
+    )

@@ -42,10 +42,20 @@ notifications = Table(
     Column("sent_at", DateTime(timezone=True)),
     Column("traceparent", String(64)),  # the trace of the event it announces
     Column("redrives", Integer, nullable=False, server_default="0"),  # by an admin
-    Index(
-        "ix_notifications_pending", "next_attempt_at", postgresql_where=text("status = 'pending'")
-    ),
     Index("ix_notifications_request", "request_kind", "request_id", "id"),
+    # The claim (notice.repository.claim_next) walks pending rows in id order and looks for
+    # an earlier unsent one of the same request: both only among unsent rows, however many
+    # were sent. (No index on next_attempt_at: with one, a planner on stale statistics
+    # sorted every pending row.) The retention deletes sent rows by age.
+    Index("ix_notifications_pending_id", "id", postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_notifications_unsent_request",
+        "request_kind",
+        "request_id",
+        "id",
+        postgresql_where=text("status IN ('pending', 'failed')"),
+    ),
+    Index("ix_notifications_sent_at", "sent_at", postgresql_where=text("status = 'sent'")),
 )
 
 # Target requests as learnt from target events: core's events name only the request id.

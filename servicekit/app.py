@@ -17,8 +17,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit import metrics
 from servicekit.auth import caller
+from servicekit.edge import EdgeMiddleware
 from servicekit.http import install_error_handlers
-from servicekit.logging import configure_logging
+from servicekit.logging import configure_logging, register_secrets
+from servicekit.openapi import document
 from servicekit.relay_state import outbox_counts
 from servicekit.runtime import ServiceRuntime
 
@@ -46,6 +48,7 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
     app.state.runtime = runtime
     app.state.token_verifier = settings.token_verifier()
     install_error_handlers(app)
+    document(app)  # bodies, the bearer scheme and the errors in /openapi.json
     app.include_router(health_router(runtime))
     for router in routers:
         # Every route but health and metrics needs a valid token.
@@ -55,6 +58,7 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=settings.service_name)
     runtime.tracing.instrument_fastapi(app)  # a server span per request, outermost
     return app
@@ -137,4 +141,13 @@ def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
     """Run one service in the foreground (what ``nocode serve NAME`` and images do)."""
     s = runtime.settings
     configure_logging(s.service_name, s.log_level, log_file=s.log_file)
-    uvicorn.run(app, host=s.host, port=s.port, access_log=False, log_config=None, lifespan="on")
+    register_secrets(s)
+    uvicorn.run(
+        app,
+        host=s.host,
+        port=s.port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        server_header=False,  # no "server: uvicorn" to tell an attacker what runs here
+    )

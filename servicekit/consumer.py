@@ -69,6 +69,7 @@ class EventConsumer:
         session_timeout_ms: int = 6_000,
         heartbeat_interval_ms: int = 2_000,
         security: dict[str, Any] | None = None,  # servicekit.kafka.client_security
+        fetch_max_wait_ms: int = 10,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -87,6 +88,7 @@ class EventConsumer:
         self.security = security or {}
         self._cluster_id: str | None = None  # the broker cluster this consumer reads
         self._rewind = False  # read the next assigned partitions from their beginning
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     async def run(self) -> None:
         while True:
@@ -99,6 +101,7 @@ class EventConsumer:
                 session_timeout_ms=self.session_timeout_ms,
                 heartbeat_interval_ms=self.heartbeat_interval_ms,
                 **self.security,
+                fetch_max_wait_ms=self.fetch_max_wait_ms,
             )
             lag_reporter: asyncio.Task[None] | None = None
             try:
@@ -296,14 +299,15 @@ class EventConsumer:
         metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "dead_lettered").inc()
 
 
+_CLAIM = insert(INBOX).on_conflict_do_nothing().returning(INBOX.c.event_id)  # built once
+
+
 async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Envelope) -> bool:
     """Record ``envelope``'s id in the inbox of ``group_id``, in the caller's transaction;
     False when that consumer applied it already."""
     claimed = await session.execute(
-        insert(INBOX)
-        .values(event_id=envelope.id, consumer=group_id, topic=topic, ce_type=envelope.type)
-        .on_conflict_do_nothing()
-        .returning(INBOX.c.event_id)
+        _CLAIM,
+        {"event_id": envelope.id, "consumer": group_id, "topic": topic, "ce_type": envelope.type},
     )
     return claimed.first() is not None
 

@@ -49,12 +49,17 @@ DB_RETRY_AFTER_S = 2
 and a pool to reconnect. A client retrying a write sends an ``Idempotency-Key``."""
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 20, pre_ping: bool = False) -> AsyncEngine:
+    """A pool of up to ``pool_size`` connections, each opened when first needed and kept:
+    no overflow connections opened and closed under load. No ping per checkout unless
+    ``pre_ping``: a connection that died with its server fails its statement once, which
+    :func:`database_unavailable` reports as an outage (503 / waited out), and the pool
+    replaces every connection of that server on the next checkout."""
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+        max_overflow=0,
+        pool_pre_ping=pre_ping,
         pool_timeout=POOL_TIMEOUT_S,
         connect_args={"timeout": CONNECT_TIMEOUT_S},
     )

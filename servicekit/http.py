@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from servicekit.auth import Forbidden, Identity, Unauthorized
@@ -22,6 +22,57 @@ M = TypeVar("M", bound=BaseModel)
 log = structlog.get_logger(__name__)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+MAX_ID = 2**63 - 1  # PostgreSQL's bigint: every id a client names is 1 … MAX_ID
+MAX_OFFSET = 10_000_000  # past any list a client pages through; keeps OFFSET cheap to refuse
+JSON_MAX_DEPTH = 32  # no request body of ours nests deeper than 3
+
+# Control characters PostgreSQL refuses (NUL) or that forge lines in logs and chat. Free
+# text (a reason) may hold tabs and line breaks; a name or an id may hold none of them.
+_CONTROLS = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))) - {"\t", "\n", "\r"}
+_LINE_BREAKS = frozenset("\t\n\r\u2028\u2029")
+
+
+class InvalidJson(ValueError):
+    """A body that is not JSON we take: malformed, or nested deeper than JSON_MAX_DEPTH."""
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """JSON from a request body; raises :class:`InvalidJson` (never RecursionError)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJson(f"invalid JSON: {exc}") from exc
+    level: list[Any] = [data]
+    for _ in range(JSON_MAX_DEPTH + 1):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return data
+    raise InvalidJson(f"invalid JSON: nested deeper than {JSON_MAX_DEPTH} levels")
+
+
+def refuse_controls(value: str) -> str:
+    """Text: no NUL or other control character but tab and line breaks."""
+    if any(c in _CONTROLS for c in value):
+        raise ValueError("must not contain control characters (NUL, escapes, …)")
+    return value
+
+
+def one_line(value: str) -> str:
+    """A name or an id: no control character at all, line breaks included."""
+    refuse_controls(value)
+    if any(c in _LINE_BREAKS for c in value):
+        raise ValueError("must be one line (no tabs or line breaks)")
+    return value
+
+
+def optional_line(value: str | None) -> str | None:
+    return value if value is None else one_line(value)
 
 
 class NotFound(Exception):
@@ -45,6 +96,7 @@ def body_of(model: type[M]) -> Callable[[Request], Coroutine[Any, Any, M]]:
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from exc
 
+    read.body_model = model  # type: ignore[attr-defined]  # servicekit.openapi documents it
     return read
 
 
@@ -57,22 +109,52 @@ async def request_data(request: Request) -> Any:
     if content_type == "multipart/form-data":
         return dict((await request.form()).items())
     if content_type == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        return form_fields(raw)
     if not raw.strip():
         return {}
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body",),
-                    "msg": f"invalid JSON: {exc}",
-                    "input": None,
-                }
-            ]
-        ) from exc
+        return loads_json(raw)
+    except InvalidJson as exc:
+        raise _invalid(("body",), "json_invalid", str(exc)) from exc
+
+
+def form_fields(raw: bytes) -> dict[str, str]:
+    """A url-encoded form's fields as a 422-raising dependency wants them."""
+    try:
+        return dict(form_pairs(raw))
+    except InvalidInput as exc:
+        raise _invalid(("body", *exc.loc), "form_invalid", exc.message) from exc
+
+
+class InvalidInput(ValueError):
+    """Input no model could take, by where it is (``loc``): 422."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(f"{'.'.join(loc) or 'body'}: {message}")
+        self.loc = loc
+        self.message = message
+
+
+def form_pairs(raw: bytes) -> list[tuple[str, str]]:
+    """A url-encoded form's (name, value) pairs. A name or value that is not UTF-8 is
+    refused naming it (``InvalidInput``), not stored as replacement characters."""
+    try:
+        text = raw.decode("ascii")  # a url-encoded body is ASCII: anything else is escaped
+    except UnicodeDecodeError as exc:
+        raise InvalidInput((), "a url-encoded form must be ASCII") from exc
+    pairs = parse_qsl(text, keep_blank_values=True, errors="surrogateescape")
+    for name, value in pairs:
+        for part in (name, value):
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                shown = name.encode("utf-8", "replace").decode()
+                raise InvalidInput((shown,), "must be UTF-8") from exc
+    return pairs
+
+
+def _invalid(loc: tuple[str, ...], type: str, msg: str) -> RequestValidationError:
+    return RequestValidationError([{"type": type, "loc": loc, "msg": msg, "input": None}])
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -141,24 +223,54 @@ class Schema(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-class ApproveById(Schema):
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""Any id a client names, in a body (the path's is :data:`PositiveId`)."""
+ONE_LINE = {"pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"}
+"""What :func:`one_line` checks, for the OpenAPI document (so generated input knows it)."""
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=255, json_schema_extra=ONE_LINE),
+    AfterValidator(one_line),
+]
+"""A user id, a model name, a target type: one line of text."""
+
+
+class Body(Schema):
+    """A request body: unknown fields are refused, and no string in it may carry control
+    characters (a field that must be one line says so with :data:`Name`). Each is a 422
+    naming the field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_controls(cls, value: Any) -> Any:
+        return refuse_controls(value) if isinstance(value, str) else value
+
+
+class ApproveById(Body):
     """The seed's approve call: ``PUT /models`` (or ``/targets``) with ``{"id": N}``."""
 
-    id: int = Field(gt=0)
+    id: Id
 
 
-class Rejection(Schema):
+class Rejection(Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class Cancellation(Schema):
+class Cancellation(Body):
     reason: str | None = Field(None, max_length=2000)
 
 
-UserFilter = Annotated[str | None, Query(alias="userId")]
+UserFilter = Annotated[
+    str | None,
+    Query(alias="userId", max_length=255, json_schema_extra=ONE_LINE),
+    AfterValidator(optional_line),
+]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
-PositiveId = Annotated[int, Path(gt=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+PositiveId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]
 
 
 def unit_of_work(request: Request) -> Any:

@@ -19,15 +19,21 @@ from typing import Annotated, Literal, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator
 
 from servicekit.auth import Caller, caller, require_admin
 from servicekit.dead_letters import DeadLetter, Status
-from servicekit.http import Limit, PositiveId, Schema
+from servicekit.http import ONE_LINE, Id, Limit, PositiveId, Schema, optional_line
 from servicekit.redrive import DeadLetterRedriver, Outcome
 from servicekit.runtime import ServiceRuntime
 from servicekit.statemachine import IllegalTransition
 
-Ids = Annotated[list[int] | None, Query(alias="id")]
+Ids = Annotated[list[Id] | None, Query(alias="id", max_length=1000)]
+EventType = Annotated[
+    str | None,
+    Query(alias="eventType", max_length=255, json_schema_extra=ONE_LINE),
+    AfterValidator(optional_line),
+]
 DryRun = Annotated[bool, Query(alias="dryRun")]
 
 
@@ -122,7 +128,7 @@ def ops_router(
     async def list_dead_letters(
         who: Caller,
         status: Literal["parked", "redriven", "skipped", "all"] = "parked",
-        event_type: Annotated[str | None, Query(alias="eventType")] = None,
+        event_type: EventType = None,
         ids: Ids = None,
         limit: Limit = 100,
     ) -> list[DeadLetterOut]:
@@ -135,7 +141,7 @@ def ops_router(
     async def redrive_dead_letters(
         who: Caller,
         dry_run: DryRun = True,
-        event_type: Annotated[str | None, Query(alias="eventType")] = None,
+        event_type: EventType = None,
         ids: Ids = None,
         limit: Limit = 100,
     ) -> RedriveReport:

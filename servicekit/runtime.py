@@ -42,8 +42,11 @@ class ServiceRuntime:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self.tracing = settings.tracing()
-        self.engine = make_engine(settings.database_url, settings.db_pool_size)
-        self.tracing.instrument_engine(self.engine)
+        self.engine = make_engine(
+            settings.database_url, settings.db_pool_size, settings.db_pool_pre_ping
+        )
+        if settings.trace_sql:
+            self.tracing.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -163,6 +166,7 @@ class ServiceRuntime:
                 session_timeout_ms=s.kafka_session_timeout_ms,
                 heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
                 security=client_security(s),
+                fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
             )
             self.consumers.append(consumer)
             runs.append(consumer.run())

@@ -57,7 +57,19 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_initial_s: float = Field(0.2, validation_alias="CONSUMER_BACKOFF_INITIAL_S")
     consumer_backoff_max_s: float = Field(5.0, validation_alias="CONSUMER_BACKOFF_MAX_S")
 
-    db_pool_size: int = Field(10, validation_alias="DB_POOL_SIZE")
+    # Connections per service process, opened as needed and kept (no overflow to open and
+    # close under load); a pooled connection is not pinged before use unless asked for.
+    db_pool_size: int = Field(20, ge=1, validation_alias="DB_POOL_SIZE")
+    db_pool_pre_ping: bool = Field(False, validation_alias="DB_POOL_PRE_PING")
+    # A span per SQL statement (under the request's or event's span); off: a span per
+    # request and per event only, which is most of what tracing costs.
+    trace_sql: bool = Field(False, validation_alias="TRACE_SQL")
+    # How long the broker may hold a consumer's fetch when there is nothing new: an idle
+    # event hop waits about this long (aiokafka's default is 500 ms).
+    kafka_fetch_max_wait_ms: int = Field(10, ge=0, validation_alias="KAFKA_FETCH_MAX_WAIT_MS")
+
+    # A request body past this is a 413 (servicekit.edge); ours are a few hundred bytes.
+    max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="MAX_BODY_BYTES")
 
     # Identity (servicekit.auth): every service verifies tokens; the gateway (users' tokens)
     # and core (its own calls to model) also sign them.

@@ -6,13 +6,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, status
-from pydantic import Field
 
 from servicekit.auth import Caller, acting_for, listing_for, require_admin
 from servicekit.http import (
     ApproveById,
+    Body,
     Cancellation,
+    Id,
     Limit,
+    Name,
     Offset,
     PositiveId,
     Rejection,
@@ -28,10 +30,10 @@ from target.handlers import TargetView
 from target.repository import TargetUnitOfWork
 
 
-class NewTargetRequest(Schema):
-    user_id: str = Field(min_length=1, max_length=255)
-    type: str = Field(min_length=1, max_length=255)
-    model_request_id: int = Field(gt=0)
+class NewTargetRequest(Body):
+    user_id: Name
+    type: Name
+    model_request_id: Id
     # The seed's clients send state=request; the server decides the state.
     state: Literal["request", "requested"] | None = None
 

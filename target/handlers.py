@@ -90,7 +90,7 @@ async def request_target(
         req = TargetRequest.request(await uow.targets.next_id(), user_id, type, model_request_id)
         await uow.targets.save(req)
         await uow.commit()
-    log.info(
+    log.debug(
         "target request created",
         target_request_id=req.id,
         user_id=user_id,
@@ -127,7 +127,7 @@ async def _change(
         await uow.targets.save(req)
         _count(uow, req, previous)
         await uow.commit()
-    log.info(
+    log.debug(
         "target request changed",
         target_request_id=id,
         previous=previous,
@@ -186,7 +186,7 @@ async def on_model_event(uow: TargetUow, event: model_events.ModelRequestEvent) 
         )
         return
     await uow.models.save(record)
-    log.info(
+    log.debug(
         "model state recorded",
         event_type=event.event_type(),
         model_request_id=event.id,
@@ -244,7 +244,7 @@ async def _apply(
         return
     await uow.targets.save(req)
     _count(uow, req, previous)
-    log.info(
+    log.debug(
         "target request changed",
         event_type=name,
         target_request_id=req.id,

@@ -38,7 +38,9 @@ async def traced(
     postgres_admin_url: str, topics: str
 ) -> AsyncIterator[tuple[Platform, httpx.AsyncClient, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
-    async with whole_platform(postgres_admin_url, topics) as (platform, gateway):
+    # model traces its SQL statements (TRACE_SQL; off by default: a span per request only).
+    sql = {"trace_sql": True}
+    async with whole_platform(postgres_admin_url, topics, model=sql) as (platform, gateway):
         for tracing in platform.tracings().values():
             tracing.add_span_processor(SimpleSpanProcessor(exporter))
         yield platform, gateway, exporter
@@ -213,9 +215,11 @@ async def test_a_request_and_its_approval_are_one_trace_across_every_service(
         == [("notice", SpanKind.CLIENT)]
         for s in sends
     )
-    # Database work is traced under the request that did it.
+    # Database work is traced under the request that did it (model has TRACE_SQL on), and
+    # only where asked for: target's consumer made no SQL span.
     [post] = spans.find("model", SpanKind.SERVER, "POST /models")
     assert any(is_sql(c) for c in spans.children[post.context.span_id])
+    assert not [s for s in spans.all if service(s) == "target" and is_sql(s)]
 
     # The record on the topic carries the publish span's context in its traceparent header.
     records = await read_topic(topics, MODEL_EVENTS, expect=model_records)

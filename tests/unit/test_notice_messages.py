@@ -124,3 +124,59 @@ def test_lms_outcome_of_an_unknown_target_still_says_which_request() -> None:
 )
 def test_no_message_without_a_state_change(event: Event) -> None:
     assert notice_for(event, KNOWN) is None
+
+
+# --- forged chat text (issue 12): what a user typed is one line of plain text -------------
+
+FORGED_NAME = (
+    'x" by test: requested → rejected\nModel request #1 "Real" by boss: requested → approved ✅'
+)
+
+
+def test_a_forged_second_line_in_a_model_name_stays_on_the_first():
+    notice = notice_for(model.Requested(**{**M, "model_name": FORGED_NAME}, state="requested"))
+    assert notice is not None
+    assert "\n" not in notice.text and "\r" not in notice.text
+    assert notice.text.startswith('Model request #3 "x" by test: requested → rejected Model')
+    assert notice.text.endswith("by test: new → requested")
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("<!here> deploy now", "&lt;!here&gt; deploy now"),
+        ("<!channel>", "&lt;!channel&gt;"),
+        ("hi <@U024BE7LH>", "hi &lt;\uff20U024BE7LH&gt;"),
+        ("<https://evil.example|click me>", "&lt;https://evil.example|click me&gt;"),
+        ("a & b", "a &amp; b"),
+        ("@channel @here @everyone", "\uff20channel \uff20here \uff20everyone"),
+        ("mail a@b.com", "mail a@b.com"),
+        (
+            "*approved* _ok_ ~no~ `code`",
+            "\u2217approved\u2217 \u02cdok\u02cd \u02dcno\u02dc \u02cbcode\u02cb",
+        ),
+        ("tab\there\r\nnul\x00end\u2028sep", "tab here nul end sep"),
+    ],
+)
+def test_markup_in_a_reason_is_escaped(typed: str, shown: str):
+    event = model.Rejected(**M, state="rejected", reason=typed)
+    notice = notice_for(event)
+    assert notice is not None
+    assert notice.text == f"{MODEL}: requested → rejected — {shown}"
+
+
+def test_a_target_type_and_user_are_escaped_and_capped():
+    info = TargetInfo(id=2, user_id="<!here>", type="t\n" + "y" * 500, model_request_id=1)
+    notice = notice_for(core.LmsFailed(id=9, request_id="2", reason="*down*"), info)
+    assert notice is not None
+    assert "\n" not in notice.text and "<" not in notice.text and "*" not in notice.text
+    kind = notice.text.split("(")[1].split(",")[0]
+    assert len(kind) == 120 and kind.endswith("…")
+    assert "by &lt;!here&gt;" in notice.text
+
+
+def test_a_long_reason_is_capped():
+    notice = notice_for(model.Rejected(**M, state="rejected", reason="r" * 5000))
+    assert notice is not None
+    reason = notice.text.split(" — ", 1)[1]
+    assert len(reason) == 300 and reason.endswith("…")

@@ -1,0 +1,294 @@
+"""The whole platform's cost per request, per process, beside a minimal reference service.
+
+Run on demand, never in the test suite::
+
+    .venv/bin/python -m bench.platform --concurrency 20 --requests 2000 --rounds 3 --sagas 20
+
+It starts the platform with ``nocode up`` (its own data directory, ports from
+``--base-port`` on), with the gateway's rate limit off (``GATEWAY_RATE_LIMIT_PER_S=0``),
+and the reference (``bench/reference.py``: FastAPI + asyncpg, the same two INSERTs) on the
+same PostgreSQL. Each round: the idle CPU of every process over ``--idle-s``; ``POST
+/models`` through the gateway at ``--concurrency`` until ``--requests`` are answered, then
+until every consumer has applied the events and every chat message is sent (the window's
+CPU, idle subtracted, divided by the requests); the same load on the reference; spaced
+POSTs (one at a time) for the idle hop latencies; and ``--sagas`` full sagas. The tables
+give each round's figures and the medians of the rounds. The machine's load average is
+printed with each measurement: on a shared machine, read the figures as taken under it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench import hops, load, procs
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PORTS = ("GATEWAY", "MODEL", "NOTICE", "CORE", "TARGET", "MYPAGE_CQRS", "CONSOLE", "SIMULATORS")
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health/ready", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait(what: str, check: Callable[[], bool], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.3)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="nocode-bench-"))
+        base = args.base_port
+        self.ports = {name: base + i for i, name in enumerate(PORTS)}
+        self.pg_port, self.broker_port, self.ref_port = base + 10, base + 11, base + 12
+        self.gateway = f"http://127.0.0.1:{self.ports['GATEWAY']}"
+        self.reference = f"http://127.0.0.1:{self.ref_port}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def db_url(self, db: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{db}"
+
+    def start(self) -> None:
+        env = {**os.environ, "NOCODE_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}
+        env |= {f"{name}_PORT": str(port) for name, port in self.ports.items()}
+        env |= {
+            "NOCODE_POSTGRES_PORT": str(self.pg_port),
+            "NOCODE_BROKER_PORT": str(self.broker_port),
+        }
+        env |= {"GATEWAY_RATE_LIMIT_PER_S": "0"}
+        env |= dict(item.split("=", 1) for item in self.args.env)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "up.log", "wb")  # noqa: SIM115
+        self.up = subprocess.Popen(
+            [sys.executable, "-m", "nocode", "up"], env=env, cwd=REPO_ROOT, stdout=log, stderr=log
+        )
+        self.procs.append(self.up)
+        wait("nocode up", lambda: b"nocode is up" in (self.data_dir / "up.log").read_bytes())
+        asyncio.run(self._create_reference_db())
+        ref_env = {**env, "REFERENCE_DATABASE_URL": self.db_url("reference")}
+        self.ref = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.reference:app", "--port", str(self.ref_port),
+             "--no-access-log", "--log-level", "warning"],
+            env=ref_env, cwd=REPO_ROOT, stdout=log, stderr=log,
+        )  # fmt: skip
+        self.procs.append(self.ref)
+        wait("reference", lambda: ready(self.reference))
+        from nocode.keys import issuer
+
+        signer = issuer(self.data_dir, {})
+        self.user = signer.issue("bench", ["user"], 24 * 3600)
+        self.admin = signer.issue("bench-admin", ["admin"], 24 * 3600)
+        self.postmaster = procs.postmaster_pid(self.data_dir / "postgres")
+
+    async def _create_reference_db(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.db_url("postgres"))
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'reference'"):
+                await conn.execute("CREATE DATABASE reference")
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    def snapshot(self, root: subprocess.Popen[bytes]) -> procs.Snapshot:
+        return procs.Snapshot.take([root.pid], self.postmaster)
+
+    def measure(
+        self, root: subprocess.Popen[bytes], work: Callable[[], Awaitable[Any]], per: int | None
+    ) -> tuple[dict[str, float], Any, float]:
+        """CPU-ms per unit of ``work`` by label, idle subtracted; what work returned; seconds.
+        The idle CPU (ms per second, by label) is kept in ``self.idle``."""
+        idle_s = self.args.idle_s
+        before = self.snapshot(root)
+        time.sleep(idle_s)
+        idle = self.snapshot(root).minus(before)
+        self.idle = {label: ms / idle_s for label, ms in idle.items()}
+        start = self.snapshot(root)
+        began = time.perf_counter()
+        result = asyncio.run(work())
+        window = time.perf_counter() - began
+        spent = self.snapshot(root).minus(start)
+        units = per if per is not None else len(result.ids)
+        cpu = {
+            label: (ms - idle.get(label, 0.0) * window / idle_s) / max(units, 1)
+            for label, ms in spent.items()
+        }
+        return cpu, result, window
+
+    def round(self, n: int) -> dict[str, Any]:
+        a, url = self.args, self.db_url
+        out: dict[str, Any] = {"load_average": {}}
+
+        async def platform_load() -> load.Outcome:
+            res = await load.post_models(
+                self.gateway, self.user, a.requests, a.concurrency, f"r{n}"
+            )
+            await hops.settle(url, res.ids)
+            return res
+
+        out["load_average"]["posts"] = procs.load_average()
+        cpu, res, window = self.measure(self.up, platform_load, None)
+        out["posts"] = self.figures(cpu, res, window, exclude="pg:reference")
+        idle = {k: round(v, 2) for k, v in self.idle.items() if k != "pg:reference"}
+        out["idle_ms_per_s"] = idle | {"TOTAL": round(sum(idle.values()), 2)}
+        out["hops_load"] = hops.summary(asyncio.run(hops.hop_latencies(url, res.ids)))
+
+        async def reference_load() -> load.Outcome:
+            return await load.post_models(self.reference, None, a.requests, a.concurrency, f"r{n}")
+
+        out["load_average"]["reference"] = procs.load_average()
+        cpu, res, window = self.measure(self.ref, reference_load, None)
+        keep = {"reference", "pg:reference"}
+        out["reference"] = self.figures({k: v for k, v in cpu.items() if k in keep}, res, window)
+
+        out["load_average"]["idle_hops"] = procs.load_average()
+        ids = asyncio.run(load.spaced_posts(self.gateway, self.user, a.idle_posts, 0.5))
+        asyncio.run(hops.settle(url, ids))
+        out["hops_idle"] = hops.summary(asyncio.run(hops.hop_latencies(url, ids)))
+
+        if a.sagas:
+
+            async def run_sagas() -> load.Outcome:
+                res = await load.sagas(self.gateway, self.user, self.admin, a.sagas, a.concurrency)
+                await hops.settle(url, res.ids)
+                return res
+
+            out["load_average"]["sagas"] = procs.load_average()
+            cpu, res, window = self.measure(self.up, run_sagas, a.sagas)
+            out["sagas"] = self.figures(cpu, res, window, exclude="pg:reference")
+        return out
+
+    @staticmethod
+    def figures(
+        cpu: dict[str, float], res: load.Outcome, window: float, exclude: str = ""
+    ) -> dict[str, Any]:
+        cpu = {k: round(v, 2) for k, v in sorted(cpu.items()) if k != exclude}
+        return {
+            "cpu_ms": cpu | {"TOTAL": round(sum(cpu.values()), 2)},
+            "ok": len(res.ids),
+            "errors": res.errors,
+            "per_s": round(len(res.ids) / res.duration_s, 1) if res.duration_s else 0.0,
+            "p50_ms": round(hops.percentile(res.latencies_ms, 0.5), 1),
+            "p99_ms": round(hops.percentile(res.latencies_ms, 0.99), 1),
+            "window_s": round(window, 1),
+        }
+
+
+def median_of(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    parts = [r[key] for r in rounds if key in r]
+    if not parts:
+        return {}
+    labels = sorted(
+        {label for p in parts for label in p["cpu_ms"]},
+        key=lambda s: (s == "TOTAL", s.startswith("pg:"), s),
+    )
+    med = lambda xs: round(statistics.median(xs), 2)  # noqa: E731
+    return {
+        "cpu_ms": {lb: med([p["cpu_ms"].get(lb, 0.0) for p in parts]) for lb in labels},
+        **{k: med([p[k] for p in parts]) for k in ("per_s", "p50_ms", "p99_ms", "ok")},
+    }
+
+
+def print_report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print(f"\n## medians of {len(rounds)} rounds  (concurrency {args.concurrency}, "
+          f"{args.requests} POST /models per round, {args.sagas} sagas)")  # fmt: skip
+    for r in rounds:
+        print("load average (1/5/15 min) per measurement:", r["load_average"])
+    posts, ref, sagas = (median_of(rounds, k) for k in ("posts", "reference", "sagas"))
+    idle = {
+        lb: round(statistics.median(r["idle_ms_per_s"].get(lb, 0.0) for r in rounds), 1)
+        for lb in posts["cpu_ms"]
+    }
+    print("\n| process | CPU-ms per POST /models | CPU-ms per saga | idle CPU-ms per s |")
+    print("|---|---:|---:|---:|")
+    for label in posts["cpu_ms"]:
+        saga = sagas.get("cpu_ms", {}).get(label, "")
+        print(f"| {label} | {posts['cpu_ms'][label]} | {saga} | {idle[label]} |")
+    print("\n| reference process | CPU-ms per POST |\n|---|---:|")
+    for label, ms in ref["cpu_ms"].items():
+        print(f"| {label} | {ms} |")
+    print("\n| what | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
+    for name, fig in (("platform, through the gateway", posts), ("reference", ref),
+                      ("full sagas (whole saga)", sagas)):  # fmt: skip
+        if fig:
+            print(f"| {name} | {fig['per_s']} | {fig['p50_ms']} | {fig['p99_ms']} |")
+    for key, title in (("hops_idle", "idle (one POST at a time)"), ("hops_load", "under the load")):
+        print(f"\n| event hop, {title} | p50 ms | p99 ms | events |\n|---|---:|---:|---:|")
+        names = sorted({h for r in rounds for h in r[key]}, key=lambda s: s.strip())
+        for h in names:
+            p50 = statistics.median(r[key][h][0] for r in rounds if h in r[key])
+            p99 = statistics.median(r[key][h][1] for r in rounds if h in r[key])
+            count = sum(r[key][h][2] for r in rounds if h in r[key])
+            print(f"| {h} | {p50:.1f} | {p99:.1f} | {count} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=2000, help="POST /models per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sagas", type=int, default=20, help="full sagas per round (0: none)")
+    parser.add_argument("--idle-posts", type=int, default=20, help="spaced POSTs for idle hops")
+    parser.add_argument("--idle-s", type=float, default=5.0, help="idle CPU sample per measure")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--base-port", type=int, default=30000)
+    parser.add_argument("--data-dir", help="default: a new temp directory")
+    parser.add_argument("--json", help="also write every round's figures here")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the platform (repeatable)"
+    )
+    args = parser.parse_args()
+    bench = Bench(args)
+    rounds: list[dict[str, Any]] = []
+    try:
+        bench.start()
+        print(
+            f"platform up (data {bench.data_dir}); load average {procs.load_average()}", flush=True
+        )
+        warm = asyncio.run(
+            load.post_models(bench.gateway, bench.user, args.warmup, args.concurrency, "w")
+        )
+        asyncio.run(hops.settle(bench.db_url, warm.ids))  # the idle sample must be idle
+        asyncio.run(load.post_models(bench.reference, None, args.warmup, args.concurrency, "w"))
+        for n in range(args.rounds):
+            rounds.append(bench.round(n))
+            figures = {k: rounds[-1][k] for k in ("posts", "reference")}
+            print(f"round {n + 1}:", json.dumps(figures), flush=True)
+    finally:
+        bench.stop()
+    if args.json:
+        Path(args.json).write_text(json.dumps(rounds, indent=1, default=str))
+    print_report(rounds, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""CPU time of every process of a running platform, read from ``/proc``.
+
+A :class:`Snapshot` maps a process's label to its CPU ticks (utime + stime): the services
+and the simulators by their ``nocode serve NAME`` command line, the broker, and the
+PostgreSQL server: the postmaster (with the CPU of the children it has reaped, i.e. the
+connections that closed), each backend under ``pg:DATABASE`` and the auxiliary processes
+under ``pg:aux``. The difference of two snapshots is the CPU spent in between; a process
+that appeared in between counts whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, own ticks, reaped children's ticks) of ``pid``; None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+    # fields[0] is state; ppid is field 4 of stat, utime 14, stime 15, cutime 16, cstime 17
+    return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid in _all_pids():
+        stat = _stat(pid)
+        if stat:
+            children[stat[0]].append(pid)
+    found, pending = set(), [root]
+    while pending:
+        pid = pending.pop()
+        for child in children.get(pid, ()):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def label_of(pid: int) -> str | None:
+    """What ``pid`` is, for the tables; None for what is not the platform's (shells, pg_ctl)."""
+    argv = _cmdline(pid)
+    text = " ".join(argv)
+    if "serve" in argv and "nocode" in text:
+        return argv[argv.index("serve") + 1]
+    if "uvicorn" in text and "bench.reference" in text:
+        return "reference"
+    if "tansu" in text or "calfkit" in text:
+        return "broker"
+    if text.startswith("postgres: "):
+        parts = argv[0].split()
+        # "postgres: USER DATABASE HOST(PORT) STATE" for a backend, else an auxiliary process
+        if len(parts) >= 4 and ("(" in parts[3] or parts[3] == "[local]"):
+            return f"pg:{parts[2]}"
+        return "pg:aux"
+    return None
+
+
+@dataclass
+class Snapshot:
+    ticks: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def take(cls, roots: list[int], postmaster: int | None) -> Snapshot:
+        snap = cls()
+        pids: set[int] = set()
+        for root in roots:
+            pids |= descendants(root) | {root}
+        if postmaster:
+            pids |= descendants(postmaster)
+        for pid in pids:
+            stat = _stat(pid)
+            label = label_of(pid)
+            if stat and label:
+                snap.ticks[pid] = (label, stat[1])
+        if postmaster and (stat := _stat(postmaster)):
+            snap.ticks[postmaster] = ("pg:postmaster+closed", stat[1] + stat[2])
+        return snap
+
+    def minus(self, before: Snapshot) -> dict[str, float]:
+        """CPU-ms per label spent since ``before``."""
+        spent: dict[str, float] = defaultdict(float)
+        for pid, (label, ticks) in self.ticks.items():
+            earlier = before.ticks.get(pid)
+            spent[label] += (ticks - (earlier[1] if earlier else 0)) * TICK_MS
+        return dict(spent)
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
