@@ -100,7 +100,7 @@ async def _redrive(
     """The re-drive report's rows ({id, type, subject, outcome, detail}), or an error."""
     params = _chosen(service, what, ids)
     params.append(("dryRun", "true" if dry_run else "false"))
-    if not ids:
+    if not ids and what == "dead-letters":  # failed/redrive takes every failed one
         params.append(("limit", "1000"))
     answer = await api(request).call(
         "POST",
