@@ -144,18 +144,7 @@ async def redrive_confirm(request: Request, session: Current) -> Response:
     require(session, "operations")
     q = request.query_params
     service, what, ids = q.get("service", ""), q.get("what", ""), q.getlist("id")
-    rows, error = await _redrive(request, session, service, what, ids, dry_run=True)
-    return await show(
-        request,
-        "redrive.html",
-        session,
-        active="operations",
-        service=service,
-        what=what,
-        rows=rows,
-        error=error,
-        done=False,
-    )
+    return await _redrive_page(request, session, service, what, ids, dry_run=True)
 
 
 @router.post("/operations/redrive")
@@ -167,7 +156,14 @@ async def redrive(request: Request, session: Checked) -> Response:
     ids = [str(i) for i in form.getlist("id")]
     if not ids:
         raise NotFoundPage("nothing chosen")
-    rows, error = await _redrive(request, session, service, what, ids, dry_run=False)
+    return await _redrive_page(request, session, service, what, ids, dry_run=False)
+
+
+async def _redrive_page(
+    request: Request, session: Session, service: str, what: str, ids: list[str], *, dry_run: bool
+) -> Response:
+    """The dry run (with the button that re-drives it) or the re-drive's outcome."""
+    rows, error = await _redrive(request, session, service, what, ids, dry_run=dry_run)
     return await show(
         request,
         "redrive.html",
@@ -177,7 +173,7 @@ async def redrive(request: Request, session: Checked) -> Response:
         what=what,
         rows=rows,
         error=error,
-        done=True,
+        done=not dry_run,
     )
 
 

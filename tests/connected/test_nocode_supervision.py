@@ -26,7 +26,6 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-import servicekit.db
 from contracts.topics import ALL_TOPICS
 from nocode.services import SERVICE_NAMES, SERVICES
 from tests.connected.chaos import RunningUp, Sagas, wait_http
@@ -198,11 +197,6 @@ async def test_kill_9_of_the_broker_mid_saga(up: RunningUp, sagas: Sagas) -> Non
     print(f"kill -9 broker: {len(sagas.all)} sagas so far, effects {counts}")
 
 
-@pytest.mark.skipif(
-    not hasattr(servicekit.db, "database_unavailable"),
-    reason="needs idem's outage rules (on main): consumers wait out a database outage instead "
-    "of dead-lettering, and writes answer 503, not 500",
-)
 async def test_kill_9_of_postgres_mid_saga(up: RunningUp, sagas: Sagas) -> None:
     services_before = {n: up.process(n) for n in SERVICE_NAMES}
     batch = sagas.start("kill-postgres", SAGAS_PER_FAULT)
