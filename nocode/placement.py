@@ -211,11 +211,13 @@ def ports_in_use(busy: Mapping[str, int]) -> tuple[str, str]:
     holders = {name: listener(port) for name, port in busy.items()}
     ups = {h.rpartition(" of ")[2] for h in holders.values()}
     if len(busy) > 2 and len(ups) == 1 and next(iter(ups)).startswith("nocode up pid"):
-        # All held by one other platform: name it once.
-        ports = ", ".join(f"{name} {port}" for name, port in busy.items())
-        taken = f"{ports}, held by another platform ({next(iter(ups))})"
+        # All held by one other platform: name it once ("of nocode up pid N").
+        ports = ", ".join(f"{name} port {port}" for name, port in busy.items())
+        taken = f"{ports}: all held by processes of {next(iter(ups))}"
     else:
-        taken = "; ".join(f"{name} {busy[name]} held by {who}" for name, who in holders.items())
+        taken = "; ".join(
+            f"{name} port {busy[name]} held by {who}" for name, who in holders.items()
+        )
     if len(busy) > 3:
         moves = "NAME_PORT, NOCODE_POSTGRES_PORT, NOCODE_BROKER_PORT"
     else:

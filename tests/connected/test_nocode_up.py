@@ -170,7 +170,7 @@ def test_a_taken_gateway_port_is_one_line_and_a_hint_and_debug_adds_the_tracebac
     gateway = ports["GATEWAY_PORT"]
     assert plain.returncode == 1
     assert plain.stderr.splitlines() == [
-        f"nocode: error: ports in use, not starting: gateway {gateway} held by pid "
+        f"nocode: error: ports in use, not starting: gateway port {gateway} held by pid "
         f"{os.getpid()} ({psutil.Process().name()})",
         "  hint: stop what holds them, or move them: GATEWAY_PORT=<another port>",
     ]
