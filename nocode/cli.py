@@ -93,14 +93,14 @@ def up(
         platform.wait_ready(progress)
         supervisor = platform.supervise(log=typer.echo, on_change=record)
         record()
-        token = issuer(data_dir).issue(DEMO_USER, ["user"], ttl_s=TOKEN_TTL_S)
-        admin_password = None if platform.env.get("GATEWAY_ADMIN_PASSWORD") else data_dir
+        rows = platform.listing()
+        local_admin = not platform.env.get("GATEWAY_ADMIN_PASSWORD")
         for line in banner(
-            platform.listing(),
-            gateway_url=platform.placement()["services"]["gateway"],  # type: ignore[index]
-            token=token,
+            rows,
+            gateway_url=dict(rows)["gateway"],
+            token=issuer(data_dir).issue(DEMO_USER, ["user"], ttl_s=TOKEN_TTL_S),
             elapsed_s=progress.elapsed(),
-            admin_password_file=admin_password and admin_password / "admin-password",
+            admin_password_file=data_dir / "admin-password" if local_admin else None,
         ):
             typer.echo(line)
         supervisor.run()

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import errno
 import io
+from pathlib import Path
 
 import pytest
 import typer
 from aiokafka.errors import KafkaConnectionError
 from typer.testing import CliRunner
 
+from nocode.banner import banner
 from nocode.errors import (
     DEBUG_HINT,
     LOCAL_EXTRA_HINT,
@@ -140,3 +142,25 @@ def test_quiet_progress_says_nothing() -> None:
     with progress.step("PostgreSQL"):
         pass
     progress.say("anything")  # no output, no error
+
+
+def test_the_banner_uses_the_gateway_it_is_given_and_the_token() -> None:
+    rows = [("gateway", "http://127.0.0.1:25000"), ("model", "http://127.0.0.1:25002")]
+    lines = banner(
+        rows,
+        gateway_url="http://127.0.0.1:25000",
+        token="T0K",
+        elapsed_s=12.34,
+        admin_password_file=Path("/d/admin-password"),
+    )
+    text = "\n".join(lines)
+    assert lines[0] == "nocode is up (12.3 s):"
+    assert "  gateway      http://127.0.0.1:25000" in lines
+    assert "  TOKEN=T0K" in lines
+    assert 'curl -s http://127.0.0.1:25000/models -H "Authorization: Bearer $TOKEN"' in text
+    assert 'password="$(cat /d/admin-password)"' in text
+    assert "8080" not in text
+    configured = banner(
+        rows, gateway_url="http://g:1", token="T", elapsed_s=1, admin_password_file=None
+    )
+    assert not any("admin-password" in line for line in configured)
