@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import runpy
 import signal
@@ -35,6 +36,7 @@ def _print_version(wanted: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="print the version"
     ),
@@ -43,6 +45,9 @@ def main(
     ),
 ) -> None:
     """Nocode AI request platform."""
+    if not debug and ctx.invoked_subcommand != "serve":
+        # aiokafka logs each failed connection; the command says it once, with a hint.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 class _Stop(Exception):

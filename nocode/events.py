@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -123,7 +122,6 @@ def main(
         echo(json.dumps(record, ensure_ascii=False) if as_json else render(record))
 
     bootstrap = bootstrap_servers()
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a failure is said once, below
     try:
         asyncio.run(
             tail(
