@@ -133,3 +133,10 @@ def test_describe_exit() -> None:
     assert describe_exit(-signal.SIGTERM) == "killed by SIGTERM"
     assert describe_exit(0) == "exited with code 0"
     assert describe_exit(2) == "exited with code 2"
+
+
+def test_restarts_are_jittered_by_default() -> None:
+    policy = RestartPolicy(1.0, 8.0, 60.0)
+    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)):
+        delays = {policy.delay(attempt) for _ in range(50)}
+        assert all(full / 2 <= d <= full for d in delays) and len(delays) > 1
