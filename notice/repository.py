@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import Alias, ColumnElement, Select, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,9 +35,43 @@ class Notification:
     sent_at: datetime | None
     traceparent: str | None
     redrives: int = 0
+    has_next: bool = False  # claimed with a later unsent notification of its request
 
 
 UNSENT = (Status.PENDING.value, Status.FAILED.value)
+
+
+def _claim_next() -> Select[Any]:
+    n, earlier, later = notifications, notifications.alias("earlier"), notifications.alias("later")
+
+    def same_request_unsent(other: Alias) -> list[ColumnElement[bool]]:
+        return [
+            other.c.request_kind == n.c.request_kind,
+            other.c.request_id == n.c.request_id,
+            other.c.status.in_(UNSENT),
+        ]
+
+    has_next = select(literal(1)).where(*same_request_unsent(later), later.c.id > n.c.id).exists()
+    return (
+        select(n, has_next.label("has_next"))
+        .where(
+            n.c.status == Status.PENDING.value,
+            n.c.next_attempt_at <= func.now(),
+            # OFFSET 0 keeps this a subplan run per candidate with its index condition:
+            # as an anti-join, a planner on stale statistics (a table that just grew)
+            # scanned every unsent row for each candidate.
+            ~select(literal(1))
+            .where(*same_request_unsent(earlier), earlier.c.id < n.c.id)
+            .offset(0)
+            .exists(),
+        )
+        .order_by(n.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=n)
+    )
+
+
+_CLAIM_NEXT = _claim_next()  # built once
 
 
 class NotificationRepository:
@@ -101,31 +136,9 @@ class NotificationRepository:
         Later notifications of a request wait while an earlier one is pending (being
         sent or backing off) or failed (until an admin re-drives it), so the chat hears
         each request's changes in order. Rows locked by another sender are skipped.
+        The claimed one says whether a later one of its request waits behind it.
         """
-        n, earlier = notifications, notifications.alias("earlier")
-        query = (
-            select(n)
-            .where(
-                n.c.status == Status.PENDING.value,
-                n.c.next_attempt_at <= func.now(),
-                # OFFSET 0 keeps this a subplan run per candidate with its index condition:
-                # as an anti-join, a planner on stale statistics (a table that just grew)
-                # scanned every unsent row for each candidate.
-                ~select(literal(1))
-                .where(
-                    earlier.c.request_kind == n.c.request_kind,
-                    earlier.c.request_id == n.c.request_id,
-                    earlier.c.status.in_(UNSENT),
-                    earlier.c.id < n.c.id,
-                )
-                .offset(0)
-                .exists(),
-            )
-            .order_by(n.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True, of=n)
-        )
-        row = (await self.session.execute(query)).mappings().first()
+        row = (await self.session.execute(_CLAIM_NEXT)).mappings().first()
         return Notification(**row) if row is not None else None
 
     async def mark_sent(self, n: Notification, attempts: int) -> None:
