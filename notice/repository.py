@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Alias, ColumnElement, Select, func, literal, select, update
+from sqlalchemy import Alias, ColumnElement, Select, bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,7 +71,23 @@ def _claim_next() -> Select[Any]:
     )
 
 
-_CLAIM_NEXT = _claim_next()  # built once
+# The statements of every event and every message, built once.
+_CLAIM_NEXT = _claim_next()
+_ADD = (
+    insert(notifications)
+    .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
+    .returning(notifications.c.id)
+)
+_MARK_SENT = (
+    update(notifications)
+    .where(notifications.c.id == bindparam("notification_id"))
+    .values(status=bindparam("status_now"), attempts=bindparam("attempts_now"), sent_at=func.now())
+)
+_new_target = insert(notice_targets)
+_REMEMBER = _new_target.on_conflict_do_update(
+    index_elements=[notice_targets.c.id],
+    set_={c: _new_target.excluded[c] for c in ("user_id", "type", "model_request_id")},
+)
 
 
 class NotificationRepository:
@@ -82,20 +98,18 @@ class NotificationRepository:
     async def add(self, notice: Notice, event_id: str, event_type: str) -> bool:
         """Store a pending notification; False if one for this event exists already."""
         stored = await self.session.execute(
-            insert(notifications)
-            .values(
-                event_id=event_id,
-                event_type=event_type,
-                user_id=notice.user_id,
-                request_kind=notice.request_kind,
-                request_id=notice.request_id,
-                text=notice.text,
-                status=Status.PENDING.value,
-                attempts=0,
-                traceparent=current_traceparent(),
-            )
-            .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
-            .returning(notifications.c.id)
+            _ADD,
+            {
+                "event_id": event_id,
+                "event_type": event_type,
+                "user_id": notice.user_id,
+                "request_kind": notice.request_kind,
+                "request_id": notice.request_id,
+                "text": notice.text,
+                "status": Status.PENDING.value,
+                "attempts": 0,
+                "traceparent": current_traceparent(),
+            },
         )
         added = stored.first() is not None
         if added and self.on_added is not None:
@@ -142,7 +156,11 @@ class NotificationRepository:
         return Notification(**row) if row is not None else None
 
     async def mark_sent(self, n: Notification, attempts: int) -> None:
-        await self._move(n, Action.SEND, attempts=attempts, sent_at=func.now())
+        status = LIFECYCLE.next(n.id, Status(n.status), Action.SEND)
+        await self.session.execute(
+            _MARK_SENT,
+            {"notification_id": n.id, "status_now": status.value, "attempts_now": attempts},
+        )
 
     async def retry_later(self, n: Notification, attempts: int, error: str, delay_s: float) -> None:
         await self._move(
@@ -235,15 +253,14 @@ class TargetDirectory:
         self.session = session
 
     async def remember(self, info: TargetInfo) -> None:
-        values = {
-            "user_id": info.user_id,
-            "type": info.type,
-            "model_request_id": info.model_request_id,
-        }
         await self.session.execute(
-            insert(notice_targets)
-            .values(id=info.id, **values)
-            .on_conflict_do_update(index_elements=[notice_targets.c.id], set_=values)
+            _REMEMBER,
+            {
+                "id": info.id,
+                "user_id": info.user_id,
+                "type": info.type,
+                "model_request_id": info.model_request_id,
+            },
         )
 
     async def get(self, id: int) -> TargetInfo | None:
