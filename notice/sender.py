@@ -64,6 +64,9 @@ class ChatRejected(ChatFailed):
     """The chat refused this message (another 4xx): given up after the allowed attempts."""
 
 
+Claim = contextlib.AsyncExitStack  # holds a claimed notification's transaction open
+
+
 class Chat(Protocol):
     async def post(self, text: str) -> None: ...
 
@@ -192,23 +195,21 @@ class Sender:
             raise failure
         return True
 
-    async def _claim(self) -> tuple[NoticeUnitOfWork, Notification, int] | None:
+    async def _claim(self) -> tuple[Claim, NoticeUnitOfWork, Notification, int] | None:
         """The next due notification, locked in a transaction left open for
-        :meth:`_deliver`, with the wake-up count at the claim."""
+        :meth:`_deliver` (``Claim`` closes it), with the wake-up count at the claim."""
         wakes = self._wakes
-        uow = self.uow_factory()
-        await uow.__aenter__()
-        try:
+        async with contextlib.AsyncExitStack() as claim:
+            uow = await claim.enter_async_context(self.uow_factory())
             notification = await uow.notifications.claim_next()
-        except BaseException as exc:
-            await uow.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        if notification is None:
-            await uow.__aexit__(None, None, None)
-            return None
-        return uow, notification, wakes
+            if notification is None:
+                return None
+            return claim.pop_all(), uow, notification, wakes
+        return None  # not reached: the unit of work suppresses no exception
 
-    async def _deliver(self, uow: NoticeUnitOfWork, notification: Notification, wakes: int) -> None:
+    async def _deliver(
+        self, claim: Claim, uow: NoticeUnitOfWork, notification: Notification, wakes: int
+    ) -> None:
         """Post ``notification`` and record the outcome, committing the claim's transaction.
 
         Its request's next message could not be claimed meanwhile: once this one is
@@ -218,15 +219,18 @@ class Sender:
         attempts = notification.attempts + 1
         attributes = {"nocode.notification.id": notification.id, "nocode.attempt": attempts}
         try:
-            with span_from(
-                self.tracer, "send chat message", notification.traceparent, attributes=attributes
-            ):
-                await self._send(uow, notification, attempts)
-                await uow.commit()
+            async with claim:  # rolls back unless committed
+                with span_from(
+                    self.tracer,
+                    "send chat message",
+                    notification.traceparent,
+                    attributes=attributes,
+                ):
+                    await self._send(uow, notification, attempts)
+                    await uow.commit()
         except Exception as exc:
             self._failure = self._failure or exc
         finally:
-            await uow.__aexit__(None, None, None)  # rolls back unless committed
             if self._failure is not None or notification.has_next or self._wakes != wakes:
                 self._queued.set()
 
