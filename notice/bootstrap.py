@@ -46,6 +46,7 @@ def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRunti
                 settings.notice_poll_interval_s,
                 tracer=runtime.tracing.tracer,
                 retention_hours=settings.notice_sent_retention_hours,
+                concurrency=settings.notice_send_concurrency,
             )
             wake_sender[:] = [sender.wake]
             await sender.run()

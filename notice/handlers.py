@@ -68,7 +68,7 @@ async def _store(uow: NoticeUow, event: Event, notice: Notice | None) -> None:
     if notice is None:
         return
     if await uow.notifications.add(notice, event.event_id, event.event_type()):
-        log.info(
+        log.debug(
             "notification queued",
             request_kind=notice.request_kind,
             request_id=notice.request_id,

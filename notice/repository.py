@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import Alias, ColumnElement, Select, bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,9 +35,59 @@ class Notification:
     sent_at: datetime | None
     traceparent: str | None
     redrives: int = 0
+    has_next: bool = False  # claimed with a later unsent notification of its request
 
 
 UNSENT = (Status.PENDING.value, Status.FAILED.value)
+
+
+def _claim_next() -> Select[Any]:
+    n, earlier, later = notifications, notifications.alias("earlier"), notifications.alias("later")
+
+    def same_request_unsent(other: Alias) -> list[ColumnElement[bool]]:
+        return [
+            other.c.request_kind == n.c.request_kind,
+            other.c.request_id == n.c.request_id,
+            other.c.status.in_(UNSENT),
+        ]
+
+    has_next = select(literal(1)).where(*same_request_unsent(later), later.c.id > n.c.id).exists()
+    return (
+        select(n, has_next.label("has_next"))
+        .where(
+            n.c.status == Status.PENDING.value,
+            n.c.next_attempt_at <= func.now(),
+            # OFFSET 0 keeps this a subplan run per candidate with its index condition:
+            # as an anti-join, a planner on stale statistics (a table that just grew)
+            # scanned every unsent row for each candidate.
+            ~select(literal(1))
+            .where(*same_request_unsent(earlier), earlier.c.id < n.c.id)
+            .offset(0)
+            .exists(),
+        )
+        .order_by(n.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=n)
+    )
+
+
+# The statements of every event and every message, built once.
+_CLAIM_NEXT = _claim_next()
+_ADD = (
+    insert(notifications)
+    .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
+    .returning(notifications.c.id)
+)
+_MARK_SENT = (
+    update(notifications)
+    .where(notifications.c.id == bindparam("notification_id"))
+    .values(status=bindparam("status_now"), attempts=bindparam("attempts_now"), sent_at=func.now())
+)
+_new_target = insert(notice_targets)
+_REMEMBER = _new_target.on_conflict_do_update(
+    index_elements=[notice_targets.c.id],
+    set_={c: _new_target.excluded[c] for c in ("user_id", "type", "model_request_id")},
+)
 
 
 class NotificationRepository:
@@ -47,20 +98,18 @@ class NotificationRepository:
     async def add(self, notice: Notice, event_id: str, event_type: str) -> bool:
         """Store a pending notification; False if one for this event exists already."""
         stored = await self.session.execute(
-            insert(notifications)
-            .values(
-                event_id=event_id,
-                event_type=event_type,
-                user_id=notice.user_id,
-                request_kind=notice.request_kind,
-                request_id=notice.request_id,
-                text=notice.text,
-                status=Status.PENDING.value,
-                attempts=0,
-                traceparent=current_traceparent(),
-            )
-            .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
-            .returning(notifications.c.id)
+            _ADD,
+            {
+                "event_id": event_id,
+                "event_type": event_type,
+                "user_id": notice.user_id,
+                "request_kind": notice.request_kind,
+                "request_id": notice.request_id,
+                "text": notice.text,
+                "status": Status.PENDING.value,
+                "attempts": 0,
+                "traceparent": current_traceparent(),
+            },
         )
         added = stored.first() is not None
         if added and self.on_added is not None:
@@ -101,35 +150,17 @@ class NotificationRepository:
         Later notifications of a request wait while an earlier one is pending (being
         sent or backing off) or failed (until an admin re-drives it), so the chat hears
         each request's changes in order. Rows locked by another sender are skipped.
+        The claimed one says whether a later one of its request waits behind it.
         """
-        n, earlier = notifications, notifications.alias("earlier")
-        query = (
-            select(n)
-            .where(
-                n.c.status == Status.PENDING.value,
-                n.c.next_attempt_at <= func.now(),
-                # OFFSET 0 keeps this a subplan run per candidate with its index condition:
-                # as an anti-join, a planner on stale statistics (a table that just grew)
-                # scanned every unsent row for each candidate.
-                ~select(literal(1))
-                .where(
-                    earlier.c.request_kind == n.c.request_kind,
-                    earlier.c.request_id == n.c.request_id,
-                    earlier.c.status.in_(UNSENT),
-                    earlier.c.id < n.c.id,
-                )
-                .offset(0)
-                .exists(),
-            )
-            .order_by(n.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True, of=n)
-        )
-        row = (await self.session.execute(query)).mappings().first()
+        row = (await self.session.execute(_CLAIM_NEXT)).mappings().first()
         return Notification(**row) if row is not None else None
 
     async def mark_sent(self, n: Notification, attempts: int) -> None:
-        await self._move(n, Action.SEND, attempts=attempts, sent_at=func.now())
+        status = LIFECYCLE.next(n.id, Status(n.status), Action.SEND)
+        await self.session.execute(
+            _MARK_SENT,
+            {"notification_id": n.id, "status_now": status.value, "attempts_now": attempts},
+        )
 
     async def retry_later(self, n: Notification, attempts: int, error: str, delay_s: float) -> None:
         await self._move(
@@ -222,15 +253,14 @@ class TargetDirectory:
         self.session = session
 
     async def remember(self, info: TargetInfo) -> None:
-        values = {
-            "user_id": info.user_id,
-            "type": info.type,
-            "model_request_id": info.model_request_id,
-        }
         await self.session.execute(
-            insert(notice_targets)
-            .values(id=info.id, **values)
-            .on_conflict_do_update(index_elements=[notice_targets.c.id], set_=values)
+            _REMEMBER,
+            {
+                "id": info.id,
+                "user_id": info.user_id,
+                "type": info.type,
+                "model_request_id": info.model_request_id,
+            },
         )
 
     async def get(self, id: int) -> TargetInfo | None:

@@ -11,6 +11,10 @@ One notification per transaction: the row is locked (``FOR UPDATE SKIP LOCKED``)
 while it is posted, so two notice replicas never post the same one, and a crash
 mid-post leaves it pending for the next try. The chat may then see a message
 twice (the webhook has no idempotency key); it never misses one.
+
+Up to ``concurrency`` messages are posted at once, each in its own transaction. They
+belong to different requests: only the first unsent message of a request can be
+claimed, so a request's next message is claimed once the one before it is sent.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class ChatRejected(ChatFailed):
     """The chat refused this message (another 4xx): given up after the allowed attempts."""
 
 
+Claim = contextlib.AsyncExitStack  # holds a claimed notification's transaction open
+
+
 class Chat(Protocol):
     async def post(self, text: str) -> None: ...
 
@@ -107,6 +114,7 @@ class Sender:
         poll_interval_s: float,
         tracer: Tracer | None = None,
         retention_hours: float = 0.0,
+        concurrency: int = 1,
     ) -> None:
         self.uow_factory = uow_factory
         self.chat = chat
@@ -115,21 +123,54 @@ class Sender:
         self.tracer = tracer or NoOpTracer()
         self.chat_down = False
         self.retention_hours = retention_hours
+        self.concurrency = concurrency
         self._queued = asyncio.Event()
+        self._wakes = 0  # how many times a notification was queued in this process
         self._pruned_at = 0.0
+        self._failure: BaseException | None = None
 
     def wake(self) -> None:
         """A notification was queued: send it now rather than at the next poll."""
+        self._wakes += 1
         self._queued.set()
 
     async def run(self) -> None:
-        while True:
-            self._queued.clear()
-            while await self.send_next():
-                pass
-            await self.prune()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queued.wait(), self.poll_interval_s)
+        """Claim due notifications and post each in a task of its own, up to
+        ``concurrency`` at once; wait for a wake-up (or the poll) when none is due."""
+        slots = asyncio.Semaphore(self.concurrency)
+        sending: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                self._queued.clear()
+                while True:
+                    await slots.acquire()
+                    if self._failure is not None:
+                        raise self._failure
+                    try:
+                        claimed = await self._claim()
+                    except BaseException:
+                        slots.release()
+                        raise
+                    if claimed is None:
+                        slots.release()
+                        break
+                    task = asyncio.create_task(self._deliver(*claimed))
+                    sending.add(task)
+                    task.add_done_callback(sending.discard)
+                    task.add_done_callback(lambda _: slots.release())
+                await self.prune()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queued.wait(), self.poll_interval_s)
+                if self._failure is not None:
+                    raise self._failure
+        except asyncio.CancelledError:
+            for task in sending:
+                task.cancel()
+            raise
+        finally:
+            # A crash lets the posts under way finish and be recorded (cancelling one
+            # after the chat took it would post it again).
+            await asyncio.gather(*sending, return_exceptions=True)
 
     async def prune(self) -> None:
         """Once every ``PRUNE_EVERY_S``: delete sent notifications past the retention."""
@@ -144,19 +185,54 @@ class Sender:
             log.info("sent notifications pruned", count=pruned, older_than_h=self.retention_hours)
 
     async def send_next(self) -> bool:
-        """Try the next due notification; False when none is due."""
-        async with self.uow_factory() as uow:
+        """Try the next due notification now; False when none is due."""
+        claimed = await self._claim()
+        if claimed is None:
+            return False
+        await self._deliver(*claimed)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        return True
+
+    async def _claim(self) -> tuple[Claim, NoticeUnitOfWork, Notification, int] | None:
+        """The next due notification, locked in a transaction left open for
+        :meth:`_deliver` (``Claim`` closes it), with the wake-up count at the claim."""
+        wakes = self._wakes
+        async with contextlib.AsyncExitStack() as claim:
+            uow = await claim.enter_async_context(self.uow_factory())
             notification = await uow.notifications.claim_next()
             if notification is None:
-                return False
-            attempts = notification.attempts + 1
-            attributes = {"nocode.notification.id": notification.id, "nocode.attempt": attempts}
-            with span_from(
-                self.tracer, "send chat message", notification.traceparent, attributes=attributes
-            ):
-                await self._send(uow, notification, attempts)
-                await uow.commit()
-        return True
+                return None
+            return claim.pop_all(), uow, notification, wakes
+        return None  # not reached: the unit of work suppresses no exception
+
+    async def _deliver(
+        self, claim: Claim, uow: NoticeUnitOfWork, notification: Notification, wakes: int
+    ) -> None:
+        """Post ``notification`` and record the outcome, committing the claim's transaction.
+
+        Its request's next message could not be claimed meanwhile: once this one is
+        recorded, claim again if one was queued since the claim (or before it, behind
+        this one). A failure to record it stops the sender (restarted by its supervisor).
+        """
+        attempts = notification.attempts + 1
+        attributes = {"nocode.notification.id": notification.id, "nocode.attempt": attempts}
+        try:
+            async with claim:  # rolls back unless committed
+                with span_from(
+                    self.tracer,
+                    "send chat message",
+                    notification.traceparent,
+                    attributes=attributes,
+                ):
+                    await self._send(uow, notification, attempts)
+                    await uow.commit()
+        except Exception as exc:
+            self._failure = self._failure or exc
+        finally:
+            if self._failure is not None or notification.has_next or self._wakes != wakes:
+                self._queued.set()
 
     async def _send(self, uow: NoticeUnitOfWork, notification: Notification, attempts: int) -> None:
         log_ = log.bind(notification_id=notification.id, attempts=attempts)

@@ -25,6 +25,9 @@ class NoticeSettings(ServiceSettings):
     # The sender is woken by each notification queued in this process; the poll finds the
     # ones due after a backoff and those another replica queued.
     notice_poll_interval_s: float = Field(0.5, validation_alias="NOTICE_POLL_INTERVAL_S")
+    # Chat messages posted at once, each of another request (a request's messages go out
+    # one after another, in order). Each holds a database connection while it is posted.
+    notice_send_concurrency: int = Field(8, ge=1, le=64, validation_alias="NOTICE_SEND_CONCURRENCY")
     # Sent notifications are deleted after this long (0 keeps them all); the pending and
     # failed ones are kept whatever their age.
     notice_sent_retention_hours: float = Field(

@@ -1,9 +1,12 @@
 """Consumer runtime: an idempotent, retrying, dead-lettering Kafka consumer.
 
-For each record: decode the envelope, then in one transaction claim its event id
-in the inbox and apply the handler; commit the offset only after that transaction
-committed. A redelivered event finds its id in the inbox and changes nothing. A
-handler that keeps failing is retried with backoff (a database that cannot be
+Records come in fetched batches. A batch is applied in one transaction: every
+event id is claimed in the inbox (one statement), each claimed event's handler
+runs in order, the whole commits once, and only then are the offsets committed.
+A redelivered event finds its id in the inbox and changes nothing. When any
+handler of a batch fails, that transaction rolls back (nothing of it stays) and
+the batch is applied again one record per transaction, as follows. A handler that
+keeps failing is retried with backoff (a database that cannot be
 reached spends no attempt: the outage is waited out); after ``max_attempts`` the
 record is kept in the service's own ``dead_letters`` table (the embedded broker
 forgets its topics on a restart) and published to the service's dead-letter topic
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -51,6 +56,15 @@ LAG_REFRESH_S = 5.0
 Handler = Callable[[Any, Any], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _Work:
+    """A decoded record with its handler: what a batch applies."""
+
+    record: ConsumerRecord
+    envelope: Envelope
+    handler: Handler
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -70,6 +84,7 @@ class EventConsumer:
         heartbeat_interval_ms: int = 2_000,
         security: dict[str, Any] | None = None,  # servicekit.kafka.client_security
         fetch_max_wait_ms: int = 10,
+        batch_size: int = 100,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -89,6 +104,7 @@ class EventConsumer:
         self._cluster_id: str | None = None  # the broker cluster this consumer reads
         self._rewind = False  # read the next assigned partitions from their beginning
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.batch_size = batch_size  # records per fetch, applied in one transaction
 
     async def run(self) -> None:
         restarts = Backoff(0.5, 5.0).retries()
@@ -112,13 +128,18 @@ class EventConsumer:
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
                 await self._check_cluster(consumer)
                 lag_reporter = asyncio.create_task(self._report_lag(consumer))
-                async for record in consumer:
-                    await self.process(record)
-                    partition = TopicPartition(record.topic, record.partition)
-                    await consumer.commit({partition: record.offset + 1})
-                    highwater = consumer.highwater(partition)
-                    if highwater is not None:
-                        self._set_lag(partition, highwater - (record.offset + 1))
+                while True:
+                    fetched = await consumer.getmany(timeout_ms=1000, max_records=self.batch_size)
+                    if not fetched:
+                        continue
+                    # Each partition's records in their order; partitions one after another.
+                    await self.process_batch([r for rs in fetched.values() for r in rs])
+                    done = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
+                    await consumer.commit(done)
+                    for partition, next_offset in done.items():
+                        highwater = consumer.highwater(partition)
+                        if highwater is not None:
+                            self._set_lag(partition, highwater - next_offset)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: start again, uncommitted records come back
@@ -176,19 +197,40 @@ class EventConsumer:
         self._cluster_id = cluster
 
     async def process(self, record: ConsumerRecord) -> None:
-        """Apply one record, retrying; dead-letter it when it cannot be applied.
+        """Apply one record in its own transaction (see :meth:`process_batch`)."""
+        await self.process_batch([record])
 
-        The work is one span, a child of the publish that sent the record (the
-        envelope's ``traceparent``); the handler's queries and the events it stages
-        in the outbox join that trace.
-        """
+    async def process_batch(self, records: list[ConsumerRecord]) -> None:
+        """Apply ``records`` in order: runs of decodable records in one transaction each
+        (:meth:`_apply_batch`); a record that cannot be decoded goes to the dead letters
+        at once, between the runs before and after it."""
+        run: list[_Work] = []
+        for record in records:
+            headers = header_map(record.headers)
+            ce_type = headers.get("ce_type", "")
+            handler = self.handlers.get(ce_type)
+            if ce_type and handler is None:
+                labels = (self.service, self.group_id, record.topic)
+                metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "ignored").inc()
+                continue
+            try:
+                envelope = decode(record.value, record.headers)
+            except UndecodableMessage as exc:
+                await self._apply_run(run)
+                run = []
+                with self._span(record) as span:
+                    await self._dead_letter(record, exc, attempts=1, span=span)
+                continue
+            assert handler is not None
+            run.append(_Work(record, envelope, handler))
+        await self._apply_run(run)
+
+    def _span(self, record: ConsumerRecord) -> AbstractContextManager[Span]:
+        """The work on one record is one span, a child of the publish that sent it (the
+        envelope's ``traceparent``): the handler's queries and the events it stages in
+        the outbox join that trace. Logs within carry the event's id and type."""
         headers = header_map(record.headers)
         ce_type = headers.get("ce_type", "")
-        labels = (self.service, self.group_id, record.topic)
-        handler = self.handlers.get(ce_type)
-        if ce_type and handler is None:
-            metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "ignored").inc()
-            return
         attributes = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -200,25 +242,55 @@ class EventConsumer:
             "messaging.message.id": headers.get("ce_id", ""),
             "cloudevents.event_type": ce_type,
         }
-        with (
+        return _record_context(
             span_from(
                 self.tracer,
                 f"process {record.topic}",
                 headers.get("traceparent"),
                 kind=SpanKind.CONSUMER,
                 attributes=attributes,
-            ) as span,
-            structlog.contextvars.bound_contextvars(
-                event_id=headers.get("ce_id"), event_type=ce_type
             ),
-        ):
+            headers.get("ce_id"),
+            ce_type,
+        )
+
+    async def _apply_run(self, run: list[_Work]) -> None:
+        if len(run) > 1:
             try:
-                envelope = decode(record.value, record.headers)
-            except UndecodableMessage as exc:
-                await self._dead_letter(record, exc, attempts=1, span=span)
+                await self._apply_batch(run)
                 return
-            assert handler is not None
-            await self._apply_with_retries(record, envelope, handler, span)
+            except Exception as exc:
+                # Rolled back as a whole: apply each on its own, so the one that fails
+                # is retried (an outage waited out) and dead-lettered alone.
+                metrics.EVENTS_FAILED.labels(self.service, self.group_id, run[0].record.topic).inc()
+                log.warning("batch failed, applying its events one by one", error=repr(exc))
+        for work in run:
+            with self._span(work.record) as span:
+                await self._apply_with_retries(work.record, work.envelope, work.handler, span)
+
+    async def _apply_batch(self, run: list[_Work]) -> None:
+        """Claim every event of ``run`` and apply the claimed ones, in one transaction."""
+        started = time.perf_counter()
+        outcomes: list[str] = []
+        async with self.uow_factory() as uow:
+            claimed = await claim_many(
+                uow.session, self.group_id, [(w.record.topic, w.envelope) for w in run]
+            )
+            for work in run:
+                if work.envelope.id not in claimed:  # applied before, or earlier in this run
+                    outcomes.append("duplicate")
+                    continue
+                claimed.discard(work.envelope.id)
+                with self._span(work.record) as span:  # a failure is recorded on it
+                    await work.handler(uow, work.envelope.event)
+                    span.set_attribute("nocode.outcome", "applied")
+                outcomes.append("applied")
+            await uow.commit()
+        elapsed = time.perf_counter() - started
+        for work, outcome in zip(run, outcomes, strict=True):
+            labels = (self.service, self.group_id, work.record.topic)
+            metrics.EVENT_PROCESSING.labels(*labels).observe(elapsed)
+            metrics.EVENTS_CONSUMED.labels(*labels, work.envelope.type, outcome).inc()
 
     async def _apply_with_retries(
         self, record: ConsumerRecord, envelope: Envelope, handler: Handler, span: Span
@@ -314,6 +386,32 @@ async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Enve
         {"event_id": envelope.id, "consumer": group_id, "topic": topic, "ce_type": envelope.type},
     )
     return claimed.first() is not None
+
+
+async def claim_many(
+    session: AsyncSession, group_id: str, events: list[tuple[str, Envelope]]
+) -> set[str]:
+    """:func:`claim` for many ``(topic, envelope)`` in one statement: the ids claimed now
+    (an id given twice is claimed once)."""
+    claimed = await session.execute(
+        _CLAIM,
+        [
+            {"event_id": env.id, "consumer": group_id, "topic": topic, "ce_type": env.type}
+            for topic, env in events
+        ],
+    )
+    return {row.event_id for row in claimed}
+
+
+@contextmanager
+def _record_context(
+    span: AbstractContextManager[Span], event_id: str | None, ce_type: str
+) -> Iterator[Span]:
+    with (
+        span as opened,
+        structlog.contextvars.bound_contextvars(event_id=event_id, event_type=ce_type),
+    ):
+        yield opened
 
 
 class _RewindOnAssign(ConsumerRebalanceListener):

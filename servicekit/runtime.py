@@ -167,6 +167,7 @@ class ServiceRuntime:
                 heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
                 security=client_security(s),
                 fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+                batch_size=s.consumer_batch_size,
             )
             self.consumers.append(consumer)
             runs.append(consumer.run())

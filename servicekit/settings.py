@@ -56,6 +56,9 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(5, validation_alias="CONSUMER_MAX_ATTEMPTS")
     consumer_backoff_initial_s: float = Field(0.2, validation_alias="CONSUMER_BACKOFF_INITIAL_S")
     consumer_backoff_max_s: float = Field(5.0, validation_alias="CONSUMER_BACKOFF_MAX_S")
+    # Records a consumer fetches at most at once and applies in one transaction (1: one
+    # transaction per record).
+    consumer_batch_size: int = Field(100, ge=1, validation_alias="CONSUMER_BATCH_SIZE")
 
     # Connections per service process, opened as needed and kept (no overflow to open and
     # close under load); a pooled connection is not pinged before use unless asked for.

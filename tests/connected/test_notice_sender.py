@@ -68,3 +68,61 @@ async def test_two_senders_post_every_message_once_and_each_request_in_order(
         assert [m for m in messages if m.startswith(f"request {request}:")] == texts
     assert {r.status for r in rows} == {"sent"}
     assert sum(r.attempts for r in rows) == len(rows) + 3
+
+
+async def test_requests_are_sent_in_parallel_each_in_order(notice_db: str) -> None:
+    """A chat taking 200 ms per answer: eight requests' messages go out side by side, each
+    request's in the order of its events, each once. The poll is 30 s, so only wake-ups
+    (a message queued, or one sent with another of its request behind it) drive it."""
+    engine = make_engine(notice_db)
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    def uow() -> NoticeUnitOfWork:
+        return NoticeUnitOfWork(sessions, OutboxWriter("/test"))
+
+    requests, changes, answer_s = range(11, 19), 3, 0.2
+    expected = {r: [f"request {r}: change {c}" for c in range(changes)] for r in requests}
+
+    async def queue(change: int) -> None:
+        async with uow() as u:
+            for request, texts in expected.items():
+                notice = Notice("u", "model", request, texts[change])
+                await u.notifications.add(notice, f"p-{request}-{change}", "StateChanged")
+            await u.commit()
+
+    await queue(0)
+    await queue(1)
+    async with (
+        serving(build_app(), free_port()) as chat_url,
+        httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+    ):
+        await chat.put("/chat/_faults", json={"delayS": answer_s})
+        policy = RetryPolicy(max_attempts=5, initial_s=0.05, max_s=0.1)
+        webhook = WebhookChat(chat, f"{chat_url}/chat/webhook")
+        sender = Sender(uow, webhook, policy, poll_interval_s=30.0, concurrency=8)
+        started = time.monotonic()
+        task = asyncio.create_task(sender.run())
+        try:
+            await asyncio.sleep(answer_s / 2)  # the first messages are being posted
+            await queue(2)
+            sender.wake()  # as the consumer's commit does
+            total = len(requests) * changes
+            while len((await chat.get("/chat/messages")).json()) < total:
+                assert time.monotonic() - started < 30, "messages not all sent in 30 s"
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(0.5)  # anything sent twice would show now
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        messages = [m["text"] for m in (await chat.get("/chat/messages")).json()]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(notifications))).all()
+    await engine.dispose()
+
+    assert sorted(messages) == sorted(t for texts in expected.values() for t in texts)
+    for request, texts in expected.items():
+        assert [m for m in messages if m.startswith(f"request {request}:")] == texts
+    assert {r.status for r in rows} == {"sent"} and len(rows) == total
+    # One after another: 24 answers of 0.2 s, 4.8 s. Eight at a time: about 3 answers.
+    assert elapsed < total * answer_s / 2, f"{total} messages took {elapsed:.2f}s"
