@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from core import handlers
 from core.domain import Job, Kind, State
-from core.queue import CoreUnitOfWork
+from core.repository import CoreUnitOfWork
 from servicekit.auth import Caller, listing_for
 from servicekit.http import (
     Limit,

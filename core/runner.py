@@ -16,10 +16,10 @@ import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from core import metrics
-from core.artifact import Artifacts
-from core.domain import Backoff, BatchRead, Job, Kind, State
-from core.queue import CoreUnitOfWork
-from core.work import Cancel, Complete, Fail, Outcome, Work, lms_job
+from core.domain import Backoff, BatchRead, Job, State
+from core.jobs import JobTypes
+from core.jobs.base import Cancel, Complete, Fail, Outcome
+from core.repository import CoreUnitOfWork
 from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
@@ -47,21 +47,19 @@ class JobRunner:
     def __init__(
         self,
         uow_factory: Callable[[], CoreUnitOfWork],
-        work: Work,
+        types: JobTypes,
         *,
         lease_s: float,
         backoff: Backoff,
         lms_max_attempts: int,
         tracer: Tracer,
-        artifacts: Artifacts | None = None,
     ) -> None:
         self.uow_factory = uow_factory
-        self.work = work
+        self.types = types
         self.lease_s = lease_s
         self.backoff = backoff
-        self.lms_max_attempts = lms_max_attempts
+        self.follow_up_attempts = lms_max_attempts  # the only follow-up job is an LMS send
         self.tracer = tracer
-        self.artifacts = artifacts  # a completed model's card (core.artifact)
 
     async def run(self, job: Job) -> None:
         """Run this claim of ``job``: one span in the trace of whatever caused the job."""
@@ -91,18 +89,19 @@ class JobRunner:
                 )
 
     async def _run(self, job: Job) -> None:
-        owner = job.lease_owner  # this claim: every write checks it still holds the lease
+        claim = _Claim(self, job)
+        job_type = self.types[job.kind]
         try:
-            while job.step < job.work_steps:
+            while claim.job.step < claim.job.work_steps:
                 with self.tracer.start_as_current_span(
                     f"{job.kind.value} step",
                     kind=SpanKind.INTERNAL,
                     set_status_on_exception=False,  # JobEnded (a cancel) is no error
                 ) as span:
-                    span.set_attribute("nocode.job.step", job.step + 1)
-                    job = await self._write(job.id, owner, self._renew)
-                    read = await self.work.step(job)
-                    job = await self._write(job.id, owner, self._advance(read))
+                    span.set_attribute("nocode.job.step", claim.job.step + 1)
+                    await claim.renew()
+                    read = await job_type.step(claim.job)
+                    job = await claim.write(self._advance(read))
                 log.info(
                     "job step",
                     job_id=job.id,
@@ -110,17 +109,12 @@ class JobRunner:
                     step=job.step,
                     total_steps=job.total_steps,
                 )
-
-            async def renew() -> None:
-                nonlocal job
-                job = await self._write(job.id, owner, self._renew)
-
-            outcome = await self.work.finish(job, renew)
+            outcome = await job_type.finish(claim.job, claim)
         except (JobEnded, LeaseLost, asyncio.CancelledError):
             raise
         except Exception as exc:
             outcome = Fail(describe(exc))
-        await self._write(job.id, owner, self._apply(outcome), final=True)
+        await claim.write(self._apply(outcome), final=True)
 
     async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
         job.renew(now, self.lease_s)
@@ -136,12 +130,7 @@ class JobRunner:
             match outcome:
                 case Complete(result, check):
                     job.complete(now, check, **result)
-                    if job.kind == Kind.MODEL and self.artifacts is not None:
-                        await self.artifacts.write(job, uow, now)
-                    if job.kind == Kind.TARGET:
-                        # The LMS send is owed from the moment the target is complete.
-                        lms_id = await uow.jobs.next_id()
-                        await uow.jobs.enqueue(lms_job(job, lms_id, self.lms_max_attempts, now))
+                    await self.types[job.kind].follow_up(job, uow, now, self.follow_up_attempts)
                 case Cancel(reason, check):
                     job.cancel(reason, now, check)
                 case Fail(error, final):
@@ -181,6 +170,22 @@ class JobRunner:
             if not final:
                 raise JobEnded
         return current
+
+
+class _Claim:
+    """This runner's claim of one job (core.jobs.base.Lease): the job as last written."""
+
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self.runner = runner
+        self.job = job
+        self.owner = job.lease_owner  # every write checks the claim still holds the lease
+
+    async def renew(self) -> None:
+        await self.write(self.runner._renew)
+
+    async def write(self, change: Change, *, final: bool = False) -> Job:
+        self.job = await self.runner._write(self.job.id, self.owner, change, final=final)
+        return self.job
 
 
 def record_end(job: Job) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -18,6 +17,7 @@ from prometheus_client import Counter
 from contracts import core
 from contracts import model as model_events
 from servicekit import metrics
+from servicekit.domain import AbstractUnitOfWork, request_number
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 from target.domain import ModelGone, ModelRecord, State, TargetRequest
@@ -49,18 +49,11 @@ class ModelRecords(Protocol):
     async def save(self, record: ModelRecord) -> None: ...
 
 
-class TargetUow(Protocol):
+class TargetUow(AbstractUnitOfWork, Protocol):
     """The unit of work handlers need: ``repository.TargetUnitOfWork``, or a fake in tests."""
 
     targets: TargetRequests
     models: ModelRecords
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    async def commit(self) -> None: ...
-    def after_commit(self, callback: Callable[[], object]) -> None: ...
 
 
 class TargetView(NamedTuple):
@@ -226,8 +219,8 @@ async def _apply(
 ) -> None:
     """Apply a core event to the target it is about; a refused one changes nothing."""
     name = event.event_type()
-    digits = event.request_id.isascii() and event.request_id.isdigit()
-    req = await uow.targets.get(int(event.request_id)) if digits else None
+    id = request_number(event.request_id)
+    req = await uow.targets.get(id) if id is not None else None
     if req is None:
         log.warning(
             "core event for unknown target", event_type=name, target_request_id=event.request_id

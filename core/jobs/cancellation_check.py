@@ -1,5 +1,6 @@
-"""The compensation check: before announcing a model's completion, ask model whether the
-request is still wanted. Never answered blindly: while model cannot be asked, keep trying.
+"""The cancellation check (the saga's "compensation check"): before announcing a model's
+completion, ask model whether the request was cancelled meanwhile. Never answered
+blindly: while model cannot be asked, keep trying.
 
 What model's answer means:
 - ``approved`` / ``inProgress`` (or ``completed``, a repeat): go on and complete.
@@ -27,7 +28,7 @@ from pydantic.alias_generators import to_camel
 from contracts.core import Check
 from core import metrics
 from core.adapters.model_client import ModelUnavailable
-from core.domain import Backoff
+from core.jobs.base import Backoff
 from servicekit.resilience import CircuitBreaker, CircuitOpen
 
 log = structlog.get_logger(__name__)
@@ -62,7 +63,7 @@ def judge(request_id: str, state: str | None) -> tuple[Verdict, str]:
     return Verdict(False, f"model request {request_id} is {state}"), "refused"
 
 
-class CompensationCheck:
+class CancellationCheck:
     def __init__(
         self,
         model: ModelStates,
