@@ -49,10 +49,6 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._wake = wake or asyncio.Event()  # set: something may be claimable now
 
-    def notify(self) -> None:
-        """Something may be claimable now (a job was enqueued in this process)."""
-        self._wake.set()
-
     async def run(self) -> None:
         tasks: set[asyncio.Task[None]] = set()
         async with self.make_http() as http:

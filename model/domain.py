@@ -16,18 +16,9 @@ from typing import ClassVar
 
 from contracts import Event
 from contracts import model as events
+from contracts.model import ModelState as State
 from servicekit.domain import Aggregate, utcnow
 from servicekit.statemachine import TransitionTable
-
-
-class State(StrEnum):
-    REQUESTED = "requested"
-    APPROVED = "approved"
-    IN_PROGRESS = "inProgress"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELED = "requestCanceled"
-    REJECTED = "rejected"
 
 
 class Action(StrEnum):

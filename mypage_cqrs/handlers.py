@@ -52,8 +52,8 @@ async def on_event(uow: MypageUow, event: Event) -> None:
     row = await uow.requests.get(change.id, for_update=True)
     if row is None:  # cannot happen: rows are never deleted while a transaction holds one
         raise RuntimeError(f"my request {change.id} vanished")
-    merged = view.merge(row, change)
-    if merged != row:
+    merged = view.apply(row, event)
+    if merged is not None and merged != row:
         await uow.requests.update(merged)
 
 

@@ -19,17 +19,10 @@ from typing import ClassVar
 
 from contracts import Event
 from contracts import target as events
+from contracts.model import ModelState
+from contracts.target import TargetState as State
 from servicekit.domain import Aggregate, utcnow
 from servicekit.statemachine import IllegalTransition, TransitionTable
-
-
-class State(StrEnum):
-    REQUESTED = "requested"
-    APPROVED = "approved"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    CANCELED = "canceled"
 
 
 class Action(StrEnum):
@@ -53,11 +46,11 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
     },
 )
 
-# Model request states, as model publishes them (model's language, not its code).
-MODEL_COMPLETED = "completed"
-MODEL_TERMINAL = frozenset({"completed", "rejected", "requestCanceled", "failed"})
+# Model request states, as model publishes them (contracts.model, not model's code).
+MODEL_COMPLETED = ModelState.COMPLETED
 # A model in one of these will never complete: its targets are cancelled (compensation).
-MODEL_GONE = frozenset({"rejected", "requestCanceled", "failed"})
+MODEL_GONE = frozenset({ModelState.REJECTED, ModelState.CANCELED, ModelState.FAILED})
+MODEL_TERMINAL = MODEL_GONE | {ModelState.COMPLETED}
 
 
 class ModelNotCompleted(IllegalTransition):

@@ -26,6 +26,7 @@ import structlog
 from pydantic.alias_generators import to_camel
 
 from contracts.core import Check
+from contracts.model import ModelState
 from core import metrics
 from core.adapters.model_client import ModelUnavailable
 from core.jobs.base import Backoff
@@ -33,8 +34,7 @@ from servicekit.resilience import CircuitBreaker, CircuitOpen
 
 log = structlog.get_logger(__name__)
 
-COMPLETABLE = frozenset({"approved", "inProgress", "completed"})
-CANCELED = "requestCanceled"
+COMPLETABLE = frozenset({ModelState.APPROVED, ModelState.IN_PROGRESS, ModelState.COMPLETED})
 # Shortest pause while the breaker is open, so a half-open trial in flight is not spun on.
 MIN_PAUSE_S = 0.05
 
@@ -58,7 +58,7 @@ def judge(request_id: str, state: str | None) -> tuple[Verdict, str]:
         return Verdict(False, reason), "not_found"
     if state in COMPLETABLE:
         return Verdict(True), "complete"
-    if state == CANCELED:
+    if state == ModelState.CANCELED:
         return Verdict(False, f"model request {request_id} was cancelled"), "canceled"
     return Verdict(False, f"model request {request_id} is {state}"), "refused"
 
