@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from contracts import core
 from model.domain import ModelRequest, State
 from servicekit import metrics
-from servicekit.domain import AbstractUnitOfWork, request_number
+from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 
@@ -128,8 +128,9 @@ async def _apply(
 ) -> ModelRequest | None:
     """Apply a core event; returns the request if its state refused the event."""
     name = event.event_type()
-    id = request_number(event.request_id)
-    req = await uow.requests.get(id) if id is not None else None
+    # A request id that is no number fails the handler on every try, so the event is
+    # parked on the dead-letter topic (target, by contrast, counts it as unknown).
+    req = await uow.requests.get(int(event.request_id))
     if req is None:
         log.warning(
             "core event for unknown request", event_type=name, model_request_id=event.request_id

@@ -68,9 +68,3 @@ class Aggregate(Generic[S, A]):
 
     def _moved(self, previous: S) -> None:
         """Hook: what a move from ``previous`` changes besides the state."""
-
-
-def request_number(request_id: str) -> int | None:
-    """The numeric id a core event's ``requestId`` names; None when it names none (an
-    event for a request this service cannot have, counted as unknown)."""
-    return int(request_id) if request_id.isascii() and request_id.isdigit() else None

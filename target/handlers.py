@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from contracts import core
 from contracts import model as model_events
 from servicekit import metrics
-from servicekit.domain import AbstractUnitOfWork, request_number
+from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 from target.domain import ModelGone, ModelRecord, State, TargetRequest
@@ -219,8 +219,8 @@ async def _apply(
 ) -> None:
     """Apply a core event to the target it is about; a refused one changes nothing."""
     name = event.event_type()
-    id = request_number(event.request_id)
-    req = await uow.targets.get(id) if id is not None else None
+    digits = event.request_id.isascii() and event.request_id.isdigit()
+    req = await uow.targets.get(int(event.request_id)) if digits else None
     if req is None:
         log.warning(
             "core event for unknown target", event_type=name, target_request_id=event.request_id
