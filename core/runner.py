@@ -89,7 +89,7 @@ class JobRunner:
                 )
 
     async def _run(self, job: Job) -> None:
-        claim = _Claim(self, job)
+        claim = Claim(self.uow_factory, job, self.lease_s)
         job_type = self.types[job.kind]
         try:
             while claim.job.step < claim.job.work_steps:
@@ -115,9 +115,6 @@ class JobRunner:
         except Exception as exc:
             outcome = Fail(describe(exc))
         await claim.write(self._apply(outcome), final=True)
-
-    async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
-        job.renew(now, self.lease_s)
 
     def _advance(self, read: BatchRead | None) -> Change:
         async def advance(job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
@@ -149,15 +146,34 @@ class JobRunner:
 
         return apply
 
-    async def _write(
-        self, job_id: int, owner: str | None, change: Change, *, final: bool = False
-    ) -> Job:
-        """Lock the job, check the lease, apply ``change`` (or the pending cancel), commit."""
+
+class Claim:
+    """A runner's claim of one job (core.jobs.base.Lease), and the job as last written.
+
+    Every write locks the job, checks this claim still holds its lease, applies the
+    change (or the pending cancel) and commits."""
+
+    def __init__(self, uow_factory: Callable[[], CoreUnitOfWork], job: Job, lease_s: float) -> None:
+        self.uow_factory = uow_factory
+        self.job = job
+        self.owner = job.lease_owner
+        self.lease_s = lease_s
+
+    async def renew(self) -> None:
+        await self.write(self._renew)
+
+    async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
+        job.renew(now, self.lease_s)
+
+    async def write(self, change: Change, *, final: bool = False) -> Job:
+        """Raises LeaseLost when the claim lost its lease, JobEnded when the job ended at
+        this write (cancelled) unless it is the ``final`` one."""
         async with self.uow_factory() as uow:
-            current = await uow.jobs.get(job_id)
-            if current is None or current.state != State.RUNNING or current.lease_owner != owner:
+            current = await uow.jobs.get(self.job.id)
+            held_here = current is not None and current.lease_owner == self.owner
+            if current is None or current.state != State.RUNNING or not held_here:
                 held = f"{current.state.value} ({current.lease_owner})" if current else "gone"
-                raise LeaseLost(f"job {job_id} is {held}")
+                raise LeaseLost(f"job {self.job.id} is {held}")
             now = _now()
             if current.cancel_requested:
                 current.cancel(current.reason or "cancel requested", now)
@@ -165,27 +181,12 @@ class JobRunner:
                 await change(current, uow, now)
             await uow.jobs.save(current)
             await uow.commit()
+        self.job = current
         if current.finished:
             record_end(current)
             if not final:
                 raise JobEnded
         return current
-
-
-class _Claim:
-    """This runner's claim of one job (core.jobs.base.Lease): the job as last written."""
-
-    def __init__(self, runner: JobRunner, job: Job) -> None:
-        self.runner = runner
-        self.job = job
-        self.owner = job.lease_owner  # every write checks the claim still holds the lease
-
-    async def renew(self) -> None:
-        await self.write(self.runner._renew)
-
-    async def write(self, change: Change, *, final: bool = False) -> Job:
-        self.job = await self.runner._write(self.job.id, self.owner, change, final=final)
-        return self.job
 
 
 def record_end(job: Job) -> None:
