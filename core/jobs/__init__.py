@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from core.artifact import Artifacts
-from core.jobs.base import JobEvents, JobType, Kind
+from core.jobs.base import JobEvents, JobType, Kind, Pace
 from core.jobs.cancellation_check import CancellationCheck
 from core.jobs.extraction import Extraction
 from core.jobs.lms_send import LmsSend, LmsSender
@@ -36,16 +36,10 @@ class JobTypes:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         artifacts: Artifacts | None = None,
     ) -> None:
+        pace = Pace(step_duration_s, sleep)
         types: tuple[JobType, ...] = (
-            Training(
-                vertica,
-                check,
-                batch_size=batch_size,
-                step_duration_s=step_duration_s,
-                sleep=sleep,
-                artifacts=artifacts,
-            ),
-            Extraction(step_duration_s=step_duration_s, sleep=sleep),
+            Training(vertica, check, pace, batch_size, artifacts),
+            Extraction(pace),
             LmsSend(midas),
         )
         self._by_kind: dict[Kind, JobType] = {t.kind: t for t in types}

@@ -8,6 +8,8 @@ registered once, in ``core.jobs``.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -35,6 +37,17 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.initial_s, self.max_s)
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long a simulated step takes, and how to wait it out (tests: no waiting)."""
+
+    step_duration_s: float
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def step(self) -> None:
+        await self.sleep(self.step_duration_s)
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,12 @@ transaction, so the send is owed from the moment the target is complete."""
 
 from __future__ import annotations
 
-import asyncio
 import zlib
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from contracts import core as events
-from core.jobs.base import Complete, JobEvents, Kind, Lease, Outcome
+from core.jobs.base import Complete, JobEvents, Kind, Lease, Outcome, Pace
 
 if TYPE_CHECKING:
     from core.domain import Job
@@ -28,14 +26,11 @@ class Extraction:
     events: ClassVar[JobEvents] = JobEvents("target", events.TargetCompleted, events.TargetFailed)
     runs_steps: ClassVar[bool] = True
 
-    def __init__(
-        self, *, step_duration_s: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    ) -> None:
-        self.step_duration_s = step_duration_s
-        self.sleep = sleep
+    def __init__(self, pace: Pace) -> None:
+        self.pace = pace
 
     async def step(self, job: Job) -> None:
-        await self.sleep(self.step_duration_s)  # extraction (simulated)
+        await self.pace.step()  # extraction (simulated)
 
     async def finish(self, job: Job, lease: Lease) -> Outcome:
         return Complete({"audienceSize": audience_size(job.request_id)})

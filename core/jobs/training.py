@@ -5,8 +5,6 @@ training writes its model card (core.artifact) in the completing transaction."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -14,7 +12,7 @@ from contracts import core as events
 from core import metrics
 from core.adapters.vertica import Batch
 from core.artifact import Artifacts
-from core.jobs.base import BatchRead, Cancel, Complete, JobEvents, Kind, Lease, Outcome
+from core.jobs.base import BatchRead, Cancel, Complete, JobEvents, Kind, Lease, Outcome, Pace
 from core.jobs.cancellation_check import CancellationCheck
 
 if TYPE_CHECKING:
@@ -37,24 +35,21 @@ class Training:
         self,
         vertica: TrainingData,
         check: CancellationCheck,
-        *,
+        pace: Pace,
         batch_size: int,
-        step_duration_s: float,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        artifacts: Artifacts | None = None,
+        artifacts: Artifacts | None = None,  # a completed model's card
     ) -> None:
         self.vertica = vertica
         self.check = check
+        self.pace = pace
         self.batch_size = batch_size
-        self.step_duration_s = step_duration_s
-        self.sleep = sleep
-        self.artifacts = artifacts  # a completed model's card
+        self.artifacts = artifacts
 
     async def step(self, job: Job) -> BatchRead:
         offset = job.data_offset
         batch = await self.vertica.training_batch(job.request_id, offset, self.batch_size)
         metrics.TRAINING_ROWS.inc(len(batch.rows))
-        await self.sleep(self.step_duration_s)  # training on the batch (simulated)
+        await self.pace.step()  # training on the batch (simulated)
         return BatchRead(
             number=offset // self.batch_size + 1,
             offset=offset,
