@@ -7,6 +7,7 @@ for (a string): ``{"eventType":"ModelCompleted","id":1,"type":"model",
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -14,6 +15,18 @@ from pydantic.alias_generators import to_camel
 
 from contracts.base import Event, extension
 from contracts.topics import CORE_EVENTS
+
+
+class JobReport(StrEnum):
+    """What core's events say of a request's job, as their ``state`` spells it."""
+
+    IN_PROGRESS = "inProgress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TARGET_COMPLETED = "targetCompleted"
+    CANCELED = "canceled"
+    LMS_SENT = "lmsSent"
+    LMS_FAILED = "lmsFailed"
 
 
 class CoreJobEvent(Event):
@@ -42,7 +55,7 @@ class Check(BaseModel):
 
 class ModelProgressed(CoreJobEvent):
     type: Literal["model", "target"] = "model"
-    state: str = "inProgress"
+    state: str = JobReport.IN_PROGRESS.value
     step: int
     total_steps: int
     batch: int | None = extension("the Vertica batch the step trained on (1-based number)")
@@ -53,24 +66,24 @@ class ModelProgressed(CoreJobEvent):
 
 class ModelCompleted(CoreJobEvent):
     type: Literal["model", "target"] = "model"
-    state: str = "completed"
+    state: str = JobReport.COMPLETED.value
     check: Check | None = extension("the compensation check that allowed the completion")
 
 
 class ModelFailed(CoreJobEvent):
     type: Literal["model", "target"] = "model"
-    state: str = "failed"
+    state: str = JobReport.FAILED.value
     reason: str
 
 
 class TargetCompleted(CoreJobEvent):
     type: Literal["model", "target"] = "target"
-    state: str = "targetCompleted"
+    state: str = JobReport.TARGET_COMPLETED.value
 
 
 class TargetFailed(CoreJobEvent):
     type: Literal["model", "target"] = "target"
-    state: str = "failed"
+    state: str = JobReport.FAILED.value
     reason: str
 
 
@@ -78,7 +91,7 @@ class JobCanceled(CoreJobEvent):
     """A job stopped without completing: its request was cancelled (before a step, or
     found cancelled by the compensation check). No completion goes out for it."""
 
-    state: str = "canceled"
+    state: str = JobReport.CANCELED.value
     reason: str
     check: Check | None = extension("the compensation check, when it found the request gone")
 
@@ -87,7 +100,7 @@ class LmsSent(CoreJobEvent):
     """MIDAS accepted the LMS bulk send for a completed target (``requestId``)."""
 
     type: Literal["model", "target"] = "target"
-    state: str = "lmsSent"
+    state: str = JobReport.LMS_SENT.value
     midas_send_id: str
 
 
@@ -95,5 +108,5 @@ class LmsFailed(CoreJobEvent):
     """MIDAS kept refusing the LMS bulk send; core gave up after its attempts."""
 
     type: Literal["model", "target"] = "target"
-    state: str = "lmsFailed"
+    state: str = JobReport.LMS_FAILED.value
     reason: str

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar
 
 from contracts.base import Event, extension
 from contracts.topics import MODEL_EVENTS
+
+
+class ModelState(StrEnum):
+    """A model request's states, as its events' ``state`` spells them."""
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    IN_PROGRESS = "inProgress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "requestCanceled"
+    REJECTED = "rejected"
 
 
 class ModelRequestEvent(Event):
@@ -22,12 +35,12 @@ class Requested(ModelRequestEvent):
 
 
 class Approved(ModelRequestEvent):
-    previous_state: str = "requested"
+    previous_state: str = ModelState.REQUESTED.value
     actor: str | None = extension("who did it: the admin or user (token subject)")
 
 
 class Rejected(ModelRequestEvent):
-    previous_state: str = "requested"
+    previous_state: str = ModelState.REQUESTED.value
     reason: str
     actor: str | None = extension("who did it: the admin or user (token subject)")
 

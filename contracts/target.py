@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar
 
 from contracts.base import Event, extension
 from contracts.topics import TARGET_EVENTS
+
+
+class TargetState(StrEnum):
+    """A target request's states, as its events' ``state`` spells them."""
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
 
 
 class TargetRequestEvent(Event):
@@ -23,12 +35,12 @@ class TargetRequested(TargetRequestEvent):
 
 
 class TargetApproved(TargetRequestEvent):
-    previous_state: str = "requested"
+    previous_state: str = TargetState.REQUESTED.value
     actor: str | None = extension("who did it: the admin or user (token subject)")
 
 
 class TargetRejected(TargetRequestEvent):
-    previous_state: str = "requested"
+    previous_state: str = TargetState.REQUESTED.value
     reason: str
     actor: str | None = extension("who did it: the admin or user (token subject)")
 

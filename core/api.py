@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from core import handlers
 from core.domain import Job, Kind, State
-from core.queue import CoreUnitOfWork
+from core.repository import CoreUnitOfWork
 from servicekit.auth import Caller, listing_for
 from servicekit.http import (
     Limit,
@@ -46,27 +46,7 @@ class JobOut(Schema):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        return cls(
-            id=job.id,
-            kind=job.kind.value,
-            request_id=job.request_id,
-            user_id=job.user_id,
-            name=job.name,
-            state=job.state.value,
-            step=job.step,
-            total_steps=job.total_steps,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            cancel_requested=job.cancel_requested,
-            reason=job.reason,
-            last_error=job.last_error,
-            available_at=job.available_at,
-            lease_expires_at=job.lease_expires_at,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            updated_at=job.updated_at,
-        )
+        return cls.model_validate(job, from_attributes=True)
 
 
 Uow = Annotated[CoreUnitOfWork, Depends(unit_of_work)]

@@ -20,14 +20,16 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from contracts.core import ModelProgressed
-from core.domain import Job
-from core.queue import CoreUnitOfWork
 from core.tables import outbox
+
+if TYPE_CHECKING:
+    from core.domain import Job
+    from core.repository import CoreUnitOfWork
 
 CARD_FORMAT = "nocode.model-card/v1"
 

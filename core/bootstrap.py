@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from functools import partial
+
 import httpx
 from fastapi import FastAPI
 
@@ -11,83 +15,46 @@ from core.adapters.model_client import ModelService, ModelUnavailable
 from core.adapters.vertica import Vertica
 from core.api import router
 from core.artifact import Artifacts
-from core.compensation import CompensationCheck
-from core.domain import Backoff
 from core.handlers import JobPolicy, event_handlers
+from core.jobs import JobTypes
+from core.jobs.cancellation_check import CancellationCheck
 from core.ops import FailedJobs
-from core.queue import CoreUnitOfWork
+from core.repository import CoreUnitOfWork
 from core.runner import JobRunner
 from core.settings import CoreSettings
-from core.work import Work
 from core.worker import Worker
 from servicekit.app import create_app
-from servicekit.auth import SERVICE
+from servicekit.auth import SERVICE, TokenIssuer
 from servicekit.ops import mount_ops
-from servicekit.resilience import CircuitBreaker
+from servicekit.resilience import Backoff, CircuitBreaker
 from servicekit.runtime import ServiceRuntime
+
+UowFactory = Callable[[], CoreUnitOfWork]
 
 
 def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime]:
     s = settings or CoreSettings()
     runtime = ServiceRuntime(s)
+    wake = asyncio.Event()  # set by a commit that enqueued a job: the worker claims at once
+    uow_factory = partial(CoreUnitOfWork, runtime.sessionmaker, runtime.outbox, wake.set)
+    artifacts = Artifacts(
+        s.data_dir / "models",
+        {"verticaBatchSize": s.vertica_batch_size, "stepDurationS": s.step_duration_s},
+    )
     breaker = CircuitBreaker(
         "model",
         failure_threshold=s.breaker_failures,
         reset_timeout_s=s.breaker_reset_s,
         service=s.service_name,
     )
-
-    def uow_factory() -> CoreUnitOfWork:
-        # ``worker`` is bound below; a commit that enqueued a job wakes it.
-        return CoreUnitOfWork(runtime.sessionmaker, runtime.outbox, worker.notify)
-
-    issuer = s.service_token_issuer()  # core's own key: service tokens only
-
-    def service_token() -> str:
-        if issuer is None:
-            raise ModelUnavailable("core has no JWT_PRIVATE_KEY to call model with")
-        return issuer.issue("service:core", [SERVICE], ttl_s=60)
-
-    artifacts = Artifacts(
-        s.data_dir / "models",
-        {"verticaBatchSize": s.vertica_batch_size, "stepDurationS": s.step_duration_s},
-    )
-
-    def make_runner(http: httpx.AsyncClient) -> JobRunner:
-        check = CompensationCheck(
-            ModelService(http, s.model_service_url, s.check_timeout_s, service_token),
-            breaker,
-            Backoff(s.check_backoff_initial_s, s.check_backoff_max_s),
-        )
-        work = Work(
-            vertica=Vertica(http, s.vertica_url, s.vertica_timeout_s),
-            midas=Midas(http, s.midas_url, s.midas_timeout_s),
-            check=check,
-            batch_size=s.vertica_batch_size,
-            step_duration_s=s.step_duration_s,
-        )
-        return JobRunner(
-            uow_factory,
-            work,
-            lease_s=s.lease_s,
-            backoff=Backoff(s.job_backoff_initial_s, s.job_backoff_max_s),
-            lms_max_attempts=s.lms_max_attempts,
-            tracer=runtime.tracing.tracer,
-            artifacts=artifacts,
-        )
-
-    def make_http() -> httpx.AsyncClient:
-        client = httpx.AsyncClient()
-        runtime.tracing.instrument_httpx(client)  # Vertica, MIDAS and model's check
-        return client
-
     worker = Worker(
         uow_factory,
-        make_runner,
-        make_http=make_http,
+        partial(job_runner, s, runtime, uow_factory, breaker, artifacts),
+        make_http=partial(http_client, runtime),
         concurrency=s.worker_concurrency,
         poll_interval_s=s.poll_interval_s,
         lease_s=s.lease_s,
+        wake=wake,
     )
     policy = JobPolicy(
         training_steps=s.training_steps,
@@ -104,3 +71,48 @@ def build(settings: CoreSettings | None = None) -> tuple[FastAPI, ServiceRuntime
     app.state.artifacts = artifacts
     app.state.worker = worker
     return app, runtime
+
+
+def job_runner(
+    s: CoreSettings,
+    runtime: ServiceRuntime,
+    uow_factory: UowFactory,
+    breaker: CircuitBreaker,
+    artifacts: Artifacts,
+    http: httpx.AsyncClient,
+) -> JobRunner:
+    """The runner of the worker's jobs, its adapters sharing the worker's ``http``."""
+    token = partial(service_token, s.service_token_issuer())  # core's own key
+    model = ModelService(http, s.model_service_url, s.check_timeout_s, token)
+    check = CancellationCheck(
+        model, breaker, Backoff(s.check_backoff_initial_s, s.check_backoff_max_s)
+    )
+    types = JobTypes(
+        vertica=Vertica(http, s.vertica_url, s.vertica_timeout_s),
+        midas=Midas(http, s.midas_url, s.midas_timeout_s),
+        check=check,
+        batch_size=s.vertica_batch_size,
+        step_duration_s=s.step_duration_s,
+        artifacts=artifacts,
+    )
+    return JobRunner(
+        uow_factory,
+        types,
+        lease_s=s.lease_s,
+        backoff=Backoff(s.job_backoff_initial_s, s.job_backoff_max_s),
+        lms_max_attempts=s.lms_max_attempts,
+        tracer=runtime.tracing.tracer,
+    )
+
+
+def service_token(issuer: TokenIssuer | None) -> str:
+    """A short-lived service token for core's call to model."""
+    if issuer is None:
+        raise ModelUnavailable("core has no JWT_PRIVATE_KEY to call model with")
+    return issuer.issue("service:core", [SERVICE], ttl_s=60)
+
+
+def http_client(runtime: ServiceRuntime) -> httpx.AsyncClient:
+    client = httpx.AsyncClient()
+    runtime.tracing.instrument_httpx(client)  # Vertica, MIDAS and model's check
+    return client

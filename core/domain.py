@@ -8,22 +8,27 @@ queued / running --cancel--> canceled       (its request was cancelled)
 completed --compensate--> canceled          (model refused the completion: a cancel raced it)
 failed --redrive--> queued                  (an admin re-drives it: a fresh round of attempts)
 
-Events: a model job announces ModelProgressed per step and ModelCompleted/ModelFailed;
-a target job TargetCompleted/TargetFailed; an lms job LmsSent/LmsFailed; a cancelled
-job JobCanceled and never a completion.
+What a job announces is its type's (core.jobs): a model job ModelProgressed per step and
+ModelCompleted/ModelFailed; a target job TargetCompleted/TargetFailed; an lms job
+LmsSent/LmsFailed. A cancelled job announces JobCanceled and never a completion.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from contracts import Event
 from contracts import core as events
-from servicekit.resilience import Backoff  # the kernel's one retry schedule, jittered
+from core.jobs import EVENTS, RUNS_STEPS
+from core.jobs.base import BatchRead, JobEvents, Kind
+from servicekit.domain import Aggregate, utcnow
+from servicekit.resilience import Backoff
 from servicekit.statemachine import TransitionTable
+
+__all__ = ["LIFECYCLE", "Action", "Backoff", "BatchRead", "Job", "Kind", "State"]
 
 
 class State(StrEnum):
@@ -46,12 +51,6 @@ class Action(StrEnum):
     REDRIVE = "redrive"
 
 
-class Kind(StrEnum):
-    MODEL = "model"  # training, for an approved model request
-    TARGET = "target"  # extraction, for an approved target request
-    LMS = "lms"  # the MIDAS bulk send that follows a completed extraction
-
-
 LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
     "job",
     {
@@ -71,35 +70,11 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
 
 FINISHED = frozenset({State.COMPLETED, State.CANCELED, State.FAILED})
 
-_COMPLETED: dict[Kind, type[events.CoreJobEvent]] = {
-    Kind.MODEL: events.ModelCompleted,
-    Kind.TARGET: events.TargetCompleted,
-    Kind.LMS: events.LmsSent,
-}
-_FAILED: dict[Kind, type[events.CoreJobEvent]] = {
-    Kind.MODEL: events.ModelFailed,
-    Kind.TARGET: events.TargetFailed,
-    Kind.LMS: events.LmsFailed,
-}
-
-
-@dataclass(frozen=True)
-class BatchRead:
-    """The Vertica batch a training step read: reported with the step's progress."""
-
-    number: int  # 1-based, within the training data
-    offset: int
-    rows: int
-    total_rows: int
-    next_offset: int  # where the next step reads (0: the next pass starts over)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
 
 @dataclass(eq=False)
-class Job:
+class Job(Aggregate[State, Action]):
+    lifecycle: ClassVar[TransitionTable[State, Action]] = LIFECYCLE
+
     id: int
     kind: Kind
     request_id: str
@@ -113,16 +88,16 @@ class Job:
     data_offset: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
-    available_at: datetime = field(default_factory=_now)
+    available_at: datetime = field(default_factory=utcnow)
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     cancel_requested: bool = False
     reason: str | None = None
     last_error: str | None = None
-    created_at: datetime = field(default_factory=_now)
+    created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    updated_at: datetime = field(default_factory=_now)
+    updated_at: datetime = field(default_factory=utcnow)
     traceparent: str | None = None  # the trace of whatever caused the job; its work joins it
     redrives: int = 0  # times an admin re-drove it after it failed
     events: list[Event] = field(default_factory=list, repr=False)
@@ -140,7 +115,7 @@ class Job:
         params: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> Job:
-        now = now or _now()
+        now = now or utcnow()
         return cls(
             id=id,
             kind=kind,
@@ -162,11 +137,37 @@ class Job:
     @property
     def work_steps(self) -> int:
         """Steps run before the finishing action (an lms job is its finishing action)."""
-        return 0 if self.kind == Kind.LMS else self.total_steps
+        return self.total_steps if RUNS_STEPS[self.kind] else 0
 
     @property
     def event_type(self) -> Literal["model", "target"]:
-        return "model" if self.kind == Kind.MODEL else "target"
+        return self._kind_events.subject
+
+    @property
+    def _kind_events(self) -> JobEvents:
+        return EVENTS[self.kind]
+
+    def follow_up(
+        self,
+        id: int,
+        kind: Kind,
+        total_steps: int,
+        max_attempts: int,
+        params: dict[str, Any],
+        now: datetime,
+    ) -> Job:
+        """The job that follows this one's completion, for the same request."""
+        return Job.new(
+            id,
+            kind,
+            self.request_id,
+            self.user_id,
+            self.name,
+            total_steps=total_steps,
+            max_attempts=max_attempts,
+            params=params,
+            now=now,
+        )
 
     def claim(self, owner: str, now: datetime, lease_s: float) -> bool:
         """Take the job for one attempt; False if it ended instead (cancelled meanwhile, or
@@ -206,29 +207,20 @@ class Job:
         if data_offset is not None:
             self.data_offset = data_offset
         self.lease_expires_at = now + timedelta(seconds=lease_s)
-        if self.kind == Kind.MODEL:
-            read = {}
-            if batch is not None:
-                read = {
-                    "batch": batch.number,
-                    "batch_offset": batch.offset,
-                    "batch_rows": batch.rows,
-                    "total_rows": batch.total_rows,
-                }
-            self._announce(
-                events.ModelProgressed, step=self.step, total_steps=self.total_steps, **read
-            )
+        progressed = self._kind_events.progressed
+        if progressed is not None:
+            read = batch.reported() if batch is not None else {}
+            self._announce(progressed, step=self.step, total_steps=self.total_steps, **read)
 
     def complete(self, now: datetime, check: events.Check | None = None, **result: Any) -> None:
-        """Done; a model job says which compensation check allowed it (``check``)."""
+        """Done; a model job says which cancellation check allowed it (``check``)."""
         self._move(Action.COMPLETE, now)
         self.step = self.total_steps
         self.result = {**self.result, **result}
         self._end(now)
         extra: dict[str, Any] = {"check": check} if check is not None else {}
-        if self.kind == Kind.LMS:
-            extra["midas_send_id"] = result["midas_send_id"]
-        self._announce(_COMPLETED[self.kind], **extra)
+        extra.update({name: result[name] for name in self._kind_events.completion_fields})
+        self._announce(self._kind_events.completed, **extra)
 
     def fail_attempt(
         self, error: str, now: datetime, backoff: Backoff, *, final: bool = False
@@ -263,7 +255,7 @@ class Job:
         return "ignored"
 
     def cancel(self, reason: str, now: datetime, check: events.Check | None = None) -> None:
-        """Ended without completing; ``check``: the compensation check found it gone."""
+        """Ended without completing; ``check``: the cancellation check found it gone."""
         self._move(Action.CANCEL, now)
         self._end(now)
         self.reason = reason
@@ -292,26 +284,16 @@ class Job:
         self.lease_owner = None
         self.lease_expires_at = None
 
-    def pull_events(self) -> list[Event]:
-        pulled, self.events = self.events, []
-        return pulled
-
     def _fail(self, reason: str, now: datetime) -> None:
         self._move(Action.FAIL, now)
         self._end(now)
         self.reason = reason
-        self._announce(_FAILED[self.kind], reason=reason)
+        self._announce(self._kind_events.failed, reason=reason)
 
     def _end(self, now: datetime) -> None:
         self.finished_at = now
         self.lease_owner = None
         self.lease_expires_at = None
-
-    def _move(self, action: Action, now: datetime) -> State:
-        previous = self.state
-        self.state = LIFECYCLE.next(self.id, self.state, action)
-        self.updated_at = now
-        return previous
 
     def _announce(self, event_type: type[events.CoreJobEvent], **extra: Any) -> None:
         self.events.append(

@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 import structlog
 
@@ -22,6 +21,7 @@ from contracts import model as model_events
 from contracts import target as target_events
 from core import metrics
 from core.domain import Job, Kind, State
+from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 
 log = structlog.get_logger(__name__)
@@ -35,6 +35,10 @@ class JobPolicy:
     extraction_steps: int
     max_attempts: int
     lms_max_attempts: int
+
+    def attempts(self, kind: Kind) -> int:
+        """A fresh round of attempts for a job of ``kind`` (new or re-driven)."""
+        return self.lms_max_attempts if kind == Kind.LMS else self.max_attempts
 
 
 class Jobs(Protocol):
@@ -56,17 +60,10 @@ class Jobs(Protocol):
     async def save(self, job: Job) -> None: ...
 
 
-class CoreUow(Protocol):
-    """The unit of work handlers need: ``queue.CoreUnitOfWork``, or a fake in tests."""
+class CoreUow(AbstractUnitOfWork, Protocol):
+    """The unit of work handlers need: ``repository.CoreUnitOfWork``, or a fake in tests."""
 
     jobs: Jobs
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    async def commit(self) -> None: ...
-    def after_commit(self, callback: Callable[[], object]) -> None: ...
 
 
 def _now() -> datetime:

@@ -16,7 +16,7 @@ import structlog
 from core import metrics
 from core.domain import Job, Kind, State
 from core.handlers import JobPolicy
-from core.queue import CoreUnitOfWork
+from core.repository import CoreUnitOfWork
 from servicekit.http import NotFound
 from servicekit.ops import Stuck
 
@@ -54,9 +54,7 @@ class FailedJobs:
             job = await uow.jobs.get(id)
             if job is None:
                 raise NotFound("job", id)
-            budget = (
-                self.policy.lms_max_attempts if job.kind == Kind.LMS else self.policy.max_attempts
-            )
+            budget = self.policy.attempts(job.kind)
             job.redrive(datetime.now(UTC), budget)
             await uow.jobs.requeue(job)
             uow.after_commit(metrics.JOBS.labels(job.kind.value, "redriven").inc)

@@ -16,10 +16,11 @@ import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from core import metrics
-from core.artifact import Artifacts
-from core.domain import Backoff, BatchRead, Job, Kind, State
-from core.queue import CoreUnitOfWork
-from core.work import Cancel, Complete, Fail, Outcome, Work, lms_job
+from core.domain import BatchRead, Job, State
+from core.jobs import JobTypes
+from core.jobs.base import Cancel, Complete, Fail, Outcome
+from core.repository import CoreUnitOfWork
+from servicekit.resilience import Backoff
 from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
@@ -47,21 +48,19 @@ class JobRunner:
     def __init__(
         self,
         uow_factory: Callable[[], CoreUnitOfWork],
-        work: Work,
+        types: JobTypes,
         *,
         lease_s: float,
         backoff: Backoff,
         lms_max_attempts: int,
         tracer: Tracer,
-        artifacts: Artifacts | None = None,
     ) -> None:
         self.uow_factory = uow_factory
-        self.work = work
+        self.types = types
         self.lease_s = lease_s
         self.backoff = backoff
-        self.lms_max_attempts = lms_max_attempts
+        self.follow_up_attempts = lms_max_attempts  # the only follow-up job is an LMS send
         self.tracer = tracer
-        self.artifacts = artifacts  # a completed model's card (core.artifact)
 
     async def run(self, job: Job) -> None:
         """Run this claim of ``job``: one span in the trace of whatever caused the job."""
@@ -91,18 +90,19 @@ class JobRunner:
                 )
 
     async def _run(self, job: Job) -> None:
-        owner = job.lease_owner  # this claim: every write checks it still holds the lease
+        claim = Claim(self.uow_factory, job, self.lease_s)
+        job_type = self.types[job.kind]
         try:
-            while job.step < job.work_steps:
+            while claim.job.step < claim.job.work_steps:
                 with self.tracer.start_as_current_span(
                     f"{job.kind.value} step",
                     kind=SpanKind.INTERNAL,
                     set_status_on_exception=False,  # JobEnded (a cancel) is no error
                 ) as span:
-                    span.set_attribute("nocode.job.step", job.step + 1)
-                    job = await self._write(job.id, owner, self._renew)
-                    read = await self.work.step(job)
-                    job = await self._write(job.id, owner, self._advance(read))
+                    span.set_attribute("nocode.job.step", claim.job.step + 1)
+                    await claim.renew()
+                    read = await job_type.step(claim.job)
+                    job = await claim.write(self._advance(read))
                 log.info(
                     "job step",
                     job_id=job.id,
@@ -110,20 +110,12 @@ class JobRunner:
                     step=job.step,
                     total_steps=job.total_steps,
                 )
-
-            async def renew() -> None:
-                nonlocal job
-                job = await self._write(job.id, owner, self._renew)
-
-            outcome = await self.work.finish(job, renew)
+            outcome = await job_type.finish(claim.job, claim)
         except (JobEnded, LeaseLost, asyncio.CancelledError):
             raise
         except Exception as exc:
             outcome = Fail(describe(exc))
-        await self._write(job.id, owner, self._apply(outcome), final=True)
-
-    async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
-        job.renew(now, self.lease_s)
+        await claim.write(self._apply(outcome), final=True)
 
     def _advance(self, read: BatchRead | None) -> Change:
         async def advance(job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
@@ -136,12 +128,7 @@ class JobRunner:
             match outcome:
                 case Complete(result, check):
                     job.complete(now, check, **result)
-                    if job.kind == Kind.MODEL and self.artifacts is not None:
-                        await self.artifacts.write(job, uow, now)
-                    if job.kind == Kind.TARGET:
-                        # The LMS send is owed from the moment the target is complete.
-                        lms_id = await uow.jobs.next_id()
-                        await uow.jobs.enqueue(lms_job(job, lms_id, self.lms_max_attempts, now))
+                    await self.types[job.kind].follow_up(job, uow, now, self.follow_up_attempts)
                 case Cancel(reason, check):
                     job.cancel(reason, now, check)
                 case Fail(error, final):
@@ -160,15 +147,34 @@ class JobRunner:
 
         return apply
 
-    async def _write(
-        self, job_id: int, owner: str | None, change: Change, *, final: bool = False
-    ) -> Job:
-        """Lock the job, check the lease, apply ``change`` (or the pending cancel), commit."""
+
+class Claim:
+    """A runner's claim of one job (core.jobs.base.Lease), and the job as last written.
+
+    Every write locks the job, checks this claim still holds its lease, applies the
+    change (or the pending cancel) and commits."""
+
+    def __init__(self, uow_factory: Callable[[], CoreUnitOfWork], job: Job, lease_s: float) -> None:
+        self.uow_factory = uow_factory
+        self.job = job
+        self.owner = job.lease_owner
+        self.lease_s = lease_s
+
+    async def renew(self) -> None:
+        await self.write(self._renew)
+
+    async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:
+        job.renew(now, self.lease_s)
+
+    async def write(self, change: Change, *, final: bool = False) -> Job:
+        """Raises LeaseLost when the claim lost its lease, JobEnded when the job ended at
+        this write (cancelled) unless it is the ``final`` one."""
         async with self.uow_factory() as uow:
-            current = await uow.jobs.get(job_id)
-            if current is None or current.state != State.RUNNING or current.lease_owner != owner:
+            current = await uow.jobs.get(self.job.id)
+            held_here = current is not None and current.lease_owner == self.owner
+            if current is None or current.state != State.RUNNING or not held_here:
                 held = f"{current.state.value} ({current.lease_owner})" if current else "gone"
-                raise LeaseLost(f"job {job_id} is {held}")
+                raise LeaseLost(f"job {self.job.id} is {held}")
             now = _now()
             if current.cancel_requested:
                 current.cancel(current.reason or "cancel requested", now)
@@ -176,6 +182,7 @@ class JobRunner:
                 await change(current, uow, now)
             await uow.jobs.save(current)
             await uow.commit()
+        self.job = current
         if current.finished:
             record_end(current)
             if not final:

@@ -39,7 +39,7 @@ class CoreSettings(ServiceSettings):
     vertica_batch_size: int = Field(200, ge=1, validation_alias="VERTICA_BATCH_SIZE")
     vertica_timeout_s: float = Field(5.0, gt=0, validation_alias="VERTICA_TIMEOUT_S")
 
-    # The compensation check against the model service.
+    # The cancellation check against the model service (core.jobs.cancellation_check).
     model_service_url: str = Field("http://127.0.0.1:8082", validation_alias="MODEL_SERVICE_URL")
     check_timeout_s: float = Field(2.0, gt=0, validation_alias="CORE_CHECK_TIMEOUT_S")
     check_backoff_initial_s: float = Field(

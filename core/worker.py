@@ -21,7 +21,7 @@ import structlog
 
 from core import metrics
 from core.domain import Job, State
-from core.queue import CoreUnitOfWork
+from core.repository import CoreUnitOfWork
 from core.runner import JobRunner, record_end
 
 log = structlog.get_logger(__name__)
@@ -38,6 +38,7 @@ class Worker:
         poll_interval_s: float,
         lease_s: float,
         name: str | None = None,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.make_runner = make_runner
@@ -46,11 +47,7 @@ class Worker:
         self.poll_interval_s = poll_interval_s
         self.lease_s = lease_s
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self._wake = asyncio.Event()
-
-    def notify(self) -> None:
-        """Something may be claimable now (a job was enqueued in this process)."""
-        self._wake.set()
+        self._wake = wake or asyncio.Event()  # set: something may be claimable now
 
     async def run(self) -> None:
         tasks: set[asyncio.Task[None]] = set()

@@ -50,18 +50,7 @@ class ModelRequestOut(Schema):
 
     @classmethod
     def of(cls, req: ModelRequest) -> ModelRequestOut:
-        return cls(
-            id=req.id,
-            user_id=req.user_id,
-            model_name=req.model_name,
-            state=req.state.value,
-            reason=req.reason,
-            progress=req.progress,
-            step=req.step,
-            total_steps=req.total_steps,
-            created_at=req.created_at,
-            updated_at=req.updated_at,
-        )
+        return cls.model_validate(req, from_attributes=True)
 
 
 Uow = Annotated[ModelUnitOfWork, Depends(unit_of_work)]

@@ -10,22 +10,15 @@ failed --progress/complete--> inProgress / completed   (core's job re-driven by 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from contracts import Event
 from contracts import model as events
+from contracts.model import ModelState as State
+from servicekit.domain import Aggregate, utcnow
 from servicekit.statemachine import TransitionTable
-
-
-class State(StrEnum):
-    REQUESTED = "requested"
-    APPROVED = "approved"
-    IN_PROGRESS = "inProgress"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELED = "requestCanceled"
-    REJECTED = "rejected"
 
 
 class Action(StrEnum):
@@ -58,12 +51,10 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
 )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(eq=False)
-class ModelRequest:
+class ModelRequest(Aggregate[State, Action]):
+    lifecycle: ClassVar[TransitionTable[State, Action]] = LIFECYCLE
+
     id: int
     user_id: str
     model_name: str
@@ -71,8 +62,8 @@ class ModelRequest:
     reason: str | None = None
     step: int = 0
     total_steps: int = 0
-    created_at: datetime = field(default_factory=_now)
-    updated_at: datetime = field(default_factory=_now)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
     events: list[Event] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -130,17 +121,9 @@ class ModelRequest:
         self.reason = reason
         self._changed(previous, reason=reason)
 
-    def pull_events(self) -> list[Event]:
-        pulled, self.events = self.events, []
-        return pulled
-
-    def _move(self, action: Action) -> State:
-        previous = self.state
-        self.state = LIFECYCLE.next(self.id, self.state, action)
-        self.updated_at = _now()
+    def _moved(self, previous: State) -> None:
         if previous == State.FAILED:  # its job was re-driven: the failure is over
             self.reason = None
-        return previous
 
     def _changed(self, previous: State, reason: str | None = None) -> None:
         self._announce(

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -17,6 +16,7 @@ from prometheus_client import Counter
 from contracts import core
 from model.domain import ModelRequest, State
 from servicekit import metrics
+from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 
@@ -36,17 +36,10 @@ class ModelRequests(Protocol):
     async def save(self, req: ModelRequest) -> None: ...
 
 
-class ModelUow(Protocol):
+class ModelUow(AbstractUnitOfWork, Protocol):
     """The unit of work handlers need: ``repository.ModelUnitOfWork``, or a fake in tests."""
 
     requests: ModelRequests
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    async def commit(self) -> None: ...
-    def after_commit(self, callback: Callable[[], object]) -> None: ...
 
 
 async def request_model(uow: ModelUow, user_id: str, model_name: str) -> ModelRequest:
@@ -135,6 +128,8 @@ async def _apply(
 ) -> ModelRequest | None:
     """Apply a core event; returns the request if its state refused the event."""
     name = event.event_type()
+    # A request id that is no number fails the handler on every try, so the event is
+    # parked on the dead-letter topic (target, by contrast, counts it as unknown).
     req = await uow.requests.get(int(event.request_id))
     if req is None:
         log.warning(

@@ -89,16 +89,7 @@ class TimelineEntryOut(Schema):
 
     @classmethod
     def of(cls, e: Entry) -> TimelineEntryOut:
-        return cls(
-            at=e.at,
-            kind=e.kind,
-            state=e.state,
-            actor=e.actor,
-            reason=e.reason,
-            event_type=e.event_type,
-            event_id=e.event_id,
-            detail=e.detail,
-        )
+        return cls.model_validate(e, from_attributes=True)
 
 
 class TimelineOut(Schema):

@@ -8,14 +8,14 @@ event that does get through twice, or late, change nothing anyway.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from contracts import Event
 from contracts.topics import EVENT_TOPICS
 from mypage_cqrs import timeline, view
 from mypage_cqrs.timeline import Entry
 from mypage_cqrs.view import MyRequest
+from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 
 
@@ -31,17 +31,11 @@ class TimelineEntries(Protocol):
     async def of(self, request: str) -> list[Entry]: ...
 
 
-class MypageUow(Protocol):
+class MypageUow(AbstractUnitOfWork, Protocol):
     """The unit of work handlers need: ``repository.MypageUnitOfWork``, or a fake in tests."""
 
     requests: MyRequests
     timeline: TimelineEntries
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    async def commit(self) -> None: ...
 
 
 async def on_event(uow: MypageUow, event: Event) -> None:
@@ -58,8 +52,8 @@ async def on_event(uow: MypageUow, event: Event) -> None:
     row = await uow.requests.get(change.id, for_update=True)
     if row is None:  # cannot happen: rows are never deleted while a transaction holds one
         raise RuntimeError(f"my request {change.id} vanished")
-    merged = view.merge(row, change)
-    if merged != row:
+    merged = view.apply(row, event)
+    if merged is not None and merged != row:
         await uow.requests.update(merged)
 
 

@@ -198,11 +198,10 @@ async def _replay(
         async def fold(events: list[Event]) -> None:
             for event in events:
                 entries.update((e.key, e) for e in timeline.entries(event))
-                # view.apply, keyed: the same rule the live consumer applies.
+                # view.apply, keyed by row: the rule the live consumer applies too.
                 change = view.contribution(event)
                 if change is not None:
-                    row = rows.get(change.id)
-                    rows[change.id] = change if row is None else view.merge(row, change)
+                    rows[change.id] = view.apply(rows.get(change.id), event) or change
 
         reading = Reading()
         await read_phase(

@@ -31,6 +31,8 @@ from prometheus_client import Gauge
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from contracts.model import ModelState
+from contracts.target import TargetState
 from mypage_cqrs.tables import my_requests
 from servicekit.auth import Caller, caller, require_admin
 from servicekit.http import Schema
@@ -66,12 +68,12 @@ async def find_stalls(session: AsyncSession, now: datetime, after: timedelta) ->
     still = r.c.updated_at < cutoff
     model = r.c.kind == "model"
     reasons = [
-        ("approved_no_job", and_(model, r.c.state == "approved", still)),
+        ("approved_no_job", and_(model, r.c.state == ModelState.APPROVED.value, still)),
         (
             "job_finished_no_outcome",
             and_(
                 model,
-                r.c.state == "inProgress",
+                r.c.state == ModelState.IN_PROGRESS.value,
                 r.c.total_steps > 0,
                 r.c.step >= r.c.total_steps,
                 still,
@@ -79,11 +81,18 @@ async def find_stalls(session: AsyncSession, now: datetime, after: timedelta) ->
         ),
         (
             "job_silent",
-            and_(model, r.c.state == "inProgress", r.c.step < r.c.total_steps, still),
+            and_(
+                model, r.c.state == ModelState.IN_PROGRESS.value, r.c.step < r.c.total_steps, still
+            ),
         ),
         (
             "lms_no_outcome",
-            and_(r.c.kind == "target", r.c.state == "completed", r.c.lms_status.is_(None), still),
+            and_(
+                r.c.kind == "target",
+                r.c.state == TargetState.COMPLETED.value,
+                r.c.lms_status.is_(None),
+                still,
+            ),
         ),
     ]
     found: list[Stall] = []
@@ -95,7 +104,11 @@ async def find_stalls(session: AsyncSession, now: datetime, after: timedelta) ->
     query = (
         select(r, since)
         .join(m, and_(m.c.kind == "model", m.c.request_id == r.c.model_request_id))
-        .where(r.c.kind == "target", r.c.state == "approved", m.c.state == "completed")
+        .where(
+            r.c.kind == "target",
+            r.c.state == TargetState.APPROVED.value,
+            m.c.state == ModelState.COMPLETED.value,
+        )
         .where(since < cutoff)
         .order_by(since)
     )

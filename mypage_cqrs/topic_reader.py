@@ -26,7 +26,6 @@ from servicekit.envelope import UndecodableMessage, decode
 
 log = structlog.get_logger(__name__)
 
-Offsets = dict[TopicPartition, int]
 Sink = Callable[[list[Event]], Awaitable[None]]
 
 

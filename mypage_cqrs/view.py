@@ -34,18 +34,24 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from contracts import Event, core, model, target
+from contracts.model import ModelState
+from contracts.target import TargetState
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-LIVE_STATES = {"requested": 0, "approved": 1, "inProgress": 2}
+LIVE_STATES: dict[str, int] = {
+    ModelState.REQUESTED: 0,  # a target's too (the same word)
+    ModelState.APPROVED: 1,
+    ModelState.IN_PROGRESS: 2,
+}
 TERMINAL = 3
 # Two terminal states of one request: a re-driven failure may complete later.
-TERMINAL_PRIORITY = {
-    "failed": 0,
-    "completed": 1,
-    "rejected": 2,
-    "requestCanceled": 3,
-    "canceled": 3,
+TERMINAL_PRIORITY: dict[str, int] = {
+    ModelState.FAILED: 0,  # model's and target's words for their end states
+    ModelState.COMPLETED: 1,
+    ModelState.REJECTED: 2,
+    ModelState.CANCELED: 3,
+    TargetState.CANCELED: 3,
     "targetCanceled": 3,
 }
 LMS_RANK = {None: 0, "failed": 1, "sent": 2}
@@ -137,7 +143,7 @@ def contribution(event: Event) -> MyRequest | None:
             state=event.state,
             reason=getattr(event, "reason", None),
             # Extraction reports no steps; a completed target is all done.
-            progress=100 if event.state == "completed" else 0,
+            progress=100 if event.state == TargetState.COMPLETED else 0,
         )
     if isinstance(event, CONTRIBUTING) and isinstance(event, core.CoreJobEvent):
         try:

@@ -7,8 +7,7 @@ worker (``notice.sender``) posts it to the chat.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import structlog
 
@@ -16,6 +15,7 @@ from contracts import Event, core, model, target
 from notice.messages import Notice, TargetInfo, notice_for, target_info
 from notice.repository import Notification
 from servicekit.consumer import Handler
+from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 
 log = structlog.get_logger(__name__)
@@ -32,17 +32,11 @@ class Targets(Protocol):
     async def get(self, id: int) -> TargetInfo | None: ...
 
 
-class NoticeUow(Protocol):
+class NoticeUow(AbstractUnitOfWork, Protocol):
     """The unit of work handlers need: ``repository.NoticeUnitOfWork``, or a fake in tests."""
 
     notifications: Notifications
     targets: Targets
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    async def commit(self) -> None: ...
 
 
 # Events from the topics. The consumer runtime owns the unit of work and commits it.

@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from contracts.model import ModelState
+from contracts.target import TargetState
+
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
 )
@@ -100,12 +103,12 @@ SAGA_COMPENSATIONS = Counter(
 )
 
 # End states as the flows name them (model's and target's states on the wire).
-SAGA_END_STATES = {
-    "completed": "completed",
-    "failed": "failed",
-    "rejected": "rejected",
-    "canceled": "canceled",
-    "requestCanceled": "canceled",
+SAGA_END_STATES: dict[str, str] = {
+    ModelState.COMPLETED: "completed",  # target's end states are spelled the same,
+    ModelState.FAILED: "failed",  # but for its cancel
+    ModelState.REJECTED: "rejected",
+    TargetState.CANCELED: "canceled",
+    ModelState.CANCELED: "canceled",
 }
 
 
@@ -116,7 +119,7 @@ def record_saga_transition(
     if state == previous:
         return
     age = max(0.0, ((now or datetime.now(UTC)) - created_at).total_seconds())
-    if state == "approved":
+    if state == ModelState.APPROVED:  # target's word too
         SAGA_STAGE_DURATION.labels(flow, "approved").observe(age)
     outcome = SAGA_END_STATES.get(state)
     if outcome is None:

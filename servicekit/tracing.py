@@ -186,11 +186,3 @@ def span_from(
         name, context=context_of(traceparent), kind=kind, attributes=attributes
     ) as span:
         yield span
-
-
-def ids_of(span: Span) -> dict[str, str]:
-    """``trace_id`` and ``span_id`` in the hex form Jaeger and the logs show."""
-    ctx = span.get_span_context()
-    if not ctx.is_valid:
-        return {}
-    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}

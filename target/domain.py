@@ -13,21 +13,16 @@ from model's events, kept as a :class:`ModelRecord` per model request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from contracts import Event
 from contracts import target as events
+from contracts.model import ModelState
+from contracts.target import TargetState as State
+from servicekit.domain import Aggregate, utcnow
 from servicekit.statemachine import IllegalTransition, TransitionTable
-
-
-class State(StrEnum):
-    REQUESTED = "requested"
-    APPROVED = "approved"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    CANCELED = "canceled"
 
 
 class Action(StrEnum):
@@ -51,15 +46,11 @@ LIFECYCLE: TransitionTable[State, Action] = TransitionTable(
     },
 )
 
-# Model request states, as model publishes them (model's language, not its code).
-MODEL_COMPLETED = "completed"
-MODEL_TERMINAL = frozenset({"completed", "rejected", "requestCanceled", "failed"})
+# Model request states, as model publishes them (contracts.model, not model's code).
+MODEL_COMPLETED = ModelState.COMPLETED
 # A model in one of these will never complete: its targets are cancelled (compensation).
-MODEL_GONE = frozenset({"rejected", "requestCanceled", "failed"})
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+MODEL_GONE = frozenset({ModelState.REJECTED, ModelState.CANCELED, ModelState.FAILED})
+MODEL_TERMINAL = MODEL_GONE | {ModelState.COMPLETED}
 
 
 class ModelNotCompleted(IllegalTransition):
@@ -102,7 +93,7 @@ class ModelRecord:
 
     model_request_id: int
     state: str
-    updated_at: datetime = field(default_factory=_now)
+    updated_at: datetime = field(default_factory=utcnow)
     user_id: str | None = None  # whose model it is (every model event names the owner)
 
     @property
@@ -128,20 +119,22 @@ class ModelRecord:
         if state == self.state or (self.state in MODEL_TERMINAL and state not in MODEL_TERMINAL):
             return False
         self.state = state
-        self.updated_at = _now()
+        self.updated_at = utcnow()
         return True
 
 
 @dataclass(eq=False)
-class TargetRequest:
+class TargetRequest(Aggregate[State, Action]):
+    lifecycle: ClassVar[TransitionTable[State, Action]] = LIFECYCLE
+
     id: int
     user_id: str
     type: str
     model_request_id: int
     state: State = State.REQUESTED
     reason: str | None = None
-    created_at: datetime = field(default_factory=_now)
-    updated_at: datetime = field(default_factory=_now)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
     events: list[Event] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -181,17 +174,9 @@ class TargetRequest:
         self.reason = reason
         self._announce(events.TargetStateChanged, previous_state=previous.value, reason=reason)
 
-    def pull_events(self) -> list[Event]:
-        pulled, self.events = self.events, []
-        return pulled
-
-    def _move(self, action: Action) -> State:
-        previous = self.state
-        self.state = LIFECYCLE.next(self.id, self.state, action)
-        self.updated_at = _now()
+    def _moved(self, previous: State) -> None:
         if previous == State.FAILED:  # its job was re-driven: the failure is over
             self.reason = None
-        return previous
 
     def _announce(self, event_type: type[events.TargetRequestEvent], **extra: object) -> None:
         self.events.append(

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import NamedTuple, Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -18,6 +17,7 @@ from prometheus_client import Counter
 from contracts import core
 from contracts import model as model_events
 from servicekit import metrics
+from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 from target.domain import ModelGone, ModelRecord, State, TargetRequest
@@ -49,18 +49,11 @@ class ModelRecords(Protocol):
     async def save(self, record: ModelRecord) -> None: ...
 
 
-class TargetUow(Protocol):
+class TargetUow(AbstractUnitOfWork, Protocol):
     """The unit of work handlers need: ``repository.TargetUnitOfWork``, or a fake in tests."""
 
     targets: TargetRequests
     models: ModelRecords
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-    async def commit(self) -> None: ...
-    def after_commit(self, callback: Callable[[], object]) -> None: ...
 
 
 class TargetView(NamedTuple):

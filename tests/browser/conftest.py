@@ -1,5 +1,5 @@
 """Browser tests: Debian's Chromium, headless, driven by Playwright, against the whole
-platform (tests/connected/platform.py) with the console behind its gateway.
+platform (tests/connected/whole_platform.py) with the console behind its gateway.
 
 One platform and one browser per module. Screenshots go to ``test-artifacts/console/``
 (gitignored); the README's copies are in docs/screenshots/.

@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import new_context, sign_in
-from tests.connected.platform import ADMIN_PASSWORD, Platform, whole_platform
+from tests.connected.whole_platform import ADMIN_PASSWORD, Platform, whole_platform
 
 pytestmark = pytest.mark.connected
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.browser.conftest import new_context, sign_in
-from tests.connected.platform import ADMIN_PASSWORD, Platform, whole_platform
+from tests.connected.whole_platform import ADMIN_PASSWORD, Platform, whole_platform
 from tests.support import eventually
 
 pytestmark = pytest.mark.connected

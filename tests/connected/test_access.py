@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.connected.platform import ADMIN_PASSWORD, Platform, whole_platform
+from tests.connected.whole_platform import ADMIN_PASSWORD, Platform, whole_platform
 from tests.support import bearer, eventually
 
 pytestmark = pytest.mark.connected

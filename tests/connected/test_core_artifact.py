@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 from tests.support import bearer, eventually
 
 pytestmark = pytest.mark.connected

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.domain import Job, Kind, State
-from core.queue import CoreUnitOfWork
+from core.repository import CoreUnitOfWork
 from core.worker import Worker
 from servicekit.db import make_engine
 from servicekit.outbox import OutboxWriter

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from model.tables import model_requests
 from nocode.embedded_postgres import EmbeddedPostgres
-from tests.connected.platform import ADMIN_PASSWORD, SERVICES, whole_platform
+from tests.connected.whole_platform import ADMIN_PASSWORD, SERVICES, whole_platform
 from tests.support import bearer, eventually, free_port
 
 pytestmark = pytest.mark.connected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nocode.demo import Demo, DemoSettings
-from tests.connected.platform import whole_platform
+from tests.connected.whole_platform import whole_platform
 from tests.support import ISSUER
 
 pytestmark = pytest.mark.connected

@@ -13,7 +13,7 @@ import pytest
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from servicekit.kafka import ensure_topics
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 from tests.support import bearer, free_port
 
 pytestmark = pytest.mark.connected

@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from servicekit.logging import configure_logging
-from tests.connected.platform import whole_platform
+from tests.connected.whole_platform import whole_platform
 from tests.support import eventually
 
 pytestmark = pytest.mark.connected

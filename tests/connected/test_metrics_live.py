@@ -17,8 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts.topics import CORE_EVENTS, EVENT_TOPICS, MODEL_EVENTS, TARGET_EVENTS
-from tests.connected.platform import SERVICES, Platform, whole_platform
 from tests.connected.test_saga import chat_texts, model_known_completed, state_is
+from tests.connected.whole_platform import SERVICES, Platform, whole_platform
 from tests.infra.test_infra_monitoring import SUFFIXES, used_names
 from tests.support import eventually, topic_values
 

@@ -11,7 +11,7 @@ import pytest
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS
 from nocode import dlq
-from tests.connected.platform import whole_platform
+from tests.connected.whole_platform import whole_platform
 from tests.support import bearer, eventually, topic_values
 
 pytestmark = pytest.mark.connected

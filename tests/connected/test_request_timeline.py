@@ -16,7 +16,7 @@ import pytest
 
 from mypage_cqrs.replay import rebuild
 from servicekit.db import asyncpg_dsn
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 from tests.support import bearer, eventually
 
 pytestmark = pytest.mark.connected

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS, TARGET_EVENTS
 from mypage_cqrs.replay import rebuild
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 from tests.support import bearer, eventually, free_port, serving, topic_values
 
 pytestmark = pytest.mark.connected

@@ -20,7 +20,7 @@ from nocode.services import SERVICE_NAMES
 from nocode.status import Snapshot, gather, main, verdict
 from servicekit import metrics
 from servicekit.resilience import BREAKER_OPEN
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 from tests.support import eventually
 
 pytestmark = pytest.mark.connected

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 from tests.support import ce, eventually, read_topic, topic_values
 
 pytestmark = pytest.mark.connected

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.adapters.model_client import ModelUnavailable
-from core.compensation import CompensationCheck, Verdict, judge
 from core.domain import Backoff
+from core.jobs.cancellation_check import CancellationCheck, Verdict, judge
 from servicekit.resilience import BreakerState, CircuitBreaker
 
 
@@ -60,7 +60,7 @@ async def test_model_down_is_retried_through_the_breaker_until_it_answers() -> N
     down = ModelUnavailable("model unreachable: ConnectError")
     model = FlakyModel(clock, down, down, down, "inProgress")
     breaker = CircuitBreaker("model", failure_threshold=2, reset_timeout_s=3.0, clock=clock)
-    check = CompensationCheck(model, breaker, Backoff(0.5, 2.0, False), sleep=clock.sleep)
+    check = CancellationCheck(model, breaker, Backoff(0.5, 2.0, False), sleep=clock.sleep)
     renewals = []
 
     async def renew() -> None:
@@ -79,7 +79,7 @@ async def test_a_cancel_found_by_the_check_is_the_verdict() -> None:
     clock = Clock()
     model = FlakyModel(clock, ModelUnavailable("model answered 503"), "requestCanceled")
     breaker = CircuitBreaker("model", failure_threshold=5, clock=clock)
-    check = CompensationCheck(model, breaker, Backoff(0.1, 1.0), sleep=clock.sleep)
+    check = CancellationCheck(model, breaker, Backoff(0.1, 1.0), sleep=clock.sleep)
 
     async def renew() -> None:
         pass
@@ -91,7 +91,7 @@ async def test_a_cancel_found_by_the_check_is_the_verdict() -> None:
 async def test_the_check_stops_when_renewing_the_lease_says_so() -> None:
     clock = Clock()
     model = FlakyModel(clock, *[ModelUnavailable("down")] * 5)
-    check = CompensationCheck(
+    check = CancellationCheck(
         model, CircuitBreaker("model", clock=clock), Backoff(0.1, 1.0), sleep=clock.sleep
     )
     tries = 0

@@ -13,10 +13,10 @@ from contracts import core as core_events
 from core.adapters.midas import MidasRefused, MidasRejected
 from core.adapters.model_client import ModelUnavailable
 from core.adapters.vertica import Batch, VerticaUnavailable
-from core.compensation import CompensationCheck
 from core.domain import Backoff, Job, Kind, State
+from core.jobs import JobTypes
+from core.jobs.cancellation_check import CancellationCheck
 from core.runner import JobRunner
-from core.work import Work
 from servicekit.resilience import CircuitBreaker
 from tests.unit.test_core_handlers import FakeUnitOfWork
 
@@ -77,13 +77,13 @@ class Fixture:
         self.uow = FakeUnitOfWork()
         self.vertica = vertica or FakeVertica()
         self.midas = midas or FakeMidas()
-        check = CompensationCheck(
+        check = CancellationCheck(
             model or FakeModel("inProgress"),
             CircuitBreaker("model"),
             Backoff(0.0, 0.0),
             sleep=no_sleep,
         )
-        work = Work(
+        work = JobTypes(
             vertica=self.vertica,
             midas=self.midas,
             check=check,

@@ -1,5 +1,6 @@
-"""The compensation check: before announcing a model's completion, ask model whether the
-request is still wanted. Never answered blindly: while model cannot be asked, keep trying.
+"""The cancellation check (the saga's "compensation check"): before announcing a model's
+completion, ask model whether the request was cancelled meanwhile. Never answered
+blindly: while model cannot be asked, keep trying.
 
 What model's answer means:
 - ``approved`` / ``inProgress`` (or ``completed``, a repeat): go on and complete.
@@ -25,15 +26,14 @@ import structlog
 from pydantic.alias_generators import to_camel
 
 from contracts.core import Check
+from contracts.model import ModelState
 from core import metrics
 from core.adapters.model_client import ModelUnavailable
-from core.domain import Backoff
-from servicekit.resilience import CircuitBreaker, CircuitOpen
+from servicekit.resilience import Backoff, CircuitBreaker, CircuitOpen
 
 log = structlog.get_logger(__name__)
 
-COMPLETABLE = frozenset({"approved", "inProgress", "completed"})
-CANCELED = "requestCanceled"
+COMPLETABLE = frozenset({ModelState.APPROVED, ModelState.IN_PROGRESS, ModelState.COMPLETED})
 # Shortest pause while the breaker is open, so a half-open trial in flight is not spun on.
 MIN_PAUSE_S = 0.05
 
@@ -57,12 +57,12 @@ def judge(request_id: str, state: str | None) -> tuple[Verdict, str]:
         return Verdict(False, reason), "not_found"
     if state in COMPLETABLE:
         return Verdict(True), "complete"
-    if state == CANCELED:
+    if state == ModelState.CANCELED:
         return Verdict(False, f"model request {request_id} was cancelled"), "canceled"
     return Verdict(False, f"model request {request_id} is {state}"), "refused"
 
 
-class CompensationCheck:
+class CancellationCheck:
     def __init__(
         self,
         model: ModelStates,
