@@ -62,7 +62,7 @@ async def test_a_cancel_during_training_ends_the_job_cancelled_without_completio
         assert cancel.json()["state"] == "requestCanceled"
 
         job = await eventually(lambda: job_in(core, "model", mid, "canceled"), what="the cancel")
-        events = await core_events(topics, mid)
+        events = await eventually(lambda: ended_events(topics, mid), what="the job's end")
         assert await model_state(model, mid) == "requestCanceled"
 
     assert job["reason"] == "changed my mind" and job["step"] < job["totalSteps"]
@@ -95,12 +95,19 @@ async def test_the_check_finds_a_cancel_core_never_heard_of_and_nothing_complete
         await publish(topics, approved(mid, "Withdrawn"))
 
         job = await eventually(lambda: job_in(core, "model", mid, "canceled"), what="the check")
-        events = await core_events(topics, mid)
+        events = await eventually(lambda: ended_events(topics, mid), what="the job's end")
         assert await model_state(model, mid) == "requestCanceled"
 
     assert job["reason"] == f"model request {mid} was cancelled"
     assert job["step"] == job["totalSteps"] == 3  # trained, then stopped at the check
     assert names(events) == ["ModelProgressed"] * 3 + ["JobCanceled"]
+
+
+async def ended_events(topics: str, mid: int) -> list[dict]:
+    """core's events for ``mid`` once the last one ends the job: the relay publishes after the
+    job's row is committed, so the row can be read before its event is on the topic."""
+    events = await core_events(topics, mid)
+    return events if events and names(events)[-1].startswith("Job") else []
 
 
 async def breaker_open(core: httpx.AsyncClient) -> float:
@@ -166,7 +173,7 @@ async def test_a_request_model_does_not_know_is_cancelled_not_completed(
     ):
         await publish(topics, approved(404))
         job = await eventually(lambda: job_in(core, "model", 404, "canceled"), what="the check")
-        events = await core_events(topics, 404)
+        events = await eventually(lambda: ended_events(topics, 404), what="the job's end")
     assert job["reason"] == "model request 404 is unknown to the model service"
     assert names(events)[-1] == "JobCanceled" and "ModelCompleted" not in names(events)
 
