@@ -296,8 +296,9 @@ class Platform:
             rows.append(
                 (
                     "postgres",
-                    f"{self.postgres.url('<service>', 'postgresql')} (embedded, data in "
-                    f"{self.postgres.data_dir})",
+                    f"{self.postgres.url('<service>', 'postgresql', with_password=False)} "
+                    f"(embedded, data in {self.postgres.data_dir}, password in "
+                    f"{self.postgres.password_file})",
                 )
             )
         return rows
@@ -305,7 +306,8 @@ class Platform:
 
 def _no_password(url: str) -> str:
     """A database URL fit for a file others may read: the password left out."""
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) changes nothing (None means "keep"): replace the field.
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 def _ready(port: int) -> bool:
