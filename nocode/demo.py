@@ -26,6 +26,8 @@ from contracts.topics import EVENT_TOPICS
 from nocode.keys import issuer as local_issuer
 from nocode.launcher import LauncherSettings
 from servicekit.auth import TokenIssuer
+from servicekit.kafka import client_security
+from servicekit.settings import ServiceSettings
 
 Json = dict[str, Any]
 
@@ -69,7 +71,9 @@ class Demo:
 
     async def watch_events(self, ready: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            **client_security(ServiceSettings()),  # KAFKA_SASL_*, where Kafka wants a sign-in
         )
         await consumer.start()
         try:
