@@ -241,10 +241,12 @@ def locate(env: Mapping[str, str] | None = None) -> Location:
     platform = Platform(LauncherSettings(**_settings_env(env)), env=env)
     if placed is None:
         placed = platform.placement()
-    # The embedded PostgreSQL's password: from its file in the data directory, never the
-    # placement file.
+    # The embedded PostgreSQL's password: from its file in the data directory (never the
+    # placement file), for the port it was placed on.
+    postgres = platform.postgres
+    postgres.port = int(placed.get("ports", {}).get("postgres", postgres.port))
     databases = {
-        name: env.get(f"{name.upper()}_DATABASE_URL") or platform.postgres.signed_in(url)
+        name: env.get(f"{name.upper()}_DATABASE_URL") or postgres.signed_in(url)
         for name, url in placed.get("databases", {}).items()
     }
     return Location(

@@ -96,6 +96,9 @@ def the_password_stays_in_its_file(env: dict[str, str], data_dir: Path) -> str:
     placed = (data_dir / "platform.json").read_text()
     assert "postgresql+asyncpg://postgres@127.0.0.1:" in placed and password not in placed
     assert all(password in url for url in locate(env).databases.values())
+    # Given only the data directory, a command finds the moved port and the password too.
+    only_the_dir = locate({"NOCODE_DATA_DIR": str(data_dir)}).databases.values()
+    assert all(password in url for url in only_the_dir)
     status = subprocess.run(
         [sys.executable, "-m", "nocode", "status"],
         env=env,
