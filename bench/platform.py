@@ -66,7 +66,9 @@ class Bench:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def db_url(self, db: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{db}"
+        from nocode.embedded_postgres import EmbeddedPostgres  # its password, from its file
+
+        return EmbeddedPostgres(self.data_dir / "postgres", self.pg_port).url(db, "postgresql")
 
     def start(self) -> None:
         env = {**os.environ, "NOCODE_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"}

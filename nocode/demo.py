@@ -27,6 +27,8 @@ from nocode.errors import UNREACHABLE_HINT, CliError
 from nocode.keys import issuer as local_issuer
 from nocode.launcher import LauncherSettings
 from servicekit.auth import TokenIssuer
+from servicekit.kafka import client_security
+from servicekit.settings import ServiceSettings
 
 Json = dict[str, Any]
 
@@ -81,7 +83,9 @@ class Demo:
 
     async def watch_events(self, ready: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            **client_security(ServiceSettings()),  # KAFKA_SASL_*, where Kafka wants a sign-in
         )
         try:
             await consumer.start()

@@ -4,7 +4,9 @@ headers (``ce_id``, ``ce_type``, ``traceparent``...) and JSON value.
 It reads every partition without a consumer group (nothing is committed, no service's
 offsets move), from the end — or from the beginning with ``--from-beginning`` — until
 ``--max`` records or Ctrl-C. The broker is ``KAFKA_BOOTSTRAP_SERVERS``, else the local
-platform's embedded one (``NOCODE_BROKER_PORT``, 9092).
+platform's embedded one (``NOCODE_BROKER_PORT``, 9092). Where Kafka wants a password,
+it signs in with the same settings as a service (``KAFKA_SECURITY_PROTOCOL``,
+``KAFKA_SASL_*``: servicekit.kafka.client_security).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from contracts.topics import ALL_TOPICS
 from nocode.errors import CliError
+from servicekit.kafka import client_security
+from servicekit.settings import ServiceSettings
 
 # Tansu holds a fetch for the whole wait: short, so records show as they arrive.
 FETCH_MAX_WAIT_MS = 100
@@ -76,6 +80,7 @@ async def tail(
     bootstrap: str,
     from_beginning: bool = False,
     max_records: int | None = None,
+    security: dict[str, Any] | None = None,
 ) -> int:
     """Print ``topic``'s records through ``out`` until ``max_records``; returns how many."""
     consumer = AIOKafkaConsumer(
@@ -83,6 +88,7 @@ async def tail(
         enable_auto_commit=False,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         client_id="nocode-events-tail",
+        **(security or {}),
     )
     try:
         await consumer.start()
@@ -130,6 +136,7 @@ def main(
                 bootstrap=bootstrap,
                 from_beginning=from_beginning,
                 max_records=max_records,
+                security=client_security(ServiceSettings()),
             )
         )
     except UnknownTopic as exc:

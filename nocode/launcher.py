@@ -35,7 +35,8 @@ from nocode.progress import Progress
 from nocode.services import EXTERNAL_ENDPOINTS, GATEWAY_ROUTES, SERVICES, SIMULATORS, ServiceSpec
 from nocode.supervisor import Process, RestartPolicy, Supervisor, dies_with_parent
 from servicekit import migrations
-from servicekit.kafka import ensure_topics, wait_for_broker
+from servicekit.kafka import client_security, ensure_topics, wait_for_broker
+from servicekit.settings import ServiceSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIGNERS = ("gateway", "core")  # users' tokens; core's own calls to model
@@ -158,14 +159,18 @@ class Platform:
         asyncio.run(self._prepare_topics())
 
     async def _prepare_topics(self) -> None:
-        await wait_for_broker(self.bootstrap_servers)
+        # A Kafka given by KAFKA_BOOTSTRAP_SERVERS may want a sign-in (KAFKA_SASL_*);
+        # the embedded broker takes none.
+        security = client_security(ServiceSettings()) if self.broker is None else {}
+        await wait_for_broker(self.bootstrap_servers, security=security)
         await ensure_topics(
             self.bootstrap_servers,
             ALL_TOPICS,
             self.settings.kafka_partitions,
             self.settings.kafka_replication_factor,
+            security,
         )
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, **security)
         await admin.start()
         try:
             described = await admin.describe_topics(list(ALL_TOPICS))
@@ -312,8 +317,9 @@ class Platform:
             rows.append(
                 (
                     "postgres",
-                    f"{self.postgres.url('<service>', 'postgresql')} (embedded, data in "
-                    f"{self.postgres.data_dir})",
+                    f"{self.postgres.url('<service>', 'postgresql', with_password=False)} "
+                    f"(embedded, data in {self.postgres.data_dir}, password in "
+                    f"{self.postgres.password_file})",
                 )
             )
         return rows
@@ -321,7 +327,8 @@ class Platform:
 
 def _no_password(url: str) -> str:
     """A database URL fit for a file others may read: the password left out."""
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) changes nothing (None means "keep"): replace the field.
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 def _ready(port: int) -> bool:

@@ -258,10 +258,15 @@ def locate(env: Mapping[str, str] | None = None) -> Location:
     env = dict(os.environ if env is None else env)
     data_dir = LauncherSettings(**_settings_env(env)).data_dir
     placed = read(data_dir)
+    platform = Platform(LauncherSettings(**_settings_env(env)), env=env)
     if placed is None:
-        placed = Platform(LauncherSettings(**_settings_env(env)), env=env).placement()
+        placed = platform.placement()
+    # The embedded PostgreSQL's password: from its file in the data directory (never the
+    # placement file), for the port it was placed on.
+    postgres = platform.postgres
+    postgres.port = int(placed.get("ports", {}).get("postgres", postgres.port))
     databases = {
-        name: env.get(f"{name.upper()}_DATABASE_URL") or url
+        name: env.get(f"{name.upper()}_DATABASE_URL") or postgres.signed_in(url)
         for name, url in placed.get("databases", {}).items()
     }
     return Location(

@@ -56,10 +56,16 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: tuple[str, ...] | list[str], partitions: int, replication: int
+    bootstrap_servers: str,
+    topics: tuple[str, ...] | list[str],
+    partitions: int,
+    replication: int,
+    security: dict[str, Any] | None = None,  # client_security(settings), for a real Kafka
 ) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="nocode-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="nocode-admin", **(security or {})
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -105,11 +111,13 @@ async def broker_view(
     return BrokerView(getattr(response, "cluster_id", None), existing)
 
 
-async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> None:
+async def wait_for_broker(
+    bootstrap_servers: str, timeout_s: float = 30.0, security: dict[str, Any] | None = None
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     retries = Backoff(0.1, 1.0).retries()
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(security or {}))
         try:
             await admin.start()
             await admin.list_topics()

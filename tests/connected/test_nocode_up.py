@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -17,7 +18,9 @@ import httpx
 import psutil
 import pytest
 
+from nocode.embedded_postgres import PASSWORD_FILE
 from nocode.launcher import REPO_ROOT
+from nocode.placement import locate
 from nocode.services import SERVICES, SIMULATORS
 from tests.support import AUTH_ENV, bearer, free_port
 
@@ -120,6 +123,7 @@ def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Pat
         f"{gateway}/models", data={"userId": "test", "modelName": "Kept"}, headers=bearer()
     )
     assert created.status_code == 201
+    password = the_password_stays_in_its_file(env, tmp_path / "data")
     up.send_signal(signal.SIGTERM)
     assert up.wait(60) == 0
     assert "nocode: stopped." in (tmp_path / "first.log").read_text()
@@ -133,6 +137,8 @@ def test_up_serves_stops_on_sigterm_and_keeps_data_across_restarts(tmp_path: Pat
     finally:
         again.send_signal(signal.SIGINT)
         assert again.wait(60) == 0
+    for log in ("first.log", "second.log"):  # every service's log lines, up's own too
+        assert password not in (tmp_path / log).read_text(errors="replace")
 
 
 def nocode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -180,3 +186,28 @@ def test_a_taken_gateway_port_is_one_line_and_a_hint_and_debug_adds_the_tracebac
     assert "nocode.errors.CliError: ports in use" in debug.stderr
     assert debug.stderr.splitlines()[-2:] == plain.stderr.splitlines()
     assert not (tmp_path / "data" / "postgres").exists()  # refused before touching anything
+
+
+def the_password_stays_in_its_file(env: dict[str, str], data_dir: Path) -> str:
+    """The embedded PostgreSQL's superuser password (issue 12, item 9): 0600 in the data
+    directory, found there by every command, in neither platform.json nor `nocode status`."""
+    password_file = data_dir / "postgres" / PASSWORD_FILE
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text().strip()
+    assert len(password) >= 24
+    placed = (data_dir / "platform.json").read_text()
+    assert "postgresql+asyncpg://postgres@127.0.0.1:" in placed and password not in placed
+    assert all(password in url for url in locate(env).databases.values())
+    # Given only the data directory, a command finds the moved port and the password too.
+    only_the_dir = locate({"NOCODE_DATA_DIR": str(data_dir)}).databases.values()
+    assert all(password in url for url in only_the_dir)
+    status = subprocess.run(
+        [sys.executable, "-m", "nocode", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "gateway" in status.stdout, status.stdout + status.stderr
+    assert password not in status.stdout + status.stderr
+    return password

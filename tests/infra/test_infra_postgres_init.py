@@ -46,6 +46,7 @@ async def test_init_script_makes_a_database_and_role_per_service(server: Embedde
         "PGHOST": server.host,
         "PGPORT": str(server.port),
         "POSTGRES_USER": "postgres",
+        "PGPASSWORD": server.password() or "",  # the embedded server trusts no connection
     }
     script = ROOT / "deploy/postgres/init-databases.sh"
     run = subprocess.run
