@@ -3,11 +3,12 @@
 :func:`authenticate` runs inside the identity middleware (``gateway.middlewares``). A
 request whose matched handler is not public must carry ``Authorization: Bearer <token>``
 that ``servicekit.auth.TokenVerifier`` accepts (Ed25519 only, known ``kid``, ``exp``,
-``iss``, ``aud``); otherwise the answer is 401 ``{"detail": "unauthorized: ..."}`` with
-``WWW-Authenticate: Bearer``. The verified :class:`~servicekit.auth.Identity` is put on the
-request at ``request["identity"]`` for the handlers and middlewares inside (rate limiting,
-menus, the admin API). The Authorization header itself travels on upstream unchanged: each
-service verifies the token again.
+``iss``, ``aud``); otherwise the answer is 401 ``{"detail": "unauthorized: ...; get a
+token with POST /auth/token (...)"}`` with ``WWW-Authenticate: Bearer``. The verified
+:class:`~servicekit.auth.Identity` is put on the request at ``request["identity"]`` for
+the handlers and middlewares inside (rate limiting, menus, the admin API). The
+Authorization header itself travels on upstream unchanged: each service verifies the
+token again.
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ ACCESS_CHECK = web.AppKey("gateway.access_check", AccessCheck)
 database is open."""
 PUBLIC_HANDLERS = web.AppKey("gateway.public_handlers", frozenset)
 """The handlers that answer without a token (token endpoint, health, metrics)."""
+
+
+TOKEN_HINT = "get a token with POST /auth/token (form fields username and password)"
+"""Ends every 401 for a missing or refused bearer token: how a newcomer gets one."""
 
 
 def unauthorized(reason: str) -> web.Response:

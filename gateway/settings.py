@@ -38,6 +38,9 @@ class GatewaySettings(ServiceSettings):
     admin_username: str = Field("admin", validation_alias="GATEWAY_ADMIN_USERNAME")
     admin_password: SecretStr | None = Field(None, validation_alias="GATEWAY_ADMIN_PASSWORD")
     menus_file: Path | None = Field(None, validation_alias="GATEWAY_MENUS_FILE")
+    # How long the aggregated /openapi.json (gateway.openapi) is kept before the services'
+    # documents are fetched again.
+    openapi_cache_s: float = Field(300.0, ge=0, validation_alias="GATEWAY_OPENAPI_CACHE_S")
     # When set, /metrics answers only a request with this bearer token (Prometheus's
     # credentials); unset, it is open (k8s keeps it internal with an AuthorizationPolicy).
     metrics_token: SecretStr | None = Field(None, validation_alias="GATEWAY_METRICS_TOKEN")
