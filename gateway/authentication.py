@@ -131,7 +131,7 @@ def refuse(request: web.Request, reason: str) -> web.Response:
                 f"retry after {retry_after} s",
                 headers={"Retry-After": str(retry_after)},
             )
-    return unauthorized(reason)
+    return unauthorized(f"{reason}; {TOKEN_HINT}")
 
 
 _RETRY = {"Retry-After": str(DB_RETRY_AFTER_S)}
