@@ -15,7 +15,6 @@ admin seeded, when the app starts) and the routes.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -38,7 +37,7 @@ from gateway.menus import MenuCatalogue
 from gateway.metrics import metrics_handler
 from gateway.parsing import MAX_OFFSET, is_form, only, read_fields
 from gateway.passwords import Passwords
-from gateway.protection import RATE_LIMITED, RateLimiter
+from gateway.rate_limit import RateLimiter, too_many
 from gateway.sessions import AccessCheck, SessionEnded, SessionStore
 from gateway.state import LOGGER, REQUEST_CONTEXT, SETTINGS, TRACING
 from gateway.users import (
@@ -303,13 +302,7 @@ def _login_limited(request: web.Request, username: str) -> web.Response | None:
     wait_s = limiter.acquire("login:" + username[:USERNAME_MAX].casefold())
     if wait_s <= 0:
         return None
-    RATE_LIMITED.labels("username").inc()
-    retry_after = max(1, math.ceil(wait_s))
-    return json_error(
-        429,
-        f"rate limit exceeded: too many sign-ins for this username; retry after {retry_after} s",
-        headers={"Retry-After": str(retry_after)},
-    )
+    return too_many("username", wait_s, "too many sign-ins for this username")
 
 
 def _bad_credentials() -> web.Response:

@@ -13,7 +13,6 @@ token again.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from gateway.clients import client_address
 from gateway.errors import json_error
-from gateway.protection import RATE_LIMITED, RATE_LIMITER
+from gateway.rate_limit import RATE_LIMITER, too_many
 from gateway.sessions import AccessCheck
 from gateway.state import IDENTITY
 from servicekit.auth import SERVICE, Identity, TokenVerifier, Unauthorized
@@ -123,14 +122,7 @@ def refuse(request: web.Request, reason: str) -> web.Response:
     if limiter is not None:
         wait_s = limiter.acquire("addr:" + client_address(request))
         if wait_s > 0:
-            RATE_LIMITED.labels("address").inc()
-            retry_after = max(1, math.ceil(wait_s))
-            return json_error(
-                429,
-                f"rate limit exceeded: too many requests without a valid token; "
-                f"retry after {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            )
+            return too_many("address", wait_s, "too many requests without a valid token")
     return unauthorized(f"{reason}; {TOKEN_HINT}")
 
 

@@ -6,15 +6,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.protection import (
-    IDENTITY,
-    RATE_LIMITER,
-    CorsPolicy,
-    RateLimiter,
-    rate_limit_middleware,
-    upstream_breakers,
-)
+from gateway.breakers import upstream_breakers
+from gateway.cors import CorsPolicy
+from gateway.rate_limit import RATE_LIMITER, RateLimiter, rate_limit_middleware
 from gateway.settings import GatewaySettings
+from gateway.state import IDENTITY
 from servicekit.auth import Identity
 
 
