@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.authentication import TOKEN_HINT
-from gateway.users import KNOWN_ROLES, PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX
+from gateway.user_rules import KNOWN_ROLES, PASSWORD_MAX, PASSWORD_MIN, USERNAME_MAX
 from servicekit.openapi import BEARER, ERRORS, FORM, ErrorOut, add_schema
 
 Role = Literal[KNOWN_ROLES]  # type: ignore[valid-type]

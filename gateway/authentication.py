@@ -20,7 +20,7 @@ import jwt
 from aiohttp import web
 
 from gateway.clients import client_address
-from gateway.errors import json_error
+from gateway.errors import json_error, unauthorized
 from gateway.rate_limit import RATE_LIMITER, too_many
 from gateway.sessions import AccessCheck
 from gateway.state import IDENTITY
@@ -86,8 +86,9 @@ TOKEN_HINT = "get a token with POST /auth/token (form fields username and passwo
 """Ends every 401 for a missing or refused bearer token: how a newcomer gets one."""
 
 
-def unauthorized(reason: str) -> web.Response:
-    return json_error(401, f"unauthorized: {reason}", headers={"WWW-Authenticate": "Bearer"})
+def caller(request: web.Request) -> Identity:
+    """The verified identity of a request that passed :func:`authenticate`."""
+    return request[IDENTITY]
 
 
 async def authenticate(request: web.Request) -> web.Response | None:

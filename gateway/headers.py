@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.cors import CORS_POLICY, add_cors_headers
+from servicekit.app import REQUEST_ID
 
 X_REQUEST_ID = "X-Request-ID"
 X_FORWARDED_FOR = "X-Forwarded-For"
@@ -41,13 +41,12 @@ _REQUEST_REPLACED = frozenset(
 )
 _RESPONSE_REPLACED = frozenset({"x-request-id"})
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
 
 def request_id_from(headers: CIMultiDictProxy[str]) -> str:
-    """The client's X-Request-ID if it is a sane token, else a fresh one."""
+    """The client's X-Request-ID if it is a sane token, else a fresh one: the services'
+    rule (servicekit.app), so an id given at the gateway is the one every service logs."""
     given = headers.get(X_REQUEST_ID)
-    if given is not None and _REQUEST_ID.fullmatch(given):
+    if given is not None and REQUEST_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
 
