@@ -20,12 +20,11 @@ import jwt
 from aiohttp import web
 
 from gateway.clients import client_address
-from gateway.errors import json_error, unauthorized
+from gateway.errors import unauthorized, user_database_unavailable
 from gateway.rate_limit import RATE_LIMITER, too_many
 from gateway.sessions import AccessCheck
 from gateway.state import IDENTITY
 from servicekit.auth import SERVICE, Identity, TokenVerifier, Unauthorized
-from servicekit.db import DB_RETRY_AFTER_S
 
 """Request key of the caller's verified :class:`~servicekit.auth.Identity`."""
 
@@ -108,7 +107,7 @@ async def authenticate(request: web.Request) -> web.Response | None:
         return refuse(request, "service tokens are not accepted here")
     check = request.app.get(ACCESS_CHECK)
     if check is None:
-        return json_error(503, "user database unavailable", headers=_RETRY)
+        return user_database_unavailable()
     refused = await check.refusal(identity)
     if refused is not None:
         return refuse(request, refused)
@@ -125,6 +124,3 @@ def refuse(request: web.Request, reason: str) -> web.Response:
         if wait_s > 0:
             return too_many("address", wait_s, "too many requests without a valid token")
     return unauthorized(f"{reason}; {TOKEN_HINT}")
-
-
-_RETRY = {"Retry-After": str(DB_RETRY_AFTER_S)}

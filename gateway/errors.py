@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from servicekit.db import DB_RETRY_AFTER_S
 from servicekit.errors import (
     BEARER_CHALLENGE,
     error_body,
@@ -25,6 +26,13 @@ def unauthorized(reason: str) -> web.Response:
 
 def forbidden(reason: object) -> web.Response:
     return json_error(403, forbidden_detail(reason))
+
+
+def user_database_unavailable() -> web.Response:
+    """503 while the gateway's user database cannot be reached; no SQL, no addresses."""
+    return json_error(
+        503, "user database unavailable", headers={"Retry-After": str(DB_RETRY_AFTER_S)}
+    )
 
 
 def invalid(field: str, message: str) -> web.Response:

@@ -7,12 +7,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.errors import forbidden, invalid, json_error
+from gateway.errors import forbidden, invalid, json_error, user_database_unavailable
 from gateway.state import LOGGER, REQUEST_CONTEXT
 from gateway.user_rules import InvalidField
 from gateway.users import LastAdmin, UserExists, UserNotFound
 from servicekit.auth import Forbidden
-from servicekit.db import DATABASE_ERRORS, DB_RETRY_AFTER_S
+from servicekit.db import DATABASE_ERRORS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,8 +41,7 @@ def answers_errors(handler: Handler) -> Handler:
             request.app[LOGGER].warning(
                 "user_database_error", path=request.path, error=type(exc).__name__
             )
-            retry = {"Retry-After": str(DB_RETRY_AFTER_S)}
-            return json_error(503, "user database unavailable", headers=retry)
+            return user_database_unavailable()
 
     return wrapped
 

@@ -163,6 +163,4 @@ def _login_limited(request: web.Request, username: str) -> web.Response | None:
 
 
 def _bad_credentials() -> web.Response:
-    return json_error(
-        401, f"unauthorized: {BAD_CREDENTIALS}", headers={"WWW-Authenticate": "Bearer"}
-    )
+    return unauthorized(BAD_CREDENTIALS)
