@@ -57,7 +57,8 @@ class GatewaySettings(ServiceSettings):
         2.0, ge=0, le=5, validation_alias="GATEWAY_ACCESS_CHECK_CACHE_S"
     )
 
-    # Protection (gateway.protection, gateway.proxy).
+    # Protection (gateway.rate_limit, gateway.body_limit, gateway.cors, gateway.breakers,
+    # gateway.retry_policy).
     upstream_connect_timeout_s: float = Field(
         5.0, gt=0, validation_alias="GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S"
     )
@@ -72,7 +73,7 @@ class GatewaySettings(ServiceSettings):
     )  # POST /auth/token per client address (password checks); 0: the general limit applies
     token_rate_limit_burst: int = Field(10, ge=1, validation_alias="GATEWAY_TOKEN_RATE_LIMIT_BURST")
     # Behind proxies (gateway.clients): how many of them append to X-Forwarded-For; 0 (no
-    # proxy) ignores the header. Logins per username (gateway.auth_routes): a bucket each.
+    # proxy) ignores the header. Logins per username (gateway.token_routes): a bucket each.
     trusted_proxy_hops: int = Field(0, ge=0, le=10, validation_alias="GATEWAY_TRUSTED_PROXY_HOPS")
     login_user_rate_limit_per_s: float = Field(
         0.1, ge=0, validation_alias="GATEWAY_LOGIN_USER_RATE_LIMIT_PER_S"
