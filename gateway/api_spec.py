@@ -1,7 +1,8 @@
 """The OpenAPI of the gateway's own endpoints: tokens, menus, users, the documents.
 
-The handlers (gateway.token_routes, gateway.user_routes) read their bodies by hand, JSON or a form; the models
-here describe what they accept and answer, with examples, and :func:`own_paths` lists
+The handlers (gateway.token_routes, gateway.user_routes) read their bodies by hand, JSON
+or a form; the models here describe what they accept and answer, with examples, and
+:func:`own_paths` lists
 each operation with the errors it can answer in the services' shape
 (``servicekit.openapi.ErrorOut``).
 """

@@ -6,7 +6,7 @@ document, as a client calls them through the gateway; the services' health and m
 are not routed, so not listed). No service's code is imported: each service's
 ``/openapi.json`` is fetched over HTTP, when the document is first asked for, and the
 merged document is kept for ``GATEWAY_OPENAPI_CACHE_S``. A service that cannot be reached
-is left out of that one answer (named in ``x-unavailable``) and asked again next time.
+is left out (named in ``x-unavailable``) and asked again a few seconds later.
 
 Schemas keep their names where every service means the same thing by them (``Error``);
 a name two services use differently is prefixed with the route's name (``targets.Stuck``).
@@ -31,6 +31,7 @@ from servicekit.openapi import BEARER
 
 REF_PREFIX = "#/components/schemas/"
 FETCH_TIMEOUT_S = 5.0
+PARTIAL_TTL_S = 5.0
 BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 TITLE = "nocode platform API (through the gateway)"
 DESCRIPTION = (
@@ -40,22 +41,23 @@ DESCRIPTION = (
 
 
 class AggregatedSpec:
-    """The merged document, built on demand and kept for ``ttl_s`` seconds."""
+    """The merged document, built on demand and kept for ``ttl_s`` seconds; one missing a
+    service only for ``PARTIAL_TTL_S`` (at most), so the service is soon asked again while
+    a stream of requests for the document cannot make a stream of fetches."""
 
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
         self._body: bytes | None = None
-        self._built_at = 0.0
+        self._expires = 0.0
         self._lock = asyncio.Lock()
 
     async def body(self, app: web.Application) -> bytes:
-        async with self._lock:
-            fresh = time.monotonic() - self._built_at < self.ttl_s
-            if self._body is None or not fresh:
+        async with self._lock:  # one build at a time; the others wait for it
+            if self._body is None or time.monotonic() >= self._expires:
                 spec = await build(app)
                 self._body = orjson.dumps(spec)
-                # A document missing a service is not kept: the next request asks again.
-                self._built_at = 0.0 if spec.get("x-unavailable") else time.monotonic()
+                ttl = min(self.ttl_s, PARTIAL_TTL_S) if "x-unavailable" in spec else self.ttl_s
+                self._expires = time.monotonic() + ttl
             return self._body
 
 
