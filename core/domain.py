@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from contracts import Event
 from contracts import core as events
-from servicekit.resilience import backoff_delay
+from servicekit.resilience import Backoff  # the kernel's one retry schedule, jittered
 from servicekit.statemachine import TransitionTable
 
 
@@ -92,15 +92,6 @@ class BatchRead:
     rows: int
     total_rows: int
     next_offset: int  # where the next step reads (0: the next pass starts over)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    initial_s: float
-    max_s: float
-
-    def delay(self, attempt: int) -> float:
-        return backoff_delay(attempt, self.initial_s, self.max_s)
 
 
 def _now() -> datetime:

@@ -3,16 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import runpy
 import signal
+from importlib import metadata
 from types import FrameType
 
 import typer
 
+from nocode.errors import CliError, CommandGroup
+from nocode.progress import Progress
 from nocode.services import SERVICE_NAMES, SIMULATORS
 
-app = typer.Typer(help="Nocode AI request platform.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Nocode AI request platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=CommandGroup,  # an error: one line and a hint (nocode.errors)
+    pretty_exceptions_enable=False,  # --debug prints the plain traceback
+)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        try:
+            typer.echo(f"nocode {metadata.version('nocode')}")
+        except metadata.PackageNotFoundError:
+            typer.echo("nocode (not installed: run `make install`)")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version"
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", envvar="NOCODE_DEBUG", help="on an error, print the traceback too"
+    ),
+) -> None:
+    """Nocode AI request platform."""
+    if not debug and ctx.invoked_subcommand != "serve":
+        # aiokafka logs each failed connection; the command says it once, with a hint.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 class _Stop(Exception):
@@ -24,19 +59,22 @@ def _raise_stop(signum: int, _frame: FrameType | None) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines, only the banner"),
+) -> None:
     """Start the whole platform in the foreground and keep it running (a process that
     exits is restarted); Ctrl-C or SIGTERM stops it. One platform per data directory."""
     from nocode import placement
+    from nocode.banner import DEMO_USER, TOKEN_TTL_S, banner
+    from nocode.keys import issuer
     from nocode.launcher import Platform
 
     platform = Platform()
+    progress = Progress(None if quiet else typer.echo)
     data_dir = platform.settings.data_dir
     lock = placement.PlatformLock(data_dir)
     if not lock.acquire():
-        running = placement.read(data_dir)
-        typer.echo(f"nocode: {placement.already_running(data_dir, running)}", err=True)
-        raise typer.Exit(1)
+        raise CliError(*placement.already_running(data_dir, placement.read(data_dir)))
     # What a nocode up that was killed left running here is this lock holder's to stop.
     if left := placement.leftovers(data_dir):
         typer.echo(f"nocode: stopping what a killed nocode up left: pids {[p.pid for p in left]}")
@@ -45,36 +83,34 @@ def up() -> None:
         platform.postgres.stop()
     if busy := placement.busy_ports(platform.ports()):
         lock.release()
-        typer.echo(f"nocode: {placement.ports_in_use(busy)}", err=True)
-        raise typer.Exit(1)
+        raise CliError(*placement.ports_in_use(busy))
 
     def record(state: str = "up") -> None:
         placement.write(data_dir, placement.stamp(platform.placement(), state))
 
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
-    code = 0
     try:
         record("starting")
-        typer.echo("nocode: starting PostgreSQL and the broker, creating topics, migrating...")
-        platform.start_infrastructure()
+        progress.say(f"starting (data in {data_dir})")
+        platform.start_infrastructure(progress)
         platform.start_services()
-        platform.wait_ready()
+        platform.wait_ready(progress)
         supervisor = platform.supervise(log=typer.echo, on_change=record)
         record()
-        typer.echo("\nnocode is up:")
-        for name, where in platform.listing():
-            typer.echo(f"  {name:<12} {where}")
-        typer.echo(
-            "\nTry: curl -s localhost:8080/models -d userId=test -d modelName=TestModel10\n"
-            "A process that exits is restarted; Ctrl-C stops everything.\n"
-        )
+        rows = platform.listing()
+        local_admin = not platform.env.get("GATEWAY_ADMIN_PASSWORD")
+        for line in banner(
+            rows,
+            gateway_url=dict(rows)["gateway"],
+            token=issuer(data_dir).issue(DEMO_USER, ["user"], ttl_s=TOKEN_TTL_S),
+            elapsed_s=progress.elapsed(),
+            admin_password_file=data_dir / "admin-password" if local_admin else None,
+        ):
+            typer.echo(line)
         supervisor.run()
     except _Stop as stop:
         typer.echo(f"\nnocode: {stop}, stopping...")
-    except Exception as exc:
-        typer.echo(f"nocode: {exc}", err=True)
-        code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -82,7 +118,6 @@ def up() -> None:
         placement.remove(data_dir)
         lock.release()
         typer.echo("nocode: stopped.")
-    raise typer.Exit(code)
 
 
 def _use_platform() -> None:

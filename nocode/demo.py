@@ -23,6 +23,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.topics import EVENT_TOPICS
+from nocode.errors import UNREACHABLE_HINT, CliError
 from nocode.keys import issuer as local_issuer
 from nocode.launcher import LauncherSettings
 from servicekit.auth import TokenIssuer
@@ -67,12 +68,23 @@ class Demo:
 
     # Watching the platform
 
+    async def wait_watching(self, ready: asyncio.Event, watcher: asyncio.Task[None]) -> None:
+        """Until the event watcher reads every partition; its own error if it cannot."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ready.wait(), 15)
+        if ready.is_set():
+            return
+        if watcher.done() and watcher.exception() is not None:
+            raise watcher.exception()  # type: ignore[misc]
+        bootstrap = self.settings.kafka_bootstrap_servers
+        raise CliError(f"the broker at {bootstrap} did not answer within 15 s", UNREACHABLE_HINT)
+
     async def watch_events(self, ready: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False
         )
-        await consumer.start()
         try:
+            await consumer.start()
             await consumer._client.force_metadata_update()
             tps = [
                 TopicPartition(topic, p)
@@ -185,7 +197,7 @@ class Demo:
                 asyncio.create_task(self.watch_chat(client)),
             ]
             try:
-                await asyncio.wait_for(ready.wait(), 15)
+                await self.wait_watching(ready, watchers[0])
                 await self.scenario(client)
                 await asyncio.sleep(1.5)  # let the last events and chat messages arrive
             except DemoFailed as exc:

@@ -18,6 +18,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from contracts.topics import ALL_TOPICS
+from nocode.errors import CliError
+
 # Tansu holds a fetch for the whole wait: short, so records show as they arrive.
 FETCH_MAX_WAIT_MS = 100
 
@@ -81,8 +84,8 @@ async def tail(
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         client_id="nocode-events-tail",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         known = await consumer.topics()  # fetches the cluster's metadata
         partitions = consumer.partitions_for_topic(topic) if topic in known else None
         if not partitions:
@@ -130,8 +133,7 @@ def main(
             )
         )
     except UnknownTopic as exc:
-        echo(f"nocode: {exc}")
-        return 1
+        raise CliError(str(exc), f"the platform's topics: {', '.join(ALL_TOPICS)}") from exc
     except KeyboardInterrupt:
         return 0
     return 0

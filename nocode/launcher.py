@@ -29,7 +29,9 @@ from sqlalchemy.engine import make_url
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from nocode.embedded_postgres import EmbeddedPostgres
+from nocode.errors import CliError
 from nocode.keys import local_admin_password, local_identity_env
+from nocode.progress import Progress
 from nocode.services import EXTERNAL_ENDPOINTS, GATEWAY_ROUTES, SERVICES, SIMULATORS, ServiceSpec
 from nocode.supervisor import Process, RestartPolicy, Supervisor, dies_with_parent
 from servicekit import migrations
@@ -130,20 +132,26 @@ class Platform:
             "processes": self.supervisor.states() if self.supervisor else {},
         }
 
-    def start_infrastructure(self) -> None:
-        s = self.settings
+    def start_infrastructure(self, progress: Progress | None = None) -> None:
+        """PostgreSQL, the broker, the topics, the migrations: each a step of ``progress``."""
+        s, progress = self.settings, progress or Progress()
         s.data_dir.mkdir(parents=True, exist_ok=True)
         if self.embedded_databases:
             self.postgres_started = True
-            self.postgres.start()
-            asyncio.run(self.postgres.create_databases(self.embedded_databases))
+            pg_log = self.postgres.data_dir / "server.log"
+            with progress.step("PostgreSQL", hint=f"see {pg_log}"):
+                self.postgres.start()
+                asyncio.run(self.postgres.create_databases(self.embedded_databases))
         if not s.kafka_bootstrap_servers:
             self.broker = EmbeddedBroker(
                 s.broker_port, log_file=s.data_dir / "broker.log", stop_with_parent=True
             )
-            self.broker.start()
-        self.prepare_topics()
-        self.migrate()
+            with progress.step("broker", hint=f"see {s.data_dir / 'broker.log'}"):
+                self.broker.start()
+        hint = f"is the broker at {self.bootstrap_servers} reachable? (KAFKA_BOOTSTRAP_SERVERS)"
+        with progress.step(f"topics ({len(ALL_TOPICS)})", done="created", hint=hint):
+            self.prepare_topics()
+        self.migrate(progress)
 
     def prepare_topics(self) -> None:
         """Create the topics the broker lacks (all of them after an embedded broker's restart)."""
@@ -172,12 +180,13 @@ class Platform:
                     flush=True,
                 )
 
-    def migrate(self) -> dict[str, bool]:
-        return {
-            spec.name: migrations.upgrade(spec.name, self.database_url(spec))
-            for spec in SERVICES
-            if spec.database
-        }
+    def migrate(self, progress: Progress | None = None) -> dict[str, bool]:
+        progress, done = progress or Progress(), {}
+        for spec in SERVICES:
+            if spec.database:
+                with progress.step(f"{spec.name} migrations", done="applied"):
+                    done[spec.name] = migrations.upgrade(spec.name, self.database_url(spec))
+        return done
 
     @property
     def identity_env(self) -> dict[str, str]:
@@ -249,19 +258,26 @@ class Platform:
         assert self.broker.process is not None
         return self.broker.process
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.settings.ready_timeout_s
+    def wait_ready(self, progress: Progress | None = None) -> None:
+        """Until every process answers ``/health/ready``; each one said as it does."""
+        progress, started = progress or Progress(), time.monotonic()
+        deadline = started + self.settings.ready_timeout_s
         pending = {spec.name: spec for spec in self.processes_to_run}
         while pending:
             for name, spec in list(pending.items()):
                 proc = self.processes[name]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with code {proc.returncode} while starting")
+                    raise CliError(
+                        f"{name} exited with code {proc.returncode} while starting",
+                        f"its own error is above; {name} listens on port {self.port(spec)}",
+                    )
                 if _ready(self.port(spec)):
                     del pending[name]
+                    progress.done(f"{name} ready on port {self.port(spec)}", started)
             if pending and time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"not ready after {self.settings.ready_timeout_s}s: {sorted(pending)}"
+                raise CliError(
+                    f"not ready after {self.settings.ready_timeout_s:g} s: {', '.join(pending)}",
+                    "their output is above; a slow machine may need NOCODE_READY_TIMEOUT_S",
                 )
             time.sleep(0.1)
 

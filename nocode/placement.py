@@ -185,24 +185,44 @@ def _is_up(cmdline: list[str]) -> bool:
     return "up" in cmdline[-1:] and any("nocode" in part for part in cmdline)
 
 
-def already_running(data_dir: Path, placement: Mapping[str, Any] | None) -> str:
-    """Why a second ``up`` on ``data_dir`` refuses, naming the running instance."""
+def already_running(data_dir: Path, placement: Mapping[str, Any] | None) -> tuple[str, str]:
+    """Why a second ``up`` on ``data_dir`` refuses, naming the running instance; and the hint."""
+    other_dir = "or start another one with its own NOCODE_DATA_DIR and ports"
     if placement is None:
-        return f"a platform is already starting on data directory {data_dir}; not starting another"
+        message = f"a platform is already starting on data directory {data_dir}"
+        return message, f"wait for it, {other_dir}"
     ports = ", ".join(f"{n} {p}" for n, p in placement.get("ports", {}).items())
+    pid = placement.get("pid")
     return (
-        f"a platform is already running on data directory {data_dir}: nocode up pid "
-        f"{placement.get('pid')} ({placement.get('state')}), ports: {ports}; "
-        f"stop it first (Ctrl-C in its terminal, or kill -TERM {placement.get('pid')})"
+        f"a platform is already running on data directory {data_dir}: nocode up pid {pid} "
+        f"({placement.get('state')}), ports: {ports}",
+        f"stop it first (Ctrl-C in its terminal, or kill -TERM {pid}), {other_dir}",
     )
 
 
-def ports_in_use(busy: Mapping[str, int]) -> str:
-    taken = "; ".join(f"{name} port {port}: {listener(port)}" for name, port in busy.items())
-    return (
-        f"ports in use, not starting: {taken}. Stop what holds them, or move this platform "
-        "with NAME_PORT / NOCODE_POSTGRES_PORT / NOCODE_BROKER_PORT"
-    )
+def port_variable(name: str) -> str:
+    """The environment variable that moves ``name``'s port (a service, postgres, broker)."""
+    variable = f"{name.upper()}_PORT"
+    return f"NOCODE_{variable}" if name in ("postgres", "broker") else variable
+
+
+def ports_in_use(busy: Mapping[str, int]) -> tuple[str, str]:
+    """Which ports are taken and by whom; and the hint: the variables that move them."""
+    holders = {name: listener(port) for name, port in busy.items()}
+    ups = {h.rpartition(" of ")[2] for h in holders.values()}
+    if len(busy) > 2 and len(ups) == 1 and next(iter(ups)).startswith("nocode up pid"):
+        # All held by one other platform: name it once ("of nocode up pid N").
+        ports = ", ".join(f"{name} port {port}" for name, port in busy.items())
+        taken = f"{ports}: all held by processes of {next(iter(ups))}"
+    else:
+        taken = "; ".join(
+            f"{name} port {busy[name]} held by {who}" for name, who in holders.items()
+        )
+    if len(busy) > 3:
+        moves = "NAME_PORT, NOCODE_POSTGRES_PORT, NOCODE_BROKER_PORT"
+    else:
+        moves = " ".join(f"{port_variable(name)}=<another port>" for name in busy)
+    return f"ports in use, not starting: {taken}", f"stop what holds them, or move them: {moves}"
 
 
 # --- where is the platform ---------------------------------------------------------------

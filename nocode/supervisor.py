@@ -2,7 +2,7 @@
 
 ``nocode up`` runs its services, the embedded broker and the embedded PostgreSQL as
 child processes. Like an orchestrator, it restarts one that exits while the others
-keep serving: after 1 s, then 2 s, 4 s... up to a cap, and back to the first delay
+keep serving: after about 1 s, then 2 s, 4 s... (jittered) up to a cap, and back to the first delay
 once a process has stayed up a while. Each restart is logged as one line and counted.
 
 The loop is pure apart from the clock and the processes it is given, so it is
@@ -55,9 +55,10 @@ class RestartPolicy:
     initial_s: float = 1.0
     max_s: float = 30.0
     reset_after_s: float = 60.0  # up this long: the next exit starts from initial_s again
+    jitter: bool = True  # processes that died together do not all restart at once
 
     def delay(self, attempt: int) -> float:
-        return backoff_delay(attempt, self.initial_s, self.max_s)
+        return backoff_delay(attempt, self.initial_s, self.max_s, jitter=self.jitter)
 
 
 @dataclass
@@ -156,7 +157,7 @@ class Supervisor:
         child.last_exit = how
         self.log(
             f"nocode: {child.name} (pid {child.pid or '-'}) {how} after {up_for:.1f}s up; "
-            f"restart attempt {child.attempt} in {delay:g}s"
+            f"restart attempt {child.attempt} in {delay:.1f}s"
         )
 
     def _restart(self, child: Child) -> None:

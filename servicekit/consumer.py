@@ -39,7 +39,7 @@ from servicekit.db import UnitOfWork, database_unavailable
 from servicekit.dead_letters import PARKED, record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
 from servicekit.kafka import broker_view
-from servicekit.resilience import backoff_delay
+from servicekit.resilience import Backoff, backoff_delay
 from servicekit.tables import inbox_table
 from servicekit.tracing import span_from
 
@@ -91,6 +91,7 @@ class EventConsumer:
         self.fetch_max_wait_ms = fetch_max_wait_ms
 
     async def run(self) -> None:
+        restarts = Backoff(0.5, 5.0).retries()
         while True:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap_servers,
@@ -107,6 +108,7 @@ class EventConsumer:
             try:
                 consumer.subscribe(self.topics, listener=_RewindOnAssign(self, consumer))
                 await consumer.start()
+                restarts.reset()
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
                 await self._check_cluster(consumer)
                 lag_reporter = asyncio.create_task(self._report_lag(consumer))
@@ -121,7 +123,7 @@ class EventConsumer:
                 raise
             except Exception as exc:  # broker gone: start again, uncommitted records come back
                 log.warning("consumer interrupted", error=str(exc))
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(restarts.next_delay())
             finally:
                 if lag_reporter is not None:
                     lag_reporter.cancel()
@@ -276,6 +278,7 @@ class EventConsumer:
         ]
         # Kept in the database first (the embedded broker keeps topics in memory only),
         # then on the topic; each retried until taken: moving on without it would lose it.
+        retries = Backoff(0.5, 5.0).retries()
         while True:
             try:
                 await record_dead_letter(self.uow_factory, self.group_id, record, error, attempts)
@@ -283,7 +286,8 @@ class EventConsumer:
                 break
             except Exception as exc:
                 log.warning("dead letter not stored yet", error=repr(exc))
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(retries.next_delay())
+        retries.reset()
         while True:
             try:
                 await self.dlt_producer.send_and_wait(
@@ -292,7 +296,7 @@ class EventConsumer:
                 break
             except Exception as exc:
                 log.warning("dead-letter publish failed", error=str(exc))
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(retries.next_delay())
         labels = (self.service, self.group_id, record.topic)
         metrics.EVENTS_DEAD_LETTERED.labels(*labels).inc()
         ce_type = header_map(record.headers).get("ce_type", "unknown")

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
+from servicekit.resilience import Backoff
 from servicekit.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -106,6 +107,7 @@ async def broker_view(
 
 async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
+    retries = Backoff(0.1, 1.0).retries()
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
         try:
@@ -115,7 +117,7 @@ async def wait_for_broker(bootstrap_servers: str, timeout_s: float = 30.0) -> No
         except KafkaError:
             if asyncio.get_running_loop().time() > deadline:
                 raise
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(retries.next_delay())
         finally:
             await admin.close()
 

@@ -38,6 +38,7 @@ from contracts import Event
 from servicekit import metrics, relay_state
 from servicekit.envelope import Envelope, encode_headers
 from servicekit.kafka import BrokerView, broker_view
+from servicekit.resilience import Backoff
 from servicekit.tables import OUTBOX_CHANNEL, outbox_table
 from servicekit.tracing import current_traceparent, span_from
 
@@ -45,6 +46,7 @@ log = structlog.get_logger(__name__)
 
 OUTBOX = outbox_table(MetaData())
 RELAY_LOCK_KEY = 0x6E6F636F6465  # one relay per service database publishes at a time
+RETRY = Backoff(0.2, 5.0)  # a broken connection, a failed publish: the relay's retries
 PRUNE_EVERY = timedelta(minutes=5)  # at most; a shorter retention prunes as often
 Row = Any  # a row of OUTBOX
 
@@ -106,18 +108,18 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._pruned_at = datetime.min.replace(tzinfo=UTC)
         self.memory = relay_state.Memory()
+        self._interruptions = RETRY.retries()
 
     async def run(self) -> None:
-        backoff = 0.2
         while True:
             try:
                 await self._run_as_leader()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the relay must outlive DB and broker outages
-                log.warning("outbox relay interrupted", error=str(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = self._interruptions.next_delay()
+                log.warning("outbox relay interrupted", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
 
     async def _run_as_leader(self) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
@@ -129,16 +131,16 @@ class OutboxRelay:
             self.memory = await relay_state.load(self.engine, self.service)
             metrics.OUTBOX_REPUBLISH_MISSING.labels(self.service).set(self.memory.republish_missing)
             log.info("outbox relay leading", service=self.service, cluster=self.memory.cluster_id)
-            failures = 0
+            self._interruptions.reset()
+            failures = RETRY.retries()
             while not conn.is_closed():
                 self._wake.clear()
                 try:
                     published = await self.publish_batch()
-                    failures = 0
+                    failures.reset()
                 except Exception as exc:
-                    failures += 1
                     metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
-                    delay = min(0.2 * 2**failures, 5.0)
+                    delay = failures.next_delay()
                     log.warning("outbox publish failed", error=str(exc), retry_in_s=delay)
                     await asyncio.sleep(delay)
                     continue

@@ -1,5 +1,8 @@
 """Backoff and a circuit breaker: how a service treats a dependency that may be down.
 
+:class:`Backoff` is the platform's one retry schedule (exponential, jittered by default):
+every loop that retries something that failed takes its delays from it.
+
 Pure (the clock is injected), so they are unit-tested without sleeping. The
 breaker's state is exported as ``circuit_breaker_open`` so operators see it.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from prometheus_client import Gauge
@@ -20,14 +24,56 @@ BREAKER_OPEN = Gauge(
 )
 
 
-def backoff_delay(attempt: int, initial_s: float, max_s: float, *, jitter: bool = False) -> float:
+def backoff_delay(
+    attempt: int,
+    initial_s: float,
+    max_s: float,
+    *,
+    jitter: bool = True,
+    rand: Callable[[], float] = random.random,
+) -> float:
     """Exponential backoff for the ``attempt``-th retry (1-based), capped at ``max_s``.
 
-    With ``jitter`` the delay is drawn from [delay/2, delay] so that many clients
-    retrying the same dependency do not retry in lockstep.
+    With ``jitter`` (the default) the delay is drawn from [delay/2, delay], so that many
+    clients retrying the same dependency do not retry in lockstep. The exponent is
+    bounded, so a dependency down for days cannot overflow the float.
     """
-    delay = min(initial_s * 2 ** max(attempt - 1, 0), max_s)
-    return random.uniform(delay / 2, delay) if jitter else delay
+    delay = min(initial_s * 2 ** min(max(attempt - 1, 0), 64), max_s)
+    return delay * (0.5 + rand() / 2) if jitter else delay
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The platform's one retry schedule: ``initial_s`` doubling up to ``max_s``, jittered.
+
+    :meth:`delay` serves schedules kept elsewhere (a job's or a message's attempt count
+    in its row); :meth:`retries` a loop in memory."""
+
+    initial_s: float
+    max_s: float
+    jitter: bool = True
+
+    def delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.initial_s, self.max_s, jitter=self.jitter)
+
+    def retries(self) -> Retries:
+        return Retries(self)
+
+
+class Retries:
+    """One retry loop's state: each failure asks :meth:`next_delay`, a success
+    :meth:`reset` s the schedule to its first delay."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        self.attempt += 1
+        return self.backoff.delay(self.attempt)
+
+    def reset(self) -> None:
+        self.attempt = 0
 
 
 class CircuitOpen(Exception):

@@ -22,7 +22,7 @@ from servicekit.consumer import EventConsumer, Handler
 from servicekit.db import UnitOfWork, asyncpg_dsn, make_engine, ping
 from servicekit.kafka import client_security, make_producer
 from servicekit.outbox import OutboxRelay, OutboxWriter
-from servicekit.resilience import backoff_delay
+from servicekit.resilience import Backoff, backoff_delay
 from servicekit.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
@@ -173,15 +173,15 @@ class ServiceRuntime:
         await asyncio.gather(*runs)
 
     async def _connect_producer(self) -> AIOKafkaProducer:
-        delay = 0.2
+        retries = Backoff(0.2, 5.0).retries()
         while True:
             producer = make_producer(self.settings)
             try:
                 await producer.start()
                 return producer
             except Exception as exc:
+                delay = retries.next_delay()
                 log.warning("broker not reachable yet", error=str(exc), retry_in_s=delay)
                 with contextlib.suppress(Exception):
                     await producer.stop()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)

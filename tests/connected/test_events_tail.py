@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts.model import Approved, Requested
-from contracts.topics import MODEL_EVENTS
+from contracts.topics import ALL_TOPICS, MODEL_EVENTS
 from servicekit.envelope import Envelope
 
 pytestmark = pytest.mark.connected
@@ -39,7 +39,11 @@ async def publish(bootstrap: str, *events: Requested | Approved) -> None:
 def tail(bootstrap: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     return subprocess.Popen(
-        [NOCODE, "events", "tail", *args], env=env, stdout=subprocess.PIPE, text=True
+        [NOCODE, "events", "tail", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -92,8 +96,11 @@ async def test_tail_shows_only_what_arrives_after_it_started(topics: str) -> Non
     assert 101 <= record["value"]["id"] <= 100 + sent
 
 
-def test_an_unknown_topic_is_one_line_and_exit_1(topics: str) -> None:
+def test_an_unknown_topic_is_one_line_and_a_hint_and_exit_1(topics: str) -> None:
     shown = tail(topics, "no.such.topic", "--max", "1")
-    out, _ = shown.communicate(timeout=60)
-    assert shown.returncode == 1
-    assert out.strip() == f"nocode: no topic 'no.such.topic' on {topics}"
+    out, err = shown.communicate(timeout=60)
+    assert shown.returncode == 1 and out == ""
+    assert err.splitlines() == [
+        f"nocode: error: no topic 'no.such.topic' on {topics}",
+        f"  hint: the platform's topics: {', '.join(ALL_TOPICS)}",
+    ]

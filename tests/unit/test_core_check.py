@@ -60,7 +60,7 @@ async def test_model_down_is_retried_through_the_breaker_until_it_answers() -> N
     down = ModelUnavailable("model unreachable: ConnectError")
     model = FlakyModel(clock, down, down, down, "inProgress")
     breaker = CircuitBreaker("model", failure_threshold=2, reset_timeout_s=3.0, clock=clock)
-    check = CompensationCheck(model, breaker, Backoff(0.5, 2.0), sleep=clock.sleep)
+    check = CompensationCheck(model, breaker, Backoff(0.5, 2.0, False), sleep=clock.sleep)
     renewals = []
 
     async def renew() -> None:

@@ -11,7 +11,7 @@ from core.domain import LIFECYCLE, Action, Backoff, Job, Kind, State
 from servicekit.statemachine import IllegalTransition
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-BACKOFF = Backoff(initial_s=1.0, max_s=5.0)
+BACKOFF = Backoff(initial_s=1.0, max_s=5.0, jitter=False)
 
 LEGAL = {
     (State.QUEUED, Action.CLAIM): State.RUNNING,

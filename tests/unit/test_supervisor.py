@@ -33,7 +33,11 @@ class Clock:
 def supervised(policy: RestartPolicy | None = None) -> tuple[Supervisor, Child, Clock, list[str]]:
     clock, lines, changes = Clock(), [], []
     sup = Supervisor(
-        [], policy or RestartPolicy(1.0, 8.0, 60.0), clock, lines.append, lambda: changes.append(1)
+        [],
+        policy or RestartPolicy(1.0, 8.0, 60.0, jitter=False),
+        clock,
+        lines.append,
+        lambda: changes.append(1),
     )
     child = sup.adopt("core", FakeProcess(), FakeProcess)
     return sup, child, clock, lines
@@ -46,7 +50,7 @@ def test_an_exit_is_logged_in_one_line_and_restarted_after_the_delay() -> None:
     first.returncode = -signal.SIGKILL
     sup.tick()
     assert lines == [
-        f"nocode: core (pid {first.pid}) killed by SIGKILL after 5.0s up; restart attempt 1 in 1s"
+        f"nocode: core (pid {first.pid}) killed by SIGKILL after 5.0s up; restart attempt 1 in 1.0s"
     ]
     assert child.state()["state"] == "restarting" and child.restarts == 0
     clock.now = 5.9
@@ -98,7 +102,7 @@ def test_a_failed_start_counts_as_an_exit_and_is_tried_again() -> None:
     sup.tick()
     clock.now = 1.0
     sup.tick()
-    assert "failed to start (port busy)" in lines[-1] and "restart attempt 2 in 2s" in lines[-1]
+    assert "failed to start (port busy)" in lines[-1] and "restart attempt 2 in 2.0s" in lines[-1]
     clock.now = 3.0
     sup.tick()
     assert child.process is not None and child.process.poll() is None
@@ -129,3 +133,10 @@ def test_describe_exit() -> None:
     assert describe_exit(-signal.SIGTERM) == "killed by SIGTERM"
     assert describe_exit(0) == "exited with code 0"
     assert describe_exit(2) == "exited with code 2"
+
+
+def test_restarts_are_jittered_by_default() -> None:
+    policy = RestartPolicy(1.0, 8.0, 60.0)
+    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)):
+        delays = {policy.delay(attempt) for _ in range(50)}
+        assert all(full / 2 <= d <= full for d in delays) and len(delays) > 1
