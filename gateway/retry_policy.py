@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from gateway.state import SETTINGS
-from servicekit.resilience import backoff_delay
+from servicekit.resilience import Backoff
 
 RETRIED_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
 
@@ -24,8 +24,7 @@ RETRIED_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     retries: int
-    backoff_initial_s: float
-    backoff_max_s: float
+    backoff: Backoff  # the platform's one retry schedule (jittered)
 
     def attempts(self, method: str) -> int:
         """How many times a request with ``method`` may be sent in all."""
@@ -41,9 +40,7 @@ class RetryPolicy:
         )
 
     async def wait(self, attempt: int) -> None:
-        await asyncio.sleep(
-            backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s, jitter=True)
-        )
+        await asyncio.sleep(self.backoff.delay(attempt))
 
 
 RETRY_POLICY = web.AppKey("gateway.retry_policy", RetryPolicy)
@@ -51,6 +48,5 @@ RETRY_POLICY = web.AppKey("gateway.retry_policy", RetryPolicy)
 
 def install_retry_policy(app: web.Application) -> None:
     settings = app[SETTINGS]
-    app[RETRY_POLICY] = RetryPolicy(
-        settings.retries, settings.retry_backoff_initial_s, settings.retry_backoff_max_s
-    )
+    backoff = Backoff(settings.retry_backoff_initial_s, settings.retry_backoff_max_s)
+    app[RETRY_POLICY] = RetryPolicy(settings.retries, backoff)

@@ -7,8 +7,9 @@ import pytest
 
 from gateway.retry_policy import RetryPolicy
 from gateway.settings import GatewaySettings
+from servicekit.resilience import Backoff
 
-POLICY = RetryPolicy(retries=2, backoff_initial_s=0.0, backoff_max_s=0.0)
+POLICY = RetryPolicy(retries=2, backoff=Backoff(0.0, 0.0))
 CONNECTION_LOST = aiohttp.ServerDisconnectedError()
 REFUSED = aiohttp.ClientConnectorError(
     aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
@@ -41,7 +42,7 @@ def test_timeouts_and_bad_answers_are_not_retried() -> None:
 
 
 def test_no_retries_when_set_to_zero() -> None:
-    policy = RetryPolicy(retries=0, backoff_initial_s=0.05, backoff_max_s=0.5)
+    policy = RetryPolicy(retries=0, backoff=Backoff(0.05, 0.5))
     assert policy.attempts("GET") == 1
     assert not policy.retries_after("GET", 1, CONNECTION_LOST)
     assert GatewaySettings().retries == 2  # the default: three attempts for a read
