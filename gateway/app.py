@@ -13,10 +13,12 @@ from aiohttp import web
 from gateway.asyncapi import add_asyncapi
 from gateway.auth_routes import add_identity
 from gateway.console import add_console
+from gateway.docs import add_docs
 from gateway.error_pages import install_error_pages
 from gateway.health import live_handler, ready_handler
 from gateway.metrics import metrics_handler
 from gateway.middlewares import MIDDLEWARES
+from gateway.openapi import add_openapi
 from gateway.protection import install_protection
 from gateway.proxy import proxy_handler
 from gateway.routes import RouteTable
@@ -81,6 +83,8 @@ def build_app(settings: GatewaySettings) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     add_identity(app)  # tokens, users, menus; the user database; before the catch-all below
     add_asyncapi(app)  # the events' AsyncAPI document, public
+    add_openapi(app)  # one OpenAPI document: the gateway's paths and the services', public
+    add_docs(app)  # Swagger UI on it, from a package's assets, public
     add_console(app)  # the web console's pages: public here, streamed
     app.router.add_route("*", "/{path:.*}", proxy_handler)
     return app

@@ -3,16 +3,16 @@
 :func:`authenticate` runs inside the identity middleware (``gateway.middlewares``). A
 request whose matched handler is not public must carry ``Authorization: Bearer <token>``
 that ``servicekit.auth.TokenVerifier`` accepts (Ed25519 only, known ``kid``, ``exp``,
-``iss``, ``aud``); otherwise the answer is 401 ``{"detail": "unauthorized: ..."}`` with
-``WWW-Authenticate: Bearer``. The verified :class:`~servicekit.auth.Identity` is put on the
-request at ``request["identity"]`` for the handlers and middlewares inside (rate limiting,
-menus, the admin API). The Authorization header itself travels on upstream unchanged: each
-service verifies the token again.
+``iss``, ``aud``); otherwise the answer is 401 ``{"detail": "unauthorized: ...; get a
+token with POST /auth/token (...)"}`` with ``WWW-Authenticate: Bearer``. The verified
+:class:`~servicekit.auth.Identity` is put on the request at ``request["identity"]`` for
+the handlers and middlewares inside (rate limiting, menus, the admin API). The
+Authorization header itself travels on upstream unchanged: each service verifies the
+token again.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -20,12 +20,11 @@ import jwt
 from aiohttp import web
 
 from gateway.clients import client_address
-from gateway.errors import json_error
-from gateway.protection import RATE_LIMITED, RATE_LIMITER
+from gateway.errors import unauthorized, user_database_unavailable
+from gateway.rate_limit import RATE_LIMITER, too_many
 from gateway.sessions import AccessCheck
 from gateway.state import IDENTITY
 from servicekit.auth import SERVICE, Identity, TokenVerifier, Unauthorized
-from servicekit.db import DB_RETRY_AFTER_S
 
 """Request key of the caller's verified :class:`~servicekit.auth.Identity`."""
 
@@ -82,8 +81,13 @@ PUBLIC_HANDLERS = web.AppKey("gateway.public_handlers", frozenset)
 """The handlers that answer without a token (token endpoint, health, metrics)."""
 
 
-def unauthorized(reason: str) -> web.Response:
-    return json_error(401, f"unauthorized: {reason}", headers={"WWW-Authenticate": "Bearer"})
+TOKEN_HINT = "get a token with POST /auth/token (form fields username and password)"
+"""Ends every 401 for a missing or refused bearer token: how a newcomer gets one."""
+
+
+def caller(request: web.Request) -> Identity:
+    """The verified identity of a request that passed :func:`authenticate`."""
+    return request[IDENTITY]
 
 
 async def authenticate(request: web.Request) -> web.Response | None:
@@ -103,7 +107,7 @@ async def authenticate(request: web.Request) -> web.Response | None:
         return refuse(request, "service tokens are not accepted here")
     check = request.app.get(ACCESS_CHECK)
     if check is None:
-        return json_error(503, "user database unavailable", headers=_RETRY)
+        return user_database_unavailable()
     refused = await check.refusal(identity)
     if refused is not None:
         return refuse(request, refused)
@@ -118,15 +122,5 @@ def refuse(request: web.Request, reason: str) -> web.Response:
     if limiter is not None:
         wait_s = limiter.acquire("addr:" + client_address(request))
         if wait_s > 0:
-            RATE_LIMITED.labels("address").inc()
-            retry_after = max(1, math.ceil(wait_s))
-            return json_error(
-                429,
-                f"rate limit exceeded: too many requests without a valid token; "
-                f"retry after {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            )
-    return unauthorized(reason)
-
-
-_RETRY = {"Retry-After": str(DB_RETRY_AFTER_S)}
+            return too_many("address", wait_s, "too many requests without a valid token")
+    return unauthorized(f"{reason}; {TOKEN_HINT}")

@@ -14,10 +14,11 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from gateway.authentication import PUBLIC_HANDLERS
+from gateway.body_limit import read_body
+from gateway.breakers import UPSTREAM_BREAKERS
 from gateway.errors import json_error
 from gateway.headers import downstream_response_headers, upstream_request_headers
 from gateway.metrics import UPSTREAM_ERRORS
-from gateway.protection import UPSTREAM_BREAKERS, read_body
 from gateway.proxy import has_dot_segment
 from gateway.state import LOGGER, REQUEST_CONTEXT, ROUTE_TABLE, SETTINGS, UPSTREAM_SESSION
 from servicekit.resilience import CircuitOpen

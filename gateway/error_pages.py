@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from gateway.protection import SECURITY_HEADERS, SERVER_NAME
+from gateway.headers import SECURITY_HEADERS, SERVER_NAME
 
 log = structlog.get_logger("gateway.parser")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
-from aiohttp import hdrs
+from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.cors import CORS_POLICY, add_cors_headers
+from servicekit.app import REQUEST_ID
 
 X_REQUEST_ID = "X-Request-ID"
 X_FORWARDED_FOR = "X-Forwarded-For"
@@ -39,13 +41,12 @@ _REQUEST_REPLACED = frozenset(
 )
 _RESPONSE_REPLACED = frozenset({"x-request-id"})
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
 
 def request_id_from(headers: CIMultiDictProxy[str]) -> str:
-    """The client's X-Request-ID if it is a sane token, else a fresh one."""
+    """The client's X-Request-ID if it is a sane token, else a fresh one: the services'
+    rule (servicekit.app), so an id given at the gateway is the one every service logs."""
     given = headers.get(X_REQUEST_ID)
-    if given is not None and _REQUEST_ID.fullmatch(given):
+    if given is not None and REQUEST_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
 
@@ -110,3 +111,27 @@ def downstream_response_headers(
     """
     drop = _RESPONSE_REPLACED if keep_content_length else {*_RESPONSE_REPLACED, "content-length"}
     return _end_to_end(headers, drop)
+
+
+# --- on every response ------------------------------------------------------------
+
+SERVER_NAME = "nocode-gateway"
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff"}
+JSON_TYPES = ("application/json", "application/problem+json")
+
+
+async def finish_response(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook, for every response the gateway sends.
+
+    ``Server`` names the gateway only: neither aiohttp's version nor the upstream's server
+    software is anyone's business. ``nosniff`` on every answer and ``no-store`` on JSON
+    ones (API answers: one user's data), unless the answer says how it may be cached: the
+    console's HTML and static assets keep theirs. Then the CORS headers, where CORS is on.
+    """
+    response.headers[hdrs.SERVER] = SERVER_NAME
+    response.headers.update(SECURITY_HEADERS)
+    if response.content_type in JSON_TYPES and hdrs.CACHE_CONTROL not in response.headers:
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
+    policy = request.app.get(CORS_POLICY)
+    if policy is not None:
+        add_cors_headers(policy, request, response)

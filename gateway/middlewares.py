@@ -15,10 +15,12 @@ from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from gateway.authentication import authenticate
+from gateway.body_limit import body_limit_middleware
+from gateway.cors import cors_middleware
 from gateway.errors import json_error
 from gateway.headers import X_REQUEST_ID, request_id_from
 from gateway.metrics import REQUEST_DURATION, REQUESTS, method_label
-from gateway.protection import body_limit_middleware, cors_middleware, rate_limit_middleware
+from gateway.rate_limit import rate_limit_middleware
 from gateway.state import LOGGER, REQUEST_CONTEXT, RequestContext
 from gateway.tracing import tracing_middleware
 

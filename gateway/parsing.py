@@ -12,12 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.users import InvalidField
-from servicekit.http import MAX_OFFSET, InvalidInput, InvalidJson, form_pairs, loads_json
+from gateway.user_rules import InvalidField
+from servicekit.http import (
+    FORM_TYPES,
+    MAX_OFFSET,
+    InvalidInput,
+    InvalidJson,
+    form_pairs,
+    loads_json,
+)
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-__all__ = ["FORM_TYPES", "MAX_OFFSET", "is_form", "only", "read_fields"]
+__all__ = ["MAX_OFFSET", "is_form", "only", "read_fields", "required", "required_str"]
 
 
 def is_form(request: web.Request) -> bool:
@@ -68,3 +73,17 @@ def only(fields: dict[str, Any], *names: str) -> dict[str, Any]:
         if name not in names:
             raise InvalidField(name, "unknown field")
     return fields
+
+
+def required(fields: dict[str, Any], name: str) -> Any:
+    value = fields.get(name)
+    if value is None or value == "":
+        raise InvalidField(name, "field required")
+    return value
+
+
+def required_str(fields: dict[str, Any], name: str) -> str:
+    value = required(fields, name)
+    if not isinstance(value, str):
+        raise InvalidField(name, "must be a string")
+    return value

@@ -1,19 +1,13 @@
 """The forwarding handler: sends a request to its route's upstream and relays the answer.
 
-Each upstream has a circuit breaker (:mod:`gateway.protection`): connection failures,
-timeouts, protocol errors and 502/503/504 answers count against it; while it is open the
-gateway answers 503 at once without calling the upstream, then lets one trial through.
-
-Only GET, HEAD and OPTIONS are retried, on connection errors, with jittered backoff. PUT
-and DELETE are idempotent in HTTP, but here PUT approves, rejects or cancels: a repeat of
-one that did reach the service would answer 409 ("already approved") for a request that
-succeeded, so the client is told of the failure and decides. POST is never retried.
-Timeouts are not retried either: the upstream may still be working on the first attempt.
+Each upstream has a circuit breaker (gateway.breakers): while it is open the gateway
+answers 503 at once without calling the upstream. Whether a failed attempt is sent again
+is the retry policy's decision (gateway.retry_policy); this module only sends, counts and
+answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import aiohttp
@@ -21,15 +15,16 @@ from aiohttp import hdrs, web
 from prometheus_client import Counter
 from yarl import URL
 
+from gateway.body_limit import read_body
+from gateway.breakers import UPSTREAM_BREAKERS, record_failure
 from gateway.errors import json_error
 from gateway.headers import downstream_response_headers, upstream_request_headers
 from gateway.metrics import UPSTREAM_ERRORS
-from gateway.protection import UPSTREAM_BREAKERS, read_body
+from gateway.retry_policy import RETRY_POLICY
 from gateway.routes import Route
-from gateway.state import LOGGER, REQUEST_CONTEXT, ROUTE_TABLE, SETTINGS, UPSTREAM_SESSION
-from servicekit.resilience import CircuitBreaker, CircuitOpen, backoff_delay
+from gateway.state import LOGGER, REQUEST_CONTEXT, ROUTE_TABLE, UPSTREAM_SESSION
+from servicekit.resilience import CircuitBreaker, CircuitOpen
 
-RETRIED_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 """Upstream answers that say the upstream itself is unwell, as opposed to one request failing."""
 
@@ -71,87 +66,76 @@ async def proxy_handler(request: web.Request) -> web.Response:
         host=request.host,
     )
     url = URL(route.upstream + request.rel_url.raw_path_qs, encoded=True)
-    session = app[UPSTREAM_SESSION]
-    breaker = app[UPSTREAM_BREAKERS][route.upstream]
-    settings = app[SETTINGS]
-    method = request.method
-    attempts = 1 + settings.retries if method in RETRIED_METHODS else 1
+    session, breaker = app[UPSTREAM_SESSION], app[UPSTREAM_BREAKERS][route.upstream]
+    policy, method = app[RETRY_POLICY], request.method
 
     attempt = 1
     while True:
         try:
             breaker.before_call()
         except CircuitOpen as exc:
-            UPSTREAM_ERRORS.labels(route.prefix, "circuit_open").inc()
-            retry_after = str(max(1, math.ceil(exc.retry_in_s)))
-            return json_error(
-                503,
-                f"upstream for {route.prefix} unavailable (failing; not called for now)",
-                headers={hdrs.RETRY_AFTER: retry_after},
-            )
+            return _circuit_open(route, exc)
         try:
             async with session.request(
                 method, url, headers=headers, data=body or None, allow_redirects=False
             ) as upstream:
                 upstream_body = await upstream.read()
-        except TimeoutError as exc:
-            _record_failure(request, breaker)
-            return _upstream_failed(request, route, exc, "timeout", 504, "timed out")
-        except aiohttp.ClientConnectionError as exc:
-            _record_failure(request, breaker)
-            if attempt < attempts:
-                UPSTREAM_RETRIES.labels(route.prefix).inc()
-                await asyncio.sleep(
-                    backoff_delay(
-                        attempt,
-                        settings.retry_backoff_initial_s,
-                        settings.retry_backoff_max_s,
-                        jitter=True,
-                    )
-                )
-                attempt += 1
-                continue
-            if isinstance(exc, aiohttp.ClientConnectorError):
-                return _upstream_failed(request, route, exc, "connect", 503, "unavailable")
-            return _upstream_failed(request, route, exc, "protocol", 502, "failed")
-        except aiohttp.ClientError as exc:
-            _record_failure(request, breaker)
-            return _upstream_failed(request, route, exc, "protocol", 502, "failed")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            record_failure(request, breaker)
+            if not policy.retries_after(method, attempt, exc):
+                return _upstream_failed(request, route, exc)
+            UPSTREAM_RETRIES.labels(route.prefix).inc()
+            await policy.wait(attempt)
+            attempt += 1
+            continue
         except BaseException:
             # Cancelled (the gateway stopping) or a bug: a trial must not stay in flight
             # forever, which would keep the breaker refusing every call.
             breaker.record_failure()
             raise
-        break
+        return _relayed(request, breaker, upstream, upstream_body)
 
+
+def _relayed(
+    request: web.Request,
+    breaker: CircuitBreaker,
+    upstream: aiohttp.ClientResponse,
+    body: bytes,
+) -> web.Response:
     if upstream.status in UNAVAILABLE_STATUSES:
-        _record_failure(request, breaker)
+        record_failure(request, breaker)
     else:
         breaker.record_success()
-    bodiless = method == hdrs.METH_HEAD or upstream.status == 304
+    bodiless = request.method == hdrs.METH_HEAD or upstream.status == 304
     return web.Response(
         status=upstream.status,
         reason=upstream.reason,
-        body=upstream_body,
+        body=body,
         headers=downstream_response_headers(upstream.headers, keep_content_length=bodiless),
     )
 
 
-def _record_failure(request: web.Request, breaker: CircuitBreaker) -> None:
-    opened_at = breaker.opened_at
-    breaker.record_failure()
-    if breaker.opened_at != opened_at:
-        request.app[LOGGER].warning(
-            "circuit_opened",
-            upstream=breaker.dependency,
-            failures=breaker.failures,
-            reset_s=breaker.reset_timeout_s,
-        )
+def _circuit_open(route: Route, exc: CircuitOpen) -> web.Response:
+    UPSTREAM_ERRORS.labels(route.prefix, "circuit_open").inc()
+    retry_after = str(max(1, math.ceil(exc.retry_in_s)))
+    return json_error(
+        503,
+        f"upstream for {route.prefix} unavailable (failing; not called for now)",
+        headers={hdrs.RETRY_AFTER: retry_after},
+    )
 
 
-def _upstream_failed(
-    request: web.Request, route: Route, exc: Exception, kind: str, status: int, what: str
-) -> web.Response:
+def failure_kind(exc: BaseException) -> tuple[str, int, str]:
+    """The metric label, the status and the words for an upstream call that failed."""
+    if isinstance(exc, TimeoutError):
+        return "timeout", 504, "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect", 503, "unavailable"
+    return "protocol", 502, "failed"
+
+
+def _upstream_failed(request: web.Request, route: Route, exc: Exception) -> web.Response:
+    kind, status, what = failure_kind(exc)
     UPSTREAM_ERRORS.labels(route.prefix, kind).inc()
     request.app[LOGGER].warning(
         "upstream_error",

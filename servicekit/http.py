@@ -16,6 +16,13 @@ from pydantic.alias_generators import to_camel
 
 from servicekit.auth import Forbidden, Identity, Unauthorized
 from servicekit.db import DATABASE_ERRORS, DB_RETRY_AFTER_S, database_unavailable
+from servicekit.errors import (
+    BEARER_CHALLENGE,
+    error_body,
+    forbidden_detail,
+    invalid_body,
+    unauthorized_detail,
+)
 from servicekit.statemachine import IllegalTransition
 
 M = TypeVar("M", bound=BaseModel)
@@ -165,14 +172,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Unauthorized)
     async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
         return JSONResponse(
-            {"detail": f"unauthorized: {exc}"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
+            error_body(unauthorized_detail(exc)), status_code=401, headers=BEARER_CHALLENGE
         )
 
     @app.exception_handler(Forbidden)
     async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
-        return JSONResponse({"detail": f"forbidden: {exc}"}, status_code=403)
+        return JSONResponse(error_body(forbidden_detail(exc)), status_code=403)
 
     @app.exception_handler(IllegalTransition)
     async def conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
@@ -182,16 +187,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
-                "message": e["msg"],
-            }
+            (".".join(str(p) for p in e["loc"] if p != "body") or "body", e["msg"])
             for e in exc.errors()
         ]
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return JSONResponse(
-            {"detail": f"invalid request: {summary}", "errors": errors}, status_code=422
-        )
+        return JSONResponse(invalid_body(errors), status_code=422)
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if not database_unavailable(exc):

@@ -81,7 +81,7 @@ def document(app: FastAPI) -> None:
         components["securitySchemes"] = {
             BEARER: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
         }
-        _add_schema(schemas, ErrorOut)
+        add_schema(schemas, ErrorOut)
         for route in iter_route_contexts(app.routes):
             dependant = getattr(route, "dependant", None)
             if not isinstance(dependant, Dependant) or not route.path_format:
@@ -92,10 +92,14 @@ def document(app: FastAPI) -> None:
                 if operation is None:
                     continue
                 for model in body_models(dependant):
-                    ref = {"$ref": f"#/components/schemas/{_add_schema(schemas, model)}"}
+                    name = add_schema(schemas, model)
+                    media = {
+                        "schema": {"$ref": f"#/components/schemas/{name}"},
+                        "example": example_of(schemas[name]),
+                    }
                     operation["requestBody"] = {
                         "required": True,
-                        "content": {"application/json": {"schema": ref}, FORM: {"schema": ref}},
+                        "content": {"application/json": media, FORM: dict(media)},
                     }
                 if route.path_format.startswith(PUBLIC_PREFIXES):
                     _add_health_answers(operation.setdefault("responses", {}))
@@ -119,6 +123,44 @@ def document(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# Readable sample values for the fields the services' bodies share; any other string
+# field gets "text". Documentation only: the models validate.
+EXAMPLE_STRINGS = {
+    "userId": "alice",
+    "modelName": "churn-model",
+    "type": "lms",
+    "reason": "no longer needed",
+}
+
+
+def example_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """A body that the model accepts: its own example if it has one, else each required
+    field (every field, if none is required) from its schema."""
+    if schema.get("examples"):
+        return dict(schema["examples"][0])
+    properties = schema.get("properties", {})
+    names = schema.get("required") or list(properties)
+    return {name: _example_value(name, properties[name]) for name in names}
+
+
+def _example_value(name: str, schema: dict[str, Any]) -> Any:
+    if schema.get("examples"):
+        return schema["examples"][0]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for choice in schema.get("anyOf", ()):
+        if choice.get("type") != "null":
+            return _example_value(name, choice)
+    kind = schema.get("type")
+    if kind == "integer":
+        return max(1, schema.get("minimum", 1))
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        return []
+    return EXAMPLE_STRINGS.get(name, "text")
+
+
 def _add_health_answers(responses: dict[str, Any]) -> None:
     """Health answers: 503 when a check fails (its body names the checks), 404 for a
     check that does not apply to this service (``/health/outbox`` without an outbox)."""
@@ -132,7 +174,7 @@ def _add_health_answers(responses: dict[str, Any]) -> None:
         )
 
 
-def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> str:
+def add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> str:
     schema = model.model_json_schema(
         by_alias=True, ref_template="#/components/schemas/{model}", mode="validation"
     )

@@ -40,6 +40,7 @@ PRIVATE_OTHER, PUBLIC_OTHER = generate_keypair()
 SIGNER_1 = TokenIssuer(PRIVATE_1, "k1", ISS, AUD)
 SIGNER_2 = TokenIssuer(PRIVATE_2, "k2", ISS, AUD)
 EVIL = "'; DROP TABLE users;--"
+TOKEN_HINT = "get a token with POST /auth/token (form fields username and password)"
 EVERYONE_MENUS = ["my-requests", "new-model-request", "new-target-request", "notices"]
 ADMIN_MENUS = ["model-approvals", "target-approvals", "jobs", "users"]
 
@@ -226,7 +227,7 @@ async def test_other_schemes_are_401(gateway: TestClient) -> None:
     for value in ("Basic YWRtaW46YWRtaW4=", "Bearer", "Bearer  ", SIGNER_1.issue("bob", [])):
         response = await gateway.get("/models/1", headers={"Authorization": value})
         detail = await assert_unauthorized(response)
-        assert detail == "unauthorized: missing bearer token"
+        assert detail == f"unauthorized: missing bearer token; {TOKEN_HINT}"
 
 
 async def test_valid_token_passes_with_its_header_and_no_forged_identity(
@@ -261,7 +262,7 @@ async def test_token_expiring_while_remembered_is_refused(
     exp = jwt.decode(token, options={"verify_signature": False})["exp"]
     await asyncio.sleep(max(0.0, exp + 1.05 - time.time()))
     response = await gateway.get("/models/1", headers=bearer(token))
-    assert await assert_unauthorized(response) == "unauthorized: token expired"
+    assert await assert_unauthorized(response) == f"unauthorized: token expired; {TOKEN_HINT}"
 
 
 # --- key rotation -------------------------------------------------------------------
@@ -281,7 +282,7 @@ async def test_key_rotation_by_kid(make_gateway: GatewayFactory) -> None:
     ) as client:
         response = await client.get("/models/1", headers=bearer(old))
         detail = await assert_unauthorized(response)
-        assert detail == "unauthorized: token signed with an unknown key"
+        assert detail == f"unauthorized: token signed with an unknown key; {TOKEN_HINT}"
         for token in (new, issued):
             assert (await client.get("/models/1", headers=bearer(token))).status == 200
 

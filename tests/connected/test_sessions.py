@@ -103,10 +103,17 @@ async def add_user(
     return await login(client, name, password)
 
 
+TOKEN_HINT = "get a token with POST /auth/token (form fields username and password)"
+
+
 async def refused(response: Any, why: str) -> None:
+    """401 for ``why``; a refused bearer token's answer also says how to get a token (the
+    refresh and logout endpoints refuse the refresh token they were given, without it)."""
     assert response.status == 401, await response.text()
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert (await response.json())["detail"] == f"unauthorized: {why}"
+    on_session = response.url.path in ("/auth/refresh", "/auth/logout")
+    expected = f"unauthorized: {why}" if on_session else f"unauthorized: {why}; {TOKEN_HINT}"
+    assert (await response.json())["detail"] == expected
 
 
 async def works(client: TestClient, token: str) -> None:

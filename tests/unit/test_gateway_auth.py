@@ -13,7 +13,7 @@ from gateway.authentication import VerifiedTokens
 from gateway.menus import MenuCatalogue
 from gateway.passwords import Passwords
 from gateway.settings import GatewaySettings
-from gateway.users import (
+from gateway.user_rules import (
     KNOWN_ROLES,
     InvalidField,
     check_password,
