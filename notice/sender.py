@@ -9,8 +9,9 @@ messages of its request wait behind it meanwhile.
 
 One notification per transaction: the row is locked (``FOR UPDATE SKIP LOCKED``)
 while it is posted, so two notice replicas never post the same one, and a crash
-mid-post leaves it pending for the next try. The chat may then see a message
-twice (the webhook has no idempotency key); it never misses one.
+mid-post leaves it pending for the next try. Each post carries the event's id as its
+``Idempotency-Key``, so a chat that honours the key (Swing chat does) shows that message
+once; a chat that ignores it (a plain Slack webhook) may show it twice. None misses one.
 
 Up to ``concurrency`` messages are posted at once, each in its own transaction. They
 belong to different requests: only the first unsent message of a request can be
@@ -68,19 +69,25 @@ Claim = contextlib.AsyncExitStack  # holds a claimed notification's transaction 
 
 
 class Chat(Protocol):
-    async def post(self, text: str) -> None: ...
+    async def post(self, text: str, key: str) -> None:
+        """Post ``text``; ``key`` is the same on every try of one message."""
 
 
 class WebhookChat:
-    """Slack-compatible incoming webhook: ``POST {"text": ...}``, any 2xx is accepted."""
+    """Slack-compatible incoming webhook: ``POST {"text": ...}``, any 2xx is accepted.
+
+    The ``Idempotency-Key`` header lets a chat drop a repeat sent after a crash between
+    its answer and our commit; Slack ignores the header, which is harmless."""
 
     def __init__(self, client: httpx.AsyncClient, url: str) -> None:
         self.client = client
         self.url = url
 
-    async def post(self, text: str) -> None:
+    async def post(self, text: str, key: str) -> None:
         try:
-            response = await self.client.post(self.url, json={"text": text})
+            response = await self.client.post(
+                self.url, json={"text": text}, headers={"Idempotency-Key": key}
+            )
         except httpx.HTTPError as exc:
             raise ChatUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if not response.is_success:
@@ -237,7 +244,7 @@ class Sender:
     async def _send(self, uow: NoticeUnitOfWork, notification: Notification, attempts: int) -> None:
         log_ = log.bind(notification_id=notification.id, attempts=attempts)
         try:
-            await self.chat.post(notification.text)
+            await self.chat.post(notification.text, notification.event_id)
         except ChatFailed as exc:
             error = str(exc)
             down = isinstance(exc, ChatUnavailable)

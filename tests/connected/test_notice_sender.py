@@ -126,3 +126,57 @@ async def test_requests_are_sent_in_parallel_each_in_order(notice_db: str) -> No
     assert {r.status for r in rows} == {"sent"} and len(rows) == total
     # One after another: 24 answers of 0.2 s, 4.8 s. Eight at a time: about 3 answers.
     assert elapsed < total * answer_s / 2, f"{total} messages took {elapsed:.2f}s"
+
+
+class DiesAfterTheChatAnswers:
+    """The chat takes the post, then the sender dies before its commit (as under kill -9)."""
+
+    def __init__(self, chat: WebhookChat) -> None:
+        self.chat = chat
+        self.keys: list[str] = []
+
+    async def post(self, text: str, key: str) -> None:
+        await self.chat.post(text, key)
+        self.keys.append(key)
+        if len(self.keys) == 1:
+            raise ConnectionResetError("the sender's process died before its commit")
+
+
+async def test_a_post_repeated_after_a_crash_before_the_commit_shows_once(notice_db: str) -> None:
+    engine = make_engine(notice_db)
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    def uow() -> NoticeUnitOfWork:
+        return NoticeUnitOfWork(sessions, OutboxWriter("/test"))
+
+    async with uow() as u:
+        await u.notifications.add(Notice("u", "model", 77, "request 77: approved"), "e-77", "X")
+        await u.commit()
+    async with (
+        serving(build_app(), free_port()) as chat_url,
+        httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+    ):
+        dying = DiesAfterTheChatAnswers(WebhookChat(chat, f"{chat_url}/chat/webhook"))
+        policy = RetryPolicy(max_attempts=5, initial_s=0.05, max_s=0.1)
+        with pytest.raises(ConnectionResetError):  # the first sender ends with its failure
+            await asyncio.wait_for(Sender(uow, dying, policy, 0.05).run(), 20)
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(notifications.c.status))).scalar_one() == "pending"
+
+        again = asyncio.create_task(Sender(uow, dying, policy, 0.05).run())
+        try:
+            for _ in range(200):
+                async with engine.connect() as conn:
+                    status = (await conn.execute(select(notifications.c.status))).scalar_one()
+                if status == "sent":
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            again.cancel()
+            await asyncio.gather(again, return_exceptions=True)
+        messages = [m["text"] for m in (await chat.get("/chat/messages")).json()]
+    await engine.dispose()
+
+    assert status == "sent"
+    assert dying.keys == ["e-77", "e-77"]  # posted twice, with one key
+    assert messages == ["request 77: approved"]  # shown once

@@ -68,3 +68,14 @@ async def test_slow_vertica_is_slow(sim: httpx.AsyncClient) -> None:
     await sim.put("/vertica/_faults", json={"delayS": 0.5})
     with pytest.raises(httpx.ReadTimeout):
         await sim.get("/vertica/training-data", params={"modelRequestId": 1}, timeout=0.1)
+
+
+async def test_the_chat_shows_a_post_repeated_with_its_idempotency_key_once(
+    sim: httpx.AsyncClient,
+) -> None:
+    for key in ("k1", "k1", "k2", None, None):
+        headers = {"Idempotency-Key": key} if key else {}
+        answer = await sim.post("/chat/webhook", json={"text": f"m-{key}"}, headers=headers)
+        assert answer.status_code == 200 and answer.text == "ok"
+    shown = [m["text"] for m in (await sim.get("/chat/messages")).json()]
+    assert shown == ["m-k1", "m-k2", "m-None", "m-None"]
