@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Route, expect
 
 from tests.browser.conftest import new_context
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 
 pytestmark = pytest.mark.connected
 

@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 from contracts.topics import ALL_TOPICS
 from nocode.embedded_broker import EmbeddedBroker
 from servicekit.kafka import ensure_topics
-from tests.connected.platform import SERVICES, Platform, whole_platform
+from tests.connected.whole_platform import SERVICES, Platform, whole_platform
 from tests.support import eventually, free_port
 
 pytestmark = pytest.mark.connected
