@@ -191,8 +191,9 @@ class TokenVerifier:
         return self.verify(token.strip())
 
 
-def caller(request: Request) -> Identity:
-    """FastAPI dependency: the verified identity of the request's bearer token."""
+async def caller(request: Request) -> Identity:
+    """FastAPI dependency: the verified identity of the request's bearer token. Async (though
+    it awaits nothing) so FastAPI runs it on the event loop, not in its thread pool."""
     verifier: TokenVerifier = request.app.state.token_verifier
     return verifier.verify_header(request.headers.get("authorization"))
 
