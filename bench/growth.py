@@ -60,7 +60,8 @@ def main() -> None:
             res = asyncio.run(
                 load.post_models(bench.gateway, bench.user, filler, args.concurrency, "fill")
             )
-            asyncio.run(hops.settle(bench.db_url, res.ids))
+            # the consumers and the chat sender work off the backlog before the next window
+            asyncio.run(hops.settle(bench.db_url, res.ids, timeout_s=3600))
             print(f"filler: {len(res.ids)} POSTs, errors {res.errors}", flush=True)
         figures["later"] = window("later")
     finally:
