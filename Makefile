@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 ASYNCAPI_SPECS_VERSION := 6.11.1
 ASYNCAPI_SPECS := $(VENV)/share/asyncapi-specs
 
-.PHONY: install system-packages up test lint format clean
+.PHONY: install system-packages up test lint format clean load
 
 install: $(STAMP)  ## idempotent bootstrap: .venv with the platform and its dev tools
 
@@ -38,6 +38,10 @@ system-packages:  ## Chromium, its CJK fonts and npm from Debian when missing (t
 
 test: install system-packages $(ASYNCAPI_SPECS)/package.json  ## run the test suite (unit and connected)
 	$(BIN)/pytest
+
+load: install  ## the seed's siege run through the gateway, pass/fail by thresholds (bench/loadtest.py; ARGS=...)
+	@deploy/dev/system-packages.sh siege
+	$(BIN)/python -m bench.loadtest $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -55,8 +55,9 @@ def wait(what: str, check: Callable[[], bool], timeout_s: float = 180) -> None:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, rate_limit_off: bool = True) -> None:
         self.args = args
+        self.rate_limit_off = rate_limit_off
         self.data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="nocode-bench-"))
         base = args.base_port
         self.ports = {name: base + i for i, name in enumerate(PORTS)}
@@ -77,7 +78,8 @@ class Bench:
             "NOCODE_POSTGRES_PORT": str(self.pg_port),
             "NOCODE_BROKER_PORT": str(self.broker_port),
         }
-        env |= {"GATEWAY_RATE_LIMIT_PER_S": "0"}
+        if self.rate_limit_off:
+            env |= {"GATEWAY_RATE_LIMIT_PER_S": "0"}
         env |= dict(item.split("=", 1) for item in self.args.env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "up.log", "wb")  # noqa: SIM115
@@ -97,7 +99,7 @@ class Bench:
         wait("reference", lambda: ready(self.reference))
         from nocode.keys import issuer
 
-        signer = issuer(self.data_dir, {})
+        self.signer = signer = issuer(self.data_dir, {})
         self.user = signer.issue("bench", ["user"], 24 * 3600)
         self.admin = signer.issue("bench-admin", ["admin"], 24 * 3600)
         self.postmaster = procs.postmaster_pid(self.data_dir / "postgres")

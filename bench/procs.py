@@ -90,6 +90,8 @@ class Snapshot:
         for pid in pids:
             stat = _stat(pid)
             label = label_of(pid)
+            if stat and label is None and "multiprocessing" in " ".join(_cmdline(pid)):
+                label = label_of(stat[0])  # a service's worker process (WORKERS > 1)
             if stat and label:
                 snap.ticks[pid] = (label, stat[1])
         if postmaster and (stat := _stat(postmaster)):

@@ -31,6 +31,7 @@ _SAVE = _INSERT.on_conflict_do_update(
 )
 _GET = select(model_requests).where(model_requests.c.id == bindparam("id"))
 _GET_FOR_UPDATE = _GET.with_for_update()
+_NEXT_ID = select(model_request_ids.next_value())
 
 
 class ModelRequestRepository:
@@ -39,7 +40,7 @@ class ModelRequestRepository:
         self.track = track
 
     async def next_id(self) -> int:
-        return int(await self.session.scalar(model_request_ids.next_value()))
+        return int(await self.session.scalar(_NEXT_ID))
 
     async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None:
         """Load one request; locked by default so changes to one request serialize."""

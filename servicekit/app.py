@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 import uvicorn
@@ -137,17 +140,38 @@ class RequestContextMiddleware:
                 )
 
 
+SERVICE_PACKAGE_ENV = "NOCODE_SERVICE_PACKAGE"
+"""Where :func:`worker_app` finds the service to build (set by :func:`serve` for its workers)."""
+
+
 def serve(app: FastAPI, runtime: ServiceRuntime) -> None:
-    """Run one service in the foreground (what ``nocode serve NAME`` and images do)."""
+    """Run one service in the foreground (what ``nocode serve NAME`` and images do): in this
+    process, or in ``WORKERS`` worker processes sharing its port."""
     s = runtime.settings
     configure_logging(s.service_name, s.log_level, log_file=s.log_file)
     register_secrets(s)
-    uvicorn.run(
-        app,
-        host=s.host,
-        port=s.port,
-        access_log=False,
-        log_config=None,
-        lifespan="on",
-        server_header=False,  # no "server: uvicorn" to tell an attacker what runs here
-    )
+    options: dict[str, Any] = {
+        "host": s.host,
+        "port": s.port,
+        "access_log": False,
+        "log_config": None,
+        "lifespan": "on",
+        "server_header": False,  # no "server: uvicorn" to tell an attacker what runs here
+    }
+    if s.workers > 1:
+        # uvicorn's workers import the app afresh, by name: each builds its own service.
+        os.environ[SERVICE_PACKAGE_ENV] = type(s).__module__.split(".")[0]
+        target = f"{__name__}:{worker_app.__name__}"
+        uvicorn.run(target, factory=True, workers=s.workers, **options)
+        return
+    uvicorn.run(app, workers=1, **options)  # 1: not uvicorn's WEB_CONCURRENCY
+
+
+def worker_app() -> FastAPI:
+    """One worker process's app: its service's ``bootstrap.build()`` (see :func:`serve`)."""
+    bootstrap = importlib.import_module(f"{os.environ[SERVICE_PACKAGE_ENV]}.bootstrap")
+    app, runtime = bootstrap.build()
+    s = runtime.settings
+    configure_logging(s.service_name, s.log_level, log_file=s.log_file)
+    register_secrets(s)
+    return app

@@ -13,6 +13,7 @@ verified itself.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -115,6 +116,10 @@ MAX_TOKEN_LIFETIME_S = 24 * 3600
 last a century is refused, whoever signed it."""
 
 
+VERIFIED_CACHE_SIZE = 4096
+"""Tokens a verifier remembers as verified (least recently used go first)."""
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -136,8 +141,23 @@ class TokenVerifier:
         # internal audience; tokens for that audience need a service key.
         self.service_keys = frozenset(service_keys)
         self.service_audience = service_audience
+        self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
 
     def verify(self, token: str) -> Identity:
+        """The token's identity, if its signature and claims hold. A token verified before
+        is answered from a bounded cache until its ``exp`` (a client sends one token many
+        times; the signature check is most of what verifying costs)."""
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            self._verified.move_to_end(token)
+            return known[0]
+        identity, expires = self._verify(token)
+        self._verified[token] = (identity, expires)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return identity
+
+    def _verify(self, token: str) -> tuple[Identity, float]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as exc:
@@ -172,7 +192,7 @@ class TokenVerifier:
             raise Unauthorized("invalid token: sid must be a string")
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
             raise Unauthorized("invalid token: ver must be an integer")
-        return Identity(claims["sub"], frozenset(roles), session, version)
+        return Identity(claims["sub"], frozenset(roles), session, version), claims["exp"]
 
     def _check_lifetime(self, issued: object, expires: object) -> None:
         if not all(
@@ -191,8 +211,9 @@ class TokenVerifier:
         return self.verify(token.strip())
 
 
-def caller(request: Request) -> Identity:
-    """FastAPI dependency: the verified identity of the request's bearer token."""
+async def caller(request: Request) -> Identity:
+    """FastAPI dependency: the verified identity of the request's bearer token. Async (though
+    it awaits nothing) so FastAPI runs it on the event loop, not in its thread pool."""
     verifier: TokenVerifier = request.app.state.token_verifier
     return verifier.verify_header(request.headers.get("authorization"))
 

@@ -272,10 +272,11 @@ PositiveId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QueryId = Annotated[int, Query(ge=1, le=MAX_ID)]
 
 
-def unit_of_work(request: Request) -> Any:
+async def unit_of_work(request: Request) -> Any:
     """The request's unit of work: the one already open for it (an idempotent command's,
     ``servicekit.idempotency``), else a fresh one from the factory ``bootstrap.build`` put
-    on the app."""
+    on the app. Async so FastAPI calls it on the event loop (a sync dependency would hop to
+    its thread pool on every request)."""
     open_one = getattr(request.state, "uow", None)
     return open_one if open_one is not None else request.app.state.uow_factory()
 

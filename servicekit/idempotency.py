@@ -182,7 +182,7 @@ async def answer_once(request: Request, handle: Handle) -> Response:
     key = parse_key(request.headers.getlist(HEADER))
     if key is None:
         return await handle(request)
-    owner = caller(request).subject  # 401 first: an unknown caller claims nothing
+    owner = (await caller(request)).subject  # 401 first: an unknown caller claims nothing
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     request_hash = fingerprint(request.method, target, await request_data(request))
     uow = request.app.state.uow_factory()
@@ -202,7 +202,7 @@ async def answer_once(request: Request, handle: Handle) -> Response:
         return in_progress()
 
 
-def _documented(
+async def _documented(
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -216,7 +216,8 @@ def _documented(
         ),
     ] = None,
 ) -> None:
-    """Declares the header in the OpenAPI document; :func:`answer_once` reads it."""
+    """Declares the header in the OpenAPI document; :func:`answer_once` reads it. Async: a
+    sync dependency would hop to FastAPI's thread pool on every command."""
 
 
 class IdempotentRoute(APIRoute):

@@ -71,6 +71,11 @@ class ServiceSettings(BaseSettings):
     # event hop waits about this long (aiokafka's default is 500 ms).
     kafka_fetch_max_wait_ms: int = Field(10, ge=0, validation_alias="KAFKA_FETCH_MAX_WAIT_MS")
 
+    # Worker processes serving this service (uvicorn's, each a whole service process like one
+    # replica: its relay waits for the database's relay lock, its consumers join the group,
+    # job and sender workers claim rows with SKIP LOCKED). 1: the service's one process.
+    workers: int = Field(1, ge=1, le=64, validation_alias="WORKERS")
+
     # A request body past this is a 413 (servicekit.edge); ours are a few hundred bytes.
     max_body_bytes: int = Field(1024 * 1024, ge=1, validation_alias="MAX_BODY_BYTES")
 

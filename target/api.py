@@ -27,6 +27,7 @@ from servicekit.http import (
 from servicekit.idempotency import IdempotentRoute
 from target import handlers
 from target.handlers import TargetView
+from target.model_view import AskModel, ask_model
 from target.repository import TargetUnitOfWork
 
 
@@ -66,6 +67,7 @@ class TargetRequestOut(Schema):
 
 
 Uow = Annotated[TargetUnitOfWork, Depends(unit_of_work)]
+ModelAsked = Annotated[AskModel, Depends(ask_model)]
 
 # Creating, approving, rejecting and cancelling honour Idempotency-Key.
 router = APIRouter(prefix="/targets", tags=["targets"], route_class=IdempotentRoute)
@@ -106,17 +108,20 @@ async def read(uow: Uow, who: Caller, id: PositiveId) -> TargetRequestOut:
 
 @router.put("")
 async def approve_by_body(
-    uow: Uow, who: Caller, body: Annotated[ApproveById, Depends(body_of(ApproveById))]
+    uow: Uow,
+    who: Caller,
+    ask: ModelAsked,
+    body: Annotated[ApproveById, Depends(body_of(ApproveById))],
 ) -> TargetRequestOut:
     """The seed's approve call: ``PUT /targets`` with ``{"id": N}``."""
     require_admin(who, "approve a target request")
-    return TargetRequestOut.of(await handlers.approve(uow, body.id, who.subject))
+    return TargetRequestOut.of(await handlers.approve(uow, body.id, who.subject, ask))
 
 
 @router.put("/{id}")
-async def approve(uow: Uow, who: Caller, id: PositiveId) -> TargetRequestOut:
+async def approve(uow: Uow, who: Caller, ask: ModelAsked, id: PositiveId) -> TargetRequestOut:
     require_admin(who, "approve a target request")
-    return TargetRequestOut.of(await handlers.approve(uow, id, who.subject))
+    return TargetRequestOut.of(await handlers.approve(uow, id, who.subject, ask))
 
 
 @router.put("/{id}/reject")

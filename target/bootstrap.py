@@ -11,6 +11,7 @@ from servicekit.ops import mount_ops
 from servicekit.runtime import ServiceRuntime
 from target.api import router
 from target.handlers import HANDLERS
+from target.model_view import ModelView
 from target.repository import TargetUnitOfWork
 from target.settings import TargetSettings
 
@@ -29,4 +30,5 @@ def build(settings: TargetSettings | None = None) -> tuple[FastAPI, ServiceRunti
     app = create_app(runtime, router)
     mount_ops(app, runtime, "/targets")
     app.state.uow_factory = uow_factory
+    app.state.model_view = ModelView(settings.model_service_url, settings.model_check_timeout_s)
     return app, runtime

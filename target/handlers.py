@@ -20,7 +20,15 @@ from servicekit import metrics
 from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
-from target.domain import ModelGone, ModelRecord, State, TargetRequest
+from target.domain import (
+    MODEL_COMPLETED,
+    MODEL_TERMINAL,
+    ModelGone,
+    ModelRecord,
+    State,
+    TargetRequest,
+)
+from target.model_view import AskModel
 
 log = structlog.get_logger(__name__)
 
@@ -93,8 +101,35 @@ async def request_target(
     return TargetView(req, model.state if model else None)
 
 
-async def approve(uow: TargetUow, id: int, actor: str | None = None) -> TargetView:
+async def approve(
+    uow: TargetUow, id: int, actor: str | None = None, ask_model: AskModel | None = None
+) -> TargetView:
+    """Approve the target once its model has completed; where target's record of the model
+    is behind, model's own answer counts (``ask_model``, see ``target.model_view``)."""
+    if ask_model is not None:
+        await _catch_up_with_model(uow, id, ask_model)
     return await _change(uow, id, lambda req, model_state: req.approve(model_state, actor))
+
+
+async def _catch_up_with_model(uow: TargetUow, id: int, ask_model: AskModel) -> None:
+    """Record the model's completion from model's answer, if the events have not yet."""
+    async with uow:
+        req = await _get(uow, id, for_update=False)
+        record = await uow.models.get(req.model_request_id)
+        if record is not None and record.state in MODEL_TERMINAL:
+            return  # completed (nothing to catch up) or gone (no answer changes that)
+        answer = await ask_model(req.model_request_id)
+        if answer is None or answer.state != MODEL_COMPLETED:
+            return
+        await uow.models.lock(req.model_request_id)
+        record = await uow.models.get(req.model_request_id)
+        if record is None:
+            record = ModelRecord(req.model_request_id, answer.state, user_id=answer.user_id)
+        elif not record.record(answer.state) | record.record_owner(answer.user_id or ""):
+            return
+        await uow.models.save(record)
+        await uow.commit()
+    log.info("model completion taken from model", model_request_id=req.model_request_id)
 
 
 async def reject(uow: TargetUow, id: int, reason: str, actor: str | None = None) -> TargetView:

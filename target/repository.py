@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import RowMapping, func, select
+from sqlalchemy import RowMapping, String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,28 @@ from target.tables import model_requests, target_ids, targets
 _COLUMNS = ("user_id", "type", "model_request_id", "state", "reason", "created_at", "updated_at")
 _OPEN = (State.REQUESTED.value, State.APPROVED.value)
 
+# The hot paths' statements (a POST, each model event), built once: building and
+# cache-keying one costs more than running it. Executed with the values as parameters.
+_NEXT_ID = select(target_ids.next_value())
+_GET = select(targets).where(targets.c.id == bindparam("id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+_INSERT = insert(targets)
+_SAVE = _INSERT.on_conflict_do_update(
+    index_elements=[targets.c.id], set_={c: _INSERT.excluded[c] for c in _COLUMNS}
+)
+_LOCK_KEY = func.hashtextextended(
+    func.concat("target.model_requests:", bindparam("id", type_=String)), 0
+)
+_LOCK = select(func.pg_advisory_xact_lock(_LOCK_KEY))
+_LOCK_SHARED = select(func.pg_advisory_xact_lock_shared(_LOCK_KEY))
+_RECORD_COLUMNS = ("state", "updated_at", "user_id")
+_GET_RECORD = select(model_requests).where(model_requests.c.model_request_id == bindparam("id"))
+_INSERT_RECORD = insert(model_requests)
+_SAVE_RECORD = _INSERT_RECORD.on_conflict_do_update(
+    index_elements=[model_requests.c.model_request_id],
+    set_={c: _INSERT_RECORD.excluded[c] for c in _RECORD_COLUMNS},
+)
+
 
 class TargetRepository:
     def __init__(self, session: AsyncSession, track: Callable[[EventSource], None]) -> None:
@@ -22,14 +44,12 @@ class TargetRepository:
         self.track = track
 
     async def next_id(self) -> int:
-        return int(await self.session.scalar(target_ids.next_value()))
+        return int(await self.session.scalar(_NEXT_ID))
 
     async def get(self, id: int, *, for_update: bool = True) -> TargetRequest | None:
         """Load one target; locked by default so changes to one target serialize."""
-        query = select(targets).where(targets.c.id == id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).mappings().first()
+        query = _GET_FOR_UPDATE if for_update else _GET
+        row = (await self.session.execute(query, {"id": id})).mappings().first()
         if row is None:
             return None
         req = _target(row)
@@ -62,11 +82,7 @@ class TargetRepository:
         self.track(req)
         values = {c: getattr(req, c) for c in _COLUMNS}
         values["state"] = req.state.value
-        await self.session.execute(
-            insert(targets)
-            .values(id=req.id, **values)
-            .on_conflict_do_update(index_elements=[targets.c.id], set_=values)
-        )
+        await self.session.execute(_SAVE, {"id": req.id, **values})
 
 
 class ModelRecordRepository:
@@ -78,13 +94,11 @@ class ModelRecordRepository:
         the changes of its state (exclusive), whether or not target knows the model yet:
         a target accepted concurrently with the model's cancellation is then either
         refused or cancelled by it, never left behind."""
-        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        key = func.hashtextextended(f"target.model_requests:{model_request_id}", 0)
-        await self.session.execute(select(getattr(func, lock)(key)))
+        lock = _LOCK_SHARED if shared else _LOCK
+        await self.session.execute(lock, {"id": str(model_request_id)})
 
     async def get(self, model_request_id: int) -> ModelRecord | None:
-        query = select(model_requests).where(model_requests.c.model_request_id == model_request_id)
-        row = (await self.session.execute(query)).mappings().first()
+        row = (await self.session.execute(_GET_RECORD, {"id": model_request_id})).mappings().first()
         return ModelRecord(**row) if row is not None else None
 
     async def states(self, model_request_ids: Iterable[int]) -> dict[int, str]:
@@ -99,9 +113,7 @@ class ModelRecordRepository:
     async def save(self, record: ModelRecord) -> None:
         values = {"state": record.state, "updated_at": record.updated_at, "user_id": record.user_id}
         await self.session.execute(
-            insert(model_requests)
-            .values(model_request_id=record.model_request_id, **values)
-            .on_conflict_do_update(index_elements=[model_requests.c.model_request_id], set_=values)
+            _SAVE_RECORD, {"model_request_id": record.model_request_id, **values}
         )
 
 

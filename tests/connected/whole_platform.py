@@ -96,6 +96,7 @@ class Platform:
                 "midas_url": f"{self.simulators_url}/midas",
             },
             "notice": {"chat_webhook_url": f"{self.simulators_url}/chat/webhook"},
+            "target": {"model_service_url": self.url("model")},
         }
         values = {
             **wiring.get(name, {}),

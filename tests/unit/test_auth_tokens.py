@@ -127,3 +127,27 @@ def test_what_users_and_admins_may_do() -> None:
     assert listing_for(user, None) == "test" and listing_for(admin, None) is None
     with pytest.raises(Forbidden, match="only your own"):
         listing_for(user, "other")
+
+
+def test_a_token_verified_once_is_remembered_only_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = TokenVerifier({"k1": PUBLIC}, "nocode-gateway", "nocode")
+    token = ISSUER.issue("test", ["user"], ttl_s=60)
+    assert verifier.verify(token) == Identity("test", frozenset({"user"}))
+    checks: list[str] = []
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: checks.append("decode"))
+    assert verifier.verify(token).subject == "test"  # from the cache: no signature check
+    assert checks == []
+    monkeypatch.undo()
+
+    def expired(*args: object, **kwargs: object) -> None:
+        checks.append("decode")
+        raise jwt.ExpiredSignatureError("Signature has expired")
+
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt, "decode", expired)
+    with pytest.raises(Unauthorized, match="token expired"):  # past exp: verified afresh
+        verifier.verify(token)
+    assert checks == ["decode"]

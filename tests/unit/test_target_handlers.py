@@ -15,6 +15,7 @@ from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
 from target import handlers
 from target.domain import ModelGone, ModelNotCompleted, ModelRecord, State, TargetRequest
+from target.model_view import ModelAnswer
 from tests.unit.fakes import AfterCommit
 
 
@@ -209,6 +210,52 @@ async def test_approval_is_refused_until_the_model_completed(uow: FakeUnitOfWork
     view = await handlers.approve(uow, id)
     assert (view.target.state, view.model_state) == (State.APPROVED, "completed")
     assert types(uow.outbox) == ["TargetRequested", "TargetApproved"]
+
+
+def model_answers(state: str | None) -> handlers.AskModel:
+    """model's answer to ``GET /models/{id}`` (None: no answer), and who asked."""
+
+    async def ask(model_request_id: int) -> ModelAnswer | None:
+        asked.append(model_request_id)
+        return None if state is None else ModelAnswer(state, "test")
+
+    asked: list[int] = []
+    ask.asked = asked  # type: ignore[attr-defined]
+    return ask
+
+
+async def test_an_approval_ahead_of_the_events_takes_models_completed_answer(
+    uow: FakeUnitOfWork,
+) -> None:
+    await consume(uow, model_event(model_events.Requested, 1, "requested"))
+    id = (await handlers.request_target(uow, "test", "vip", 1)).target.id
+    view = await handlers.approve(uow, id, "admin", model_answers("completed"))
+    assert (view.target.state, view.model_state) == (State.APPROVED, "completed")
+    assert uow.models.rows[1].state == "completed"  # recorded: the late event changes nothing
+    assert types(uow.outbox) == ["TargetRequested", "TargetApproved"]
+
+
+async def test_an_approval_asks_model_only_while_its_record_is_behind(
+    uow: FakeUnitOfWork,
+) -> None:
+    id = (await handlers.request_target(uow, "test", "vip", 1, any_model=True)).target.id
+    for answer in (None, "inProgress"):  # no answer, or not completed: refused as before
+        ask = model_answers(answer)
+        with pytest.raises(ModelNotCompleted):
+            await handlers.approve(uow, id, "admin", ask)
+        assert ask.asked == [1]  # type: ignore[attr-defined]
+    assert uow.targets.rows[id].state == State.REQUESTED and 1 not in uow.models.rows
+
+    await consume(
+        uow,
+        model_event(model_events.RequestCanceled, 1, "requestCanceled", previous_state="requested"),
+    )
+    ask = model_answers("completed")  # target knows the model is gone: model is not asked
+    with pytest.raises(ModelGone):
+        await handlers.request_target(uow, "test", "vip", 1)
+    with pytest.raises(IllegalTransition):  # cancelled by compensation
+        await handlers.approve(uow, id, "admin", ask)
+    assert ask.asked == []  # type: ignore[attr-defined]
 
 
 async def test_compensation_cancels_the_open_targets_of_that_model_only(
