@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.connected.platform import Platform, whole_platform
+from tests.connected.whole_platform import Platform, whole_platform
 
 pytestmark = pytest.mark.connected
 
