@@ -28,14 +28,9 @@ import structlog
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
-    ConsumerRebalanceListener,
     ConsumerRecord,
-    TopicPartition,
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
-from sqlalchemy import MetaData
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Event
 from contracts.topics import dead_letter_topic
@@ -43,15 +38,13 @@ from servicekit import metrics
 from servicekit.db import UnitOfWork, database_unavailable
 from servicekit.dead_letters import PARKED, record_dead_letter
 from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
-from servicekit.kafka import broker_view
+from servicekit.inbox import claim, claim_many
+from servicekit.positions import Positions
 from servicekit.resilience import Backoff, backoff_delay
-from servicekit.tables import inbox_table
 from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
 
-INBOX = inbox_table(MetaData())
-LAG_REFRESH_S = 5.0
 
 Handler = Callable[[Any, Any], Awaitable[None]]
 
@@ -101,8 +94,7 @@ class EventConsumer:
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.security = security or {}
-        self._cluster_id: str | None = None  # the broker cluster this consumer reads
-        self._rewind = False  # read the next assigned partitions from their beginning
+        self.positions = Positions(service, self.group_id)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.batch_size = batch_size  # records per fetch, applied in one transaction
 
@@ -122,12 +114,12 @@ class EventConsumer:
             )
             lag_reporter: asyncio.Task[None] | None = None
             try:
-                consumer.subscribe(self.topics, listener=_RewindOnAssign(self, consumer))
+                consumer.subscribe(self.topics, listener=self.positions.listener(consumer))
                 await consumer.start()
                 restarts.reset()
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
-                await self._check_cluster(consumer)
-                lag_reporter = asyncio.create_task(self._report_lag(consumer))
+                await self.positions.check_cluster(consumer)
+                lag_reporter = asyncio.create_task(self.positions.report_lag(consumer))
                 while True:
                     fetched = await consumer.getmany(timeout_ms=1000, max_records=self.batch_size)
                     if not fetched:
@@ -139,7 +131,7 @@ class EventConsumer:
                     for partition, next_offset in done.items():
                         highwater = consumer.highwater(partition)
                         if highwater is not None:
-                            self._set_lag(partition, highwater - next_offset)
+                            self.positions.set_lag(partition, highwater - next_offset)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker gone: start again, uncommitted records come back
@@ -149,52 +141,6 @@ class EventConsumer:
                 if lag_reporter is not None:
                     lag_reporter.cancel()
                 await consumer.stop()
-
-    def _set_lag(self, partition: TopicPartition, lag: int) -> None:
-        metrics.CONSUMER_LAG.labels(
-            self.service, self.group_id, partition.topic, str(partition.partition)
-        ).set(max(0, lag))
-
-    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
-        """Lag from the broker's offsets every few seconds, so a consumer stuck on one
-        record (or starved of fetches) still shows its lag growing."""
-        while True:
-            await asyncio.sleep(LAG_REFRESH_S)
-            await self._check_cluster(consumer)
-            try:
-                partitions = list(consumer.assignment())
-                ends = await consumer.end_offsets(partitions)
-                starts = await consumer.beginning_offsets(partitions)
-                for partition in partitions:
-                    # Nothing committed yet: the group reads from the earliest record.
-                    committed = await consumer.committed(partition)
-                    done = starts[partition] if committed is None else committed
-                    self._set_lag(partition, ends[partition] - done)
-            except Exception as exc:  # the consume loop reports outages; try again later
-                log.debug("lag not measured", error=repr(exc))
-
-    async def _check_cluster(self, consumer: AIOKafkaConsumer) -> None:
-        """A broker that is another cluster than the one read so far (the embedded broker
-        after a restart: empty, then re-filled by the outbox relays) has other offsets:
-        the positions and commits of the old one would skip records. Read every partition
-        from its beginning again; the inbox skips the events already applied."""
-        try:
-            cluster = (await broker_view(consumer._client)).cluster_id
-        except Exception as exc:  # the consume loop reports outages
-            log.debug("cluster id not read", error=repr(exc))
-            return
-        if cluster is None:
-            return
-        if self._cluster_id is not None and cluster != self._cluster_id:
-            log.warning(
-                "consumer met a new broker cluster: reading from the beginning",
-                group=self.group_id,
-                cluster_id=cluster,
-            )
-            self._rewind = True
-            if assigned := consumer.assignment():
-                await consumer.seek_to_beginning(*assigned)
-        self._cluster_id = cluster
 
     async def process(self, record: ConsumerRecord) -> None:
         """Apply one record in its own transaction (see :meth:`process_batch`)."""
@@ -375,34 +321,6 @@ class EventConsumer:
         metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "dead_lettered").inc()
 
 
-_CLAIM = insert(INBOX).on_conflict_do_nothing().returning(INBOX.c.event_id)  # built once
-
-
-async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Envelope) -> bool:
-    """Record ``envelope``'s id in the inbox of ``group_id``, in the caller's transaction;
-    False when that consumer applied it already."""
-    claimed = await session.execute(
-        _CLAIM,
-        {"event_id": envelope.id, "consumer": group_id, "topic": topic, "ce_type": envelope.type},
-    )
-    return claimed.first() is not None
-
-
-async def claim_many(
-    session: AsyncSession, group_id: str, events: list[tuple[str, Envelope]]
-) -> set[str]:
-    """:func:`claim` for many ``(topic, envelope)`` in one statement: the ids claimed now
-    (an id given twice is claimed once)."""
-    claimed = await session.execute(
-        _CLAIM,
-        [
-            {"event_id": env.id, "consumer": group_id, "topic": topic, "ce_type": env.type}
-            for topic, env in events
-        ],
-    )
-    return {row.event_id for row in claimed}
-
-
 @contextmanager
 def _record_context(
     span: AbstractContextManager[Span], event_id: str | None, ce_type: str
@@ -412,20 +330,3 @@ def _record_context(
         structlog.contextvars.bound_contextvars(event_id=event_id, event_type=ce_type),
     ):
         yield opened
-
-
-class _RewindOnAssign(ConsumerRebalanceListener):
-    """After a new broker cluster was met, partitions assigned by the next rebalances
-    start from their beginning too, not from offsets committed before the rewind."""
-
-    def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
-        self.owner = owner
-        self.consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if self.owner._rewind and assigned:
-            await self.consumer.seek_to_beginning(*assigned)
-            self.owner._rewind = False  # from here on, its commits are this cluster's

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import MetaData, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts import Event
-from servicekit.consumer import Handler, claim
+from servicekit.consumer import Handler
 from servicekit.db import UnitOfWork
 from servicekit.dead_letters import (
     PARKED,
@@ -31,11 +31,10 @@ from servicekit.dead_letters import (
     select_dead_letters,
 )
 from servicekit.envelope import UndecodableMessage, decode
-from servicekit.tables import inbox_table
+from servicekit.inbox import INBOX, claim
 
 log = structlog.get_logger(__name__)
 
-INBOX = inbox_table(MetaData())
 
 REDRIVES = Counter(
     "dead_letter_redrives_total",

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.core import ModelCompleted
 from contracts.topics import CORE_EVENTS, dead_letter_topic
-from servicekit import consumer as consumer_module
+from servicekit import positions as positions_module
 from servicekit.consumer import EventConsumer
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
@@ -86,7 +86,7 @@ async def test_redelivered_event_applies_its_effect_once(model_db: str, topics: 
 async def test_lag_shows_records_waiting_behind_a_stuck_one(
     model_db: str, topics: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumer_module, "LAG_REFRESH_S", 0.2)
+    monkeypatch.setattr(positions_module, "LAG_REFRESH_S", 0.2)
     engine = make_engine(model_db)
     sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
     release = asyncio.Event()
