@@ -132,21 +132,22 @@ async def enable_user(request: web.Request) -> web.StreamResponse:
 
 @answers_errors
 async def grant_role(request: web.Request) -> web.StreamResponse:
-    who = await require_admin(request)
-    username = path_username(request)
-    role = check_role(request.match_info["role"])
-    user = await request.app[USER_STORE].grant(username, role)
-    request.app[LOGGER].info("role_granted", username=username, role=role, by=who.subject)
-    return user_changed(request, user)
+    return await _change_role(request, grant=True)
 
 
 @answers_errors
 async def revoke_role(request: web.Request) -> web.StreamResponse:
+    return await _change_role(request, grant=False)
+
+
+async def _change_role(request: web.Request, *, grant: bool) -> web.StreamResponse:
     who = await require_admin(request)
     username = path_username(request)
     role = check_role(request.match_info["role"])
-    user = await request.app[USER_STORE].revoke(username, role)
-    request.app[LOGGER].info("role_revoked", username=username, role=role, by=who.subject)
+    store = request.app[USER_STORE]
+    user = await (store.grant if grant else store.revoke)(username, role)
+    event = "role_granted" if grant else "role_revoked"
+    request.app[LOGGER].info(event, username=username, role=role, by=who.subject)
     return user_changed(request, user)
 
 
