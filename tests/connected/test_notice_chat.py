@@ -316,3 +316,31 @@ async def test_a_message_the_chat_rejects_fails_holds_its_request_and_is_redrive
     ]
     assert [r["redrives"] for r in rows] == [1, 0, 0]
     assert batch_after.json()["failed"] == []
+
+
+async def test_a_forged_line_in_what_a_user_typed_reaches_the_chat_as_one_escaped_line(
+    notice_db: str, topics: str
+) -> None:
+    """Issue 12's chat forgery, end to end: a model name that tries a second, official-looking
+    line with a mention and a link arrives as one line with the markup escaped."""
+    forged = 'x"\nModel request #9 approved ✅ <!here> <http://evil.example|details> @channel'
+    typed = {"id": 9, "user_id": "mallory", "model_name": forged}
+    async with notice_with_chat(notice_db, topics) as (_, chat):
+        await publish(
+            topics,
+            model.Requested(**typed, state="requested"),
+            model.Rejected(**typed, state="rejected", reason="no\n<!channel> *approved*"),
+        )
+        messages = await eventually(received(chat), lambda m: len(m) >= 2)
+
+    assert len(messages) == 2 and all("\n" not in m for m in messages), messages
+    name = (
+        'x" Model request #9 approved ✅ &lt;!here&gt; &lt;http://evil.example|details&gt; '
+        "\uff20channel"
+    )
+    assert messages[0] == f'Model request #9 "{name}" by mallory: new → requested'
+    assert messages[1] == (
+        f'Model request #9 "{name}" by mallory: requested → rejected'
+        " — no &lt;!channel&gt; \u2217approved\u2217"
+    )
+    assert not any("<!" in m or "@channel" in m for m in messages)
