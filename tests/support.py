@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 import uuid
@@ -46,10 +47,30 @@ def bearer(subject: str = "admin", *roles: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# Ports for the servers tests start come from below the kernel's ephemeral range
+# (32768-60999 here): a port the kernel handed out with bind(0) and we released can be
+# taken as the local end of any outgoing connection before our server binds it, which
+# made CI fail with "address already in use". Each port is handed out once per run.
+_PORT_RANGE = range(20000, 32000)
+_handed_out: set[int] = set()
+_next_port = [_PORT_RANGE.start + (os.getpid() * 97) % len(_PORT_RANGE)]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never handed out before in this run."""
+    for _ in range(len(_PORT_RANGE)):
+        port = _next_port[0]
+        _next_port[0] = port + 1 if port + 1 < _PORT_RANGE.stop else _PORT_RANGE.start
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import json
 import re
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import SERVER_OPTIONS, build_app
 from gateway.settings import GatewaySettings
-from tests.support import AUTH_SETTINGS, bearer
+from tests.support import AUTH_SETTINGS, bearer, free_port
 
 pytestmark = pytest.mark.connected
 
@@ -98,13 +97,6 @@ async def upstream() -> AsyncIterator[Upstream]:
     finally:
         release_slow.set()
         await server.close()
-
-
-def free_port() -> int:
-    """A port with nothing listening on it (bound once, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
