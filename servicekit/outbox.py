@@ -207,6 +207,7 @@ class OutboxRelay:
             return 0
         sendable, held = _split_by_topic(rows, view)
         acked, failure = await self._publish_in_key_order(sendable)
+        now = datetime.now(UTC)  # published_at: when the acks came, not when they were checked
         if acked:
             after = await broker_view(self.producer.client)
             if after.cluster_id != view.cluster_id:
@@ -214,7 +215,6 @@ class OutboxRelay:
                     f"broker changed from cluster {view.cluster_id} to {after.cluster_id} "
                     f"during a batch: {len(acked)} acks not taken"
                 )
-            now = datetime.now(UTC)
             await self._leader().execute(MARK_PUBLISHED, [r.id for r in acked], now)
             for row in acked:
                 metrics.OUTBOX_PUBLISHED.labels(self.service, row.topic).inc()
