@@ -50,7 +50,7 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         acks="all",
         enable_idempotence=False,
         request_timeout_ms=settings.kafka_request_timeout_ms,
-        linger_ms=5,
+        linger_ms=0,  # the relay sends a batch at once and waits for its acks: never linger
         **client_security(settings),
     )
 

@@ -10,12 +10,15 @@ and the relay never has two rows of one key in flight. Delivery is at least once
 
 The outbox is the log of record. Before each batch (and, idle, once per poll
 interval) the relay asks the broker for its cluster id and the batch's topics in one
-Metadata request (~0.3 ms on loopback): a cluster other than the one it remembers has lost
-the published rows, which then go out again (:mod:`servicekit.relay_state`). A row
-is sent only to a topic the broker lists (a send to a missing topic makes some
-brokers create it, or ack it into nothing), and marked published only if the broker
-still has the same cluster id after the acks, so an ack from a broker that replaced
-the checked one between check and send is never taken for a published row.
+Metadata request (~0.3 ms on loopback, sent while the rows are read, so it adds no wait
+unless the batch has a topic not asked about before): a cluster other than the one it
+remembers has lost the published rows, which then go out again
+(:mod:`servicekit.relay_state`). A row is sent only to a topic the broker lists (a send
+to a missing topic makes some brokers create it, or ack it into nothing), and marked
+published only if the broker still has the same cluster id after the acks, so an ack
+from a broker that replaced the checked one between check and send is never taken for a
+published row. The relay reads and marks rows on the connection that holds its advisory
+lock, so a relay that lost its lock marks nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import SpanKind, Tracer
-from sqlalchemy import MetaData, delete, func, insert, select, update
+from sqlalchemy import MetaData, delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from contracts import Event
@@ -49,6 +52,27 @@ RELAY_LOCK_KEY = 0x6E6F636F6465  # one relay per service database publishes at a
 RETRY = Backoff(0.2, 5.0)  # a broken connection, a failed publish: the relay's retries
 PRUNE_EVERY = timedelta(minutes=5)  # at most; a shorter retention prunes as often
 Row = Any  # a row of OUTBOX
+
+# The relay's hot path, on its own connection: plain statements, prepared once by asyncpg.
+_COLUMNS = (
+    "id, event_id, topic, key, ce_type, source, occurred_at, payload, traceparent, created_at"
+)
+NEXT_ROWS = f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1"
+NEXT_ROWS_THROUGH = (
+    f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL AND id <= $2 ORDER BY id LIMIT $1"
+)
+COUNT_UNPUBLISHED = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+MARK_PUBLISHED = "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])"
+
+
+class _Record(asyncpg.Record):
+    """An outbox row read by the relay; columns as attributes, like a SQLAlchemy row."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class TopicMissing(RuntimeError):
@@ -109,6 +133,8 @@ class OutboxRelay:
         self._pruned_at = datetime.min.replace(tzinfo=UTC)
         self.memory = relay_state.Memory()
         self._interruptions = RETRY.retries()
+        self._conn: asyncpg.Connection | None = None  # the leader's, while leading
+        self._topics: set[str] = set()  # topics rows had: asked about with every read
 
     async def run(self) -> None:
         while True:
@@ -128,6 +154,10 @@ class OutboxRelay:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):  # noqa: ASYNC110
                 await asyncio.sleep(self.poll_interval_s * 5)
             await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            # A published mark lost with the server's last WAL is a resend (at least once,
+            # deduplicated by event id), so its commit need not wait for the flush.
+            await conn.execute("SET synchronous_commit = off")
+            self._conn = conn
             self.memory = await relay_state.load(self.engine, self.service)
             metrics.OUTBOX_REPUBLISH_MISSING.labels(self.service).set(self.memory.republish_missing)
             log.info("outbox relay leading", service=self.service, cluster=self.memory.cluster_id)
@@ -149,6 +179,7 @@ class OutboxRelay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
         finally:
+            self._conn = None
             with contextlib.suppress(Exception):
                 await conn.close()
 
@@ -158,13 +189,12 @@ class OutboxRelay:
 
         The check before the sends is never cached: a broker that died answers at once
         (nothing is sent, so nothing reaches its replacement through the producer's
-        retries), and it is the only proof the topics exist. Idle, the relay comes here
-        once per poll interval, so a broker replaced between batches is noticed then."""
-        rows, backlog = await self._next_rows()
-        view = await broker_view(self.producer.client, {r.topic for r in rows})
+        retries), and it is the only proof the topics exist. It runs while the rows are
+        read, so it costs no time of its own. Idle, the relay comes here once per poll
+        interval, so a broker replaced between batches is noticed then."""
+        rows, backlog, view = await self._rows_and_view()
         if await self._meet(view.cluster_id):  # every retained row goes again, oldest first
-            rows, backlog = await self._next_rows()
-            view = await broker_view(self.producer.client, {r.topic for r in rows})
+            rows, backlog, view = await self._rows_and_view()
             if view.cluster_id != self.memory.cluster_id:
                 raise ClusterChanged(f"broker changed again, to cluster {view.cluster_id}")
         if not rows:
@@ -177,6 +207,7 @@ class OutboxRelay:
             return 0
         sendable, held = _split_by_topic(rows, view)
         acked, failure = await self._publish_in_key_order(sendable)
+        now = datetime.now(UTC)  # published_at: when the acks came, not when they were checked
         if acked:
             after = await broker_view(self.producer.client)
             if after.cluster_id != view.cluster_id:
@@ -184,13 +215,7 @@ class OutboxRelay:
                     f"broker changed from cluster {view.cluster_id} to {after.cluster_id} "
                     f"during a batch: {len(acked)} acks not taken"
                 )
-            now = datetime.now(UTC)
-            async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(OUTBOX)
-                    .where(OUTBOX.c.id.in_([r.id for r in acked]))
-                    .values(published_at=now)
-                )
+            await self._leader().execute(MARK_PUBLISHED, [r.id for r in acked], now)
             for row in acked:
                 metrics.OUTBOX_PUBLISHED.labels(self.service, row.topic).inc()
                 metrics.OUTBOX_LAG.labels(self.service).observe(
@@ -206,20 +231,52 @@ class OutboxRelay:
             )
         return len(acked)
 
+    async def _rows_and_view(self) -> tuple[list[Row], int, BrokerView]:
+        """The next rows, the backlog and the broker's answer about the rows' topics. The
+        metadata request goes out with the database read, asking about the topics rows had
+        before; only rows for a topic not asked about yet cost a second request."""
+        asked = frozenset(self._topics)
+        read, answer = await asyncio.gather(
+            self._next_rows(),
+            broker_view(self.producer.client, asked),
+            return_exceptions=True,
+        )
+        for result in (read, answer):
+            if isinstance(result, BaseException):
+                raise result
+        rows, backlog = read  # type: ignore[misc]
+        view: BrokerView = answer  # type: ignore[assignment]
+        topics = {r.topic for r in rows}
+        if not topics <= asked:
+            self._topics |= topics
+            view = await broker_view(self.producer.client, topics)
+        return rows, backlog, view
+
     async def _next_rows(self) -> tuple[list[Row], int]:
         """The next batch of unpublished rows in id order (during a re-publish, only rows
-        up to where it started), and how many rows wait in all."""
+        up to where it started), and how many rows wait in all (counted only when the
+        batch does not say it: a full batch, or a re-publish that stops at its end)."""
+        conn = self._leader()
         through = self.memory.republish_through
-        async with self.engine.connect() as conn:
-            query = select(OUTBOX).where(OUTBOX.c.published_at.is_(None))
-            if through is not None:  # the broker's lost rows first, then the newer ones
-                query = query.where(OUTBOX.c.id <= through)
-            rows = (await conn.execute(query.order_by(OUTBOX.c.id).limit(self.batch_size))).all()
-            backlog = await conn.scalar(
-                select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+        if through is None:
+            rows = await conn.fetch(NEXT_ROWS, self.batch_size, record_class=_Record)
+        else:  # the broker's lost rows first, then the newer ones
+            rows = await conn.fetch(
+                NEXT_ROWS_THROUGH, self.batch_size, through, record_class=_Record
             )
-        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog or 0)  # shown while broker down
-        return list(rows), backlog or 0
+        if through is None and len(rows) < self.batch_size:
+            backlog = len(rows)
+        else:
+            backlog = await conn.fetchval(COUNT_UNPUBLISHED) or 0
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(backlog)  # shown while broker down
+        return list(rows), backlog
+
+    def _leader(self) -> asyncpg.Connection:
+        """The connection that holds the relay's advisory lock: the rows are read and
+        marked on it, so a relay that lost its lock (its connection) marks nothing."""
+        if self._conn is None or self._conn.is_closed():
+            raise ConnectionError("the relay's database connection is closed")
+        return self._conn
 
     async def _meet(self, cluster_id: str | None) -> bool:
         """Remember the broker's cluster; another one than remembered: publish again.
@@ -307,7 +364,10 @@ class OutboxRelay:
             )
             delivery = await asyncio.wait_for(
                 self.producer.send(
-                    row.topic, orjson.dumps(row.payload), key=row.key.encode(), headers=headers
+                    row.topic,
+                    orjson.dumps(orjson.loads(row.payload)),  # the json column's text, compact
+                    key=row.key.encode(),
+                    headers=headers,
                 ),
                 self.send_timeout_s,
             )

@@ -1,0 +1,79 @@
+"""The relay's check after the acks: acks from a broker replaced during the batch are not
+taken. Real embedded broker (Tansu, memory only) killed with SIGKILL and started again on
+the same port between the acks and that check; real PostgreSQL; exact counts."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from contracts.topics import ALL_TOPICS, MODEL_EVENTS
+from model.tables import outbox
+from nocode.embedded_broker import EmbeddedBroker
+from servicekit.kafka import ensure_topics
+from tests.connected.model_service import model_service
+from tests.connected.test_outbox_republish import kill_and_restart, sample
+from tests.support import ce, eventually, read_topic
+
+pytestmark = pytest.mark.connected
+
+
+async def test_acks_from_a_broker_replaced_during_the_batch_are_not_taken(
+    model_db: str, broker: EmbeddedBroker, topics: str
+) -> None:
+    failures_before = sample("outbox_publish_failures_total", "model")
+    async with model_service(model_db, topics) as (client, runtime):
+        relay = await eventually(lambda: _value(runtime.relay), what="the relay started")
+        send_batch = relay._publish_in_key_order
+        seen: dict[str, Any] = {}
+
+        async def replace_broker_after_the_acks(rows: list[Any]) -> tuple[list[Any], Any]:
+            acked, failure = await send_batch(rows)
+            if acked and "old" not in seen:  # the first acked batch only
+                seen["old"] = await asyncio.to_thread(kill_and_restart, broker)
+                await ensure_topics(topics, ALL_TOPICS, 3, 1)  # what the supervisor does
+            return acked, failure
+
+        meet = relay._meet
+
+        async def meet_noting_the_row(cluster_id: str | None) -> bool:
+            if "old" in seen and cluster_id == broker.cluster_id and "marked" not in seen:
+                seen["marked"] = await _marked(runtime)  # before the re-publish unmarks it
+            return await meet(cluster_id)
+
+        relay._publish_in_key_order = replace_broker_after_the_acks  # type: ignore[method-assign]
+        relay._meet = meet_noting_the_row  # type: ignore[method-assign]
+        created = await client.post("/models", json={"userId": "test", "modelName": "M"})
+        assert created.status_code == 201
+
+        async def all_published() -> bool:
+            async with runtime.engine.connect() as conn:
+                rows = (await conn.execute(select(outbox.c.published_at))).all()
+            return bool(rows) and all(r.published_at for r in rows)
+
+        await eventually(all_published, what="the event published to the new broker")
+        records = await read_topic(topics, MODEL_EVENTS, expect=1)
+        async with runtime.engine.connect() as conn:
+            [event_id] = (await conn.execute(select(outbox.c.event_id))).scalars().all()
+
+    # The old broker acked the event, but the relay saw another cluster after the acks:
+    # the batch failed and the row stayed unpublished until the relay met the new broker,
+    # which got it once.
+    assert seen["old"] and seen["old"] != broker.cluster_id
+    assert seen["marked"] == 0
+    assert sample("outbox_publish_failures_total", "model") - failures_before >= 1
+    assert [ce(r)["ce_id"] for r in records] == [event_id]
+
+
+async def _marked(runtime: Any) -> int:
+    """How many outbox rows are marked published now."""
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.published_at))).all()
+    return sum(1 for r in rows if r.published_at is not None)
+
+
+async def _value(thing: Any) -> Any:
+    return thing
