@@ -47,7 +47,10 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=f"nocode {settings.service_name}", lifespan=lifespan)
+    # FastAPI's own telemetry off: it asked the global providers on every request whether
+    # it was wanted, and each service has its own provider (``servicekit.tracing``).
+    off = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title=f"nocode {settings.service_name}", lifespan=lifespan, telemetry=off)
     app.state.runtime = runtime
     app.state.token_verifier = settings.token_verifier()
     install_error_handlers(app)
