@@ -25,7 +25,7 @@ import aiohttp
 import httpx
 from fastapi import FastAPI
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
@@ -156,9 +156,10 @@ class Tracing:
 
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, to store beside deferred work."""
-    carrier: dict[str, str] = {}
-    W3C.inject(carrier)
-    return carrier.get("traceparent")
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
 
 def context_of(traceparent: str | None) -> otel_context.Context:
