@@ -148,7 +148,7 @@ class UnitOfWork:
         except BaseException:
             self._depth = 0  # not entered: no __aexit__ comes
             raise
-        await self.session.begin()  # no round trip: BEGIN goes with the first statement
+        # No begin(): the connection begins its transaction at the first statement.
         self._seen = []
         self._after_commit = []
         self.on_begin()
