@@ -47,7 +47,10 @@ def create_app(runtime: ServiceRuntime, *routers: APIRouter) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=f"nocode {settings.service_name}", lifespan=lifespan)
+    # FastAPI's own telemetry off: it asked the global providers on every request whether
+    # it was wanted, and each service has its own provider (``servicekit.tracing``).
+    off = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title=f"nocode {settings.service_name}", lifespan=lifespan, telemetry=off)
     app.state.runtime = runtime
     app.state.token_verifier = settings.token_verifier()
     install_error_handlers(app)
@@ -112,8 +115,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         status = 500
 

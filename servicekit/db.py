@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -119,15 +120,21 @@ class UnitOfWork:
     ``commit`` only stages the events; the outermost block commits (or rolls back)
     everything. That is how a command and what is stored about it (an idempotency
     key and its response, ``servicekit.idempotency``) commit together.
+
+    :attr:`session` is a Core connection (``execute``, ``scalar``), not an ORM session:
+    every repository runs Core statements, and the ORM's session around them (its
+    transaction bookkeeping, identity map, execution events) was a fifth of a request.
     """
 
-    session: AsyncSession
+    session: AsyncConnection
     _depth = 0
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], outbox: OutboxWriter
+        self, db: AsyncEngine | async_sessionmaker[AsyncSession], outbox: OutboxWriter
     ) -> None:
-        self._sessionmaker = sessionmaker
+        """``db``: the service's engine, or a sessionmaker bound to it (what callers pass
+        that were written when the unit of work ran on an ORM session)."""
+        self._engine: AsyncEngine = db if isinstance(db, AsyncEngine) else db.kw["bind"]
         self.outbox = outbox
         self._seen: list[EventSource] = []
         self._after_commit: list[Callback] = []
@@ -136,8 +143,12 @@ class UnitOfWork:
         self._depth += 1
         if self._depth > 1:
             return self  # joins the open transaction
-        self.session = self._sessionmaker()
-        await self.session.begin()
+        try:
+            self.session = await self._engine.connect()
+        except BaseException:
+            self._depth = 0  # not entered: no __aexit__ comes
+            raise
+        # No begin(): the connection begins its transaction at the first statement.
         self._seen = []
         self._after_commit = []
         self.on_begin()
@@ -182,6 +193,4 @@ class UnitOfWork:
         if self._depth > 0:
             return  # an exception goes on to the outermost block, which rolls back
         self._after_commit = []  # not committed: what waited for the commit never happens
-        if self.session.in_transaction():
-            await self.session.rollback()
-        await self.session.close()
+        await self.session.close()  # rolls back what did not commit

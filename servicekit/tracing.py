@@ -25,11 +25,10 @@ import aiohttp
 import httpx
 from fastapi import FastAPI
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import NoOpMeterProvider
@@ -45,10 +44,11 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 W3C = TraceContextTextMapPropagator()
 # HTTP carries W3C trace context and B3 (what Istio's Envoy and Zipkin read) both ways;
@@ -58,7 +58,8 @@ propagate.set_global_textmap(CompositePropagator([W3C, W3CBaggagePropagator(), B
 # Requests, events and publishes may start a trace; a database poll or an idle
 # background loop with nothing upstream may not (it would bury the real traces).
 ENTRY_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.PRODUCER})
-UNTRACED_PATHS = "/health/.*,/metrics"
+UNTRACED_PATHS = ("/health/", "/metrics")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def package_version() -> str:
@@ -124,13 +125,8 @@ class Tracing:
         self.provider.add_span_processor(processor)
 
     def instrument_fastapi(self, app: FastAPI) -> None:
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=self.provider,
-            meter_provider=NoOpMeterProvider(),  # RED metrics come from prometheus-client
-            excluded_urls=UNTRACED_PATHS,
-            exclude_spans=["receive", "send"],
-        )
+        """A server span per request (not health or metrics), outermost."""
+        app.add_middleware(ServerSpans, tracer=self.tracer)
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
         """A span per SQL statement, under whatever span is current."""
@@ -160,9 +156,10 @@ class Tracing:
 
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, to store beside deferred work."""
-    carrier: dict[str, str] = {}
-    W3C.inject(carrier)
-    return carrier.get("traceparent")
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
 
 def context_of(traceparent: str | None) -> otel_context.Context:
@@ -186,3 +183,46 @@ def span_from(
         name, context=context_of(traceparent), kind=kind, attributes=attributes
     ) as span:
         yield span
+
+
+class ServerSpans:
+    """One SERVER span per HTTP request, continuing the caller's trace (W3C or B3 headers),
+    named ``METHOD route`` once routing has matched: what the gateway's spans are
+    (``gateway.tracing``), for a FastAPI service. OpenTelemetry's ASGI instrumentation made
+    three middlewares, matched every route a second time to name the span and wrapped every
+    ``send``; this does one span and reads what routing left in the scope."""
+
+    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
+        self.app = app
+        self.tracer = tracer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(UNTRACED_PATHS):
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in HTTP_METHODS else "HTTP"
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with self.tracer.start_as_current_span(
+            method,
+            context=propagate.extract(headers),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope["path"]},
+        ) as span:
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                if route:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
