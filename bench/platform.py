@@ -7,8 +7,8 @@ Run on demand, never in the test suite::
 It starts the platform with ``nocode up`` (its own data directory, ports from
 ``--base-port`` on), with the gateway's rate limit off (``GATEWAY_RATE_LIMIT_PER_S=0``),
 and the reference (``bench/reference.py``: FastAPI + asyncpg, the same two INSERTs) on the
-same PostgreSQL. Each round: the idle CPU of every process over ``--idle-s``; ``POST
-/models`` through the gateway at ``--concurrency`` until ``--requests`` are answered, then
+same PostgreSQL. Each round: the idle CPU of every process over ``--idle-s`` before and
+after each measurement (their mean is subtracted); ``POST /models`` through the gateway at ``--concurrency`` until ``--requests`` are answered, then
 until every consumer has applied the events and every chat message is sent (the window's
 CPU, idle subtracted, divided by the requests); the same load on the reference; spaced
 POSTs (one at a time) for the idle hop latencies; ``--sagas`` full sagas, whose waits for a
@@ -134,20 +134,26 @@ class Bench:
         self, root: subprocess.Popen[bytes], work: Callable[[], Awaitable[Any]], per: int | None
     ) -> tuple[dict[str, float], Any, float]:
         """CPU-ms per unit of ``work`` by label, idle subtracted; what work returned; seconds.
-        The idle CPU (ms per second, by label) is kept in ``self.idle``."""
+        The idle CPU (ms per second, by label) is kept in ``self.idle``: the mean of a
+        sample before the work and one after it (the platform polls when idle, so a long
+        window such as the sagas' subtracts several seconds of it: one sample is noisy)."""
         idle_s = self.args.idle_s
         before = self.snapshot(root)
         time.sleep(idle_s)
         idle = self.snapshot(root).minus(before)
-        self.idle = {label: ms / idle_s for label, ms in idle.items()}
         start = self.snapshot(root)
         began = time.perf_counter()
         result = asyncio.run(work())
         window = time.perf_counter() - began
         spent = self.snapshot(root).minus(start)
+        after = self.snapshot(root)
+        time.sleep(idle_s)
+        for label, ms in self.snapshot(root).minus(after).items():
+            idle[label] = idle.get(label, 0.0) + ms
+        self.idle = {label: ms / (2 * idle_s) for label, ms in idle.items()}
         units = per if per is not None else len(result.ids)
         cpu = {
-            label: (ms - idle.get(label, 0.0) * window / idle_s) / max(units, 1)
+            label: (ms - self.idle.get(label, 0.0) * window) / max(units, 1)
             for label, ms in spent.items()
         }
         return cpu, result, window
