@@ -8,9 +8,10 @@ It starts the platform with ``nocode up`` (its own data directory, ports from
 ``--base-port`` on), with the gateway's rate limit off (``GATEWAY_RATE_LIMIT_PER_S=0``),
 and the reference (``bench/reference.py``: FastAPI + asyncpg, the same two INSERTs) on the
 same PostgreSQL. Each round: the idle CPU of every process over ``--idle-s`` before and
-after each measurement (their mean is subtracted); ``POST /models`` through the gateway at ``--concurrency`` until ``--requests`` are answered, then
-until every consumer has applied the events and every chat message is sent (the window's
-CPU, idle subtracted, divided by the requests); the same load on the reference; spaced
+after each measurement (their mean is subtracted); ``POST /models`` through the gateway
+at ``--concurrency`` until ``--requests`` are answered, then until every consumer has
+applied the events and every chat message is sent (the window's CPU, idle subtracted,
+divided by the requests); the same load on the reference; spaced
 POSTs (one at a time) for the idle hop latencies; ``--sagas`` full sagas, whose waits for a
 state read the databases (one query per database every 0.2 s for all sagas in flight,
 ``bench.load.StateWatch``), so the CPU per saga is the saga's own, not a polling client's;
