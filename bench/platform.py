@@ -7,11 +7,16 @@ Run on demand, never in the test suite::
 It starts the platform with ``nocode up`` (its own data directory, ports from
 ``--base-port`` on), with the gateway's rate limit off (``GATEWAY_RATE_LIMIT_PER_S=0``),
 and the reference (``bench/reference.py``: FastAPI + asyncpg, the same two INSERTs) on the
-same PostgreSQL. Each round: the idle CPU of every process over ``--idle-s``; ``POST
-/models`` through the gateway at ``--concurrency`` until ``--requests`` are answered, then
-until every consumer has applied the events and every chat message is sent (the window's
-CPU, idle subtracted, divided by the requests); the same load on the reference; spaced
-POSTs (one at a time) for the idle hop latencies; and ``--sagas`` full sagas. The tables
+same PostgreSQL. Each round: the idle CPU of every process over ``--idle-s`` before and
+after each measurement (their mean is subtracted); ``POST /models`` through the gateway
+at ``--concurrency`` until ``--requests`` are answered, then until every consumer has
+applied the events and every chat message is sent (the window's CPU, idle subtracted,
+divided by the requests); the same load on the reference; spaced
+POSTs (one at a time) for the idle hop latencies; ``--sagas`` full sagas, whose waits for a
+state read the databases (one query per database every 0.2 s for all sagas in flight,
+``bench.load.StateWatch``), so the CPU per saga is the saga's own, not a polling client's;
+and ``--status-gets`` status GETs through the gateway of those sagas (``GET /models/{id}``,
+``GET /targets/{id}``): what one poll of a client costs, printed beside it. The tables
 give each round's figures and the medians of the rounds. The machine's load average is
 printed with each measurement: on a shared machine, read the figures as taken under it.
 """
@@ -130,20 +135,26 @@ class Bench:
         self, root: subprocess.Popen[bytes], work: Callable[[], Awaitable[Any]], per: int | None
     ) -> tuple[dict[str, float], Any, float]:
         """CPU-ms per unit of ``work`` by label, idle subtracted; what work returned; seconds.
-        The idle CPU (ms per second, by label) is kept in ``self.idle``."""
+        The idle CPU (ms per second, by label) is kept in ``self.idle``: the mean of a
+        sample before the work and one after it (the platform polls when idle, so a long
+        window such as the sagas' subtracts several seconds of it: one sample is noisy)."""
         idle_s = self.args.idle_s
         before = self.snapshot(root)
         time.sleep(idle_s)
         idle = self.snapshot(root).minus(before)
-        self.idle = {label: ms / idle_s for label, ms in idle.items()}
         start = self.snapshot(root)
         began = time.perf_counter()
         result = asyncio.run(work())
         window = time.perf_counter() - began
         spent = self.snapshot(root).minus(start)
+        after = self.snapshot(root)
+        time.sleep(idle_s)
+        for label, ms in self.snapshot(root).minus(after).items():
+            idle[label] = idle.get(label, 0.0) + ms
+        self.idle = {label: ms / (2 * idle_s) for label, ms in idle.items()}
         units = per if per is not None else len(result.ids)
         cpu = {
-            label: (ms - idle.get(label, 0.0) * window / idle_s) / max(units, 1)
+            label: (ms - self.idle.get(label, 0.0) * window) / max(units, 1)
             for label, ms in spent.items()
         }
         return cpu, result, window
@@ -182,13 +193,27 @@ class Bench:
         if a.sagas:
 
             async def run_sagas() -> load.Outcome:
-                res = await load.sagas(self.gateway, self.user, self.admin, a.sagas, a.concurrency)
+                res = await load.sagas(
+                    self.gateway, self.user, self.admin, a.sagas, a.concurrency, url
+                )
                 await hops.settle(url, res.ids)
                 return res
 
             out["load_average"]["sagas"] = procs.load_average()
             cpu, res, window = self.measure(self.up, run_sagas, a.sagas)
             out["sagas"] = self.figures(cpu, res, window, exclude="pg:reference")
+            out["sagas"]["state_polls"] = res.polls
+            models, targets = res.ids, res.targets
+
+            async def run_gets() -> load.Outcome:
+                return await load.status_gets(
+                    self.gateway, self.user, models, targets, a.status_gets, a.concurrency
+                )
+
+            if a.status_gets and models:
+                out["load_average"]["status_gets"] = procs.load_average()
+                cpu, res, window = self.measure(self.up, run_gets, a.status_gets)
+                out["status_get"] = self.figures(cpu, res, window, exclude="pg:reference")
         return out
 
     @staticmethod
@@ -227,22 +252,33 @@ def print_report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None
           f"{args.requests} POST /models per round, {args.sagas} sagas)")  # fmt: skip
     for r in rounds:
         print("load average (1/5/15 min) per measurement:", r["load_average"])
-    posts, ref, sagas = (median_of(rounds, k) for k in ("posts", "reference", "sagas"))
+    posts, ref, sagas, gets = (
+        median_of(rounds, k) for k in ("posts", "reference", "sagas", "status_get")
+    )
     idle = {
         lb: round(statistics.median(r["idle_ms_per_s"].get(lb, 0.0) for r in rounds), 1)
         for lb in posts["cpu_ms"]
     }
-    print("\n| process | CPU-ms per POST /models | CPU-ms per saga | idle CPU-ms per s |")
-    print("|---|---:|---:|---:|")
+    print("\n| process | CPU-ms per POST /models | CPU-ms per saga | CPU-ms per status GET "
+          "| idle CPU-ms per s |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
     for label in posts["cpu_ms"]:
         saga = sagas.get("cpu_ms", {}).get(label, "")
-        print(f"| {label} | {posts['cpu_ms'][label]} | {saga} | {idle[label]} |")
+        get = gets.get("cpu_ms", {}).get(label, "")
+        print(f"| {label} | {posts['cpu_ms'][label]} | {saga} | {get} | {idle[label]} |")
+    if sagas:
+        print(
+            "\nCPU per saga: the saga's own (requests and approvals through the gateway, its "
+            "states waited for in the databases); a client polling a status through the "
+            "gateway adds the CPU per status GET for each poll."
+        )
     print("\n| reference process | CPU-ms per POST |\n|---|---:|")
     for label, ms in ref["cpu_ms"].items():
         print(f"| {label} | {ms} |")
     print("\n| what | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
     for name, fig in (("platform, through the gateway", posts), ("reference", ref),
-                      ("full sagas (whole saga)", sagas)):  # fmt: skip
+                      ("full sagas (whole saga)", sagas),
+                      ("status GET through the gateway", gets)):  # fmt: skip
         if fig:
             print(f"| {name} | {fig['per_s']} | {fig['p50_ms']} | {fig['p99_ms']} |")
     for key, title in (("hops_idle", "idle (one POST at a time)"), ("hops_load", "under the load")):
@@ -261,6 +297,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="POST /models per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sagas", type=int, default=20, help="full sagas per round (0: none)")
+    parser.add_argument(
+        "--status-gets", type=int, default=400, help="status GETs after the sagas (0: none)"
+    )
     parser.add_argument("--idle-posts", type=int, default=20, help="spaced POSTs for idle hops")
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle CPU sample per measure")
     parser.add_argument("--warmup", type=int, default=200)
@@ -285,7 +324,7 @@ def main() -> None:
         asyncio.run(load.post_models(bench.reference, None, args.warmup, args.concurrency, "w"))
         for n in range(args.rounds):
             rounds.append(bench.round(n))
-            figures = {k: rounds[-1][k] for k in ("posts", "reference")}
+            figures = {k: rounds[-1].get(k) for k in ("posts", "reference", "sagas", "status_get")}
             print(f"round {n + 1}:", json.dumps(figures), flush=True)
     finally:
         bench.stop()

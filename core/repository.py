@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -41,6 +41,17 @@ _COLUMNS = (
     "updated_at",
     "traceparent",
     "redrives",
+)
+
+
+_COUNT_QUEUED = select(func.count()).select_from(jobs).where(jobs.c.state == State.QUEUED.value)
+
+
+# The statements of every write to a job (a step, a renewal, an end), built once.
+_GET = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_GET_LOCKED = _GET.with_for_update()
+_SAVE = (
+    update(jobs).where(jobs.c.id == bindparam("job_id")).values({c: bindparam(c) for c in _COLUMNS})
 )
 
 
@@ -88,7 +99,13 @@ class JobRepository:
 
     async def get(self, id: int, *, for_update: bool = True) -> Job | None:
         """Load one job; locked by default, so every change to a job is serialized."""
-        return await self._one(select(jobs).where(jobs.c.id == id), for_update)
+        query = _GET_LOCKED if for_update else _GET
+        row = (await self.session.execute(query, {"job_id": id})).mappings().first()
+        if row is None:
+            return None
+        job = _job(row)
+        self.track(job)
+        return job
 
     async def get_for_request(
         self, kind: Kind, request_id: str, *, for_update: bool = True
@@ -137,6 +154,11 @@ class JobRepository:
         rows = (await self.session.execute(query)).mappings().all()
         return [_job(row) for row in rows]
 
+    async def count_queued(self) -> int:
+        """Jobs waiting in the queue (an index range of ``ix_jobs_state_kind``, not a count
+        of every job the table ever held)."""
+        return int(await self.session.scalar(_COUNT_QUEUED) or 0)
+
     async def count_by_state(self) -> dict[State, int]:
         query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
         rows = (await self.session.execute(query)).all()
@@ -144,7 +166,7 @@ class JobRepository:
 
     async def save(self, job: Job) -> None:
         self.track(job)
-        await self.session.execute(update(jobs).where(jobs.c.id == job.id).values(_values(job)))
+        await self.session.execute(_SAVE, {**_values(job), "job_id": job.id})
 
     async def requeue(self, job: Job) -> None:
         """Store a job that is queued again (re-driven); the worker wakes after the commit."""

@@ -113,9 +113,9 @@ class Worker:
                 else:
                     ended.append(job)
                 await uow.jobs.save(job)
-            counts = await uow.jobs.count_by_state()
+            queued = await uow.jobs.count_queued()
             await uow.commit()
         for job in ended:
             record_end(job)
-        metrics.QUEUE_DEPTH.set(counts.get(State.QUEUED, 0))
+        metrics.QUEUE_DEPTH.set(queued)
         return claimed

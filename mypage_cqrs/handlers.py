@@ -45,11 +45,14 @@ async def on_event(uow: MypageUow, event: Event) -> None:
     change = view.contribution(event)
     if change is None:
         return
-    # Insert-or-lock: two writers of a new row (the live consumer and a replay's
-    # catch-up) cannot both insert it; the second one merges under the row lock.
-    if await uow.requests.add_if_absent(change):
-        return
+    # Lock-or-insert: most events find their row (one statement); a new row is inserted,
+    # and two writers of it (the live consumer and a replay's catch-up) cannot both insert
+    # it: the second one's insert does nothing, and it merges under the row lock.
     row = await uow.requests.get(change.id, for_update=True)
+    if row is None:
+        if await uow.requests.add_if_absent(change):
+            return
+        row = await uow.requests.get(change.id, for_update=True)
     if row is None:  # cannot happen: rows are never deleted while a transaction holds one
         raise RuntimeError(f"my request {change.id} vanished")
     merged = view.apply(row, event)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,36 +23,49 @@ def values_of(row: MyRequest) -> dict[str, Any]:
     return dataclasses.asdict(row)
 
 
+@lru_cache(maxsize=16)
+def _statements(table: Table) -> dict[str, Any]:
+    """The per-event statements on ``table``, built once (an event applies two or three)."""
+    c = table.c
+    return {
+        "get": select(table).where(c.id == bindparam("id")),
+        "get_locked": select(table).where(c.id == bindparam("id")).with_for_update(),
+        "add_if_absent": insert(table)
+        .on_conflict_do_nothing(index_elements=[c.id])
+        .returning(c.id),
+        "update": update(table)
+        .where(c.id == bindparam("row_id"))
+        .values({col.name: bindparam(col.name) for col in table.columns if col.name != "id"}),
+    }
+
+
+@lru_cache(maxsize=16)
+def _timeline_insert(table: Table) -> Any:
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id, table.c.part])
+
+
 class MyRequestRepository:
     """Rows of ``table``: the live view, or the table a replay builds."""
 
     def __init__(self, session: AsyncSession, table: Table = my_requests) -> None:
         self.session = session
         self.table = table
+        self._sql = _statements(table)
 
     async def get(self, id: str, *, for_update: bool = False) -> MyRequest | None:
-        query = select(self.table).where(self.table.c.id == id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).mappings().first()
+        query = self._sql["get_locked" if for_update else "get"]
+        row = (await self.session.execute(query, {"id": id})).mappings().first()
         return MyRequest(**row) if row is not None else None
 
     async def add_if_absent(self, row: MyRequest) -> bool:
         """Insert ``row`` unless its id exists; True if it was inserted."""
-        inserted = await self.session.execute(
-            insert(self.table)
-            .values(**values_of(row))
-            .on_conflict_do_nothing(index_elements=[self.table.c.id])
-            .returning(self.table.c.id)
-        )
+        inserted = await self.session.execute(self._sql["add_if_absent"], values_of(row))
         return inserted.first() is not None
 
     async def update(self, row: MyRequest) -> None:
         values = values_of(row)
-        del values["id"]
-        await self.session.execute(
-            update(self.table).where(self.table.c.id == row.id).values(**values)
-        )
+        values["row_id"] = values.pop("id")
+        await self.session.execute(self._sql["update"], values)
 
     async def add_all(self, rows: Iterable[MyRequest]) -> None:
         values = [values_of(r) for r in rows]
@@ -91,13 +105,9 @@ class TimelineRepository:
     async def add(self, entries: Iterable[Entry]) -> None:
         """Write entries; one already there (same event and part) stays as it is."""
         values = [dataclasses.asdict(e) for e in entries]
+        statement = _timeline_insert(self.table)
         for start in range(0, len(values), INSERT_BATCH):
-            await self.session.execute(
-                insert(self.table).on_conflict_do_nothing(
-                    index_elements=[self.table.c.event_id, self.table.c.part]
-                ),
-                values[start : start + INSERT_BATCH],
-            )
+            await self.session.execute(statement, values[start : start + INSERT_BATCH])
 
     async def of(self, request: str) -> list[Entry]:
         """One request's entries (unordered: see ``timeline.ordered``)."""

@@ -2,7 +2,8 @@
 
 Records come in fetched batches. A batch is applied in one transaction: every
 event id is claimed in the inbox (one statement), each claimed event's handler
-runs in order, the whole commits once, and only then are the offsets committed.
+runs in order, the whole commits once, and only then are the offsets committed (at most
+every ``commit_interval_s``, see :meth:`EventConsumer._commit_pending`).
 A redelivered event finds its id in the inbox and changes nothing. When any
 handler of a batch fails, that transaction rolls back (nothing of it stays) and
 the batch is applied again one record per transaction, as follows. A handler that
@@ -22,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -29,6 +31,7 @@ from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
     ConsumerRecord,
+    TopicPartition,
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
@@ -47,6 +50,8 @@ log = structlog.get_logger(__name__)
 
 
 Handler = Callable[[Any, Any], Awaitable[None]]
+
+FLUSH_TIMEOUT_S = 2.0  # committing the pending offsets when the consumer stops
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class EventConsumer:
         security: dict[str, Any] | None = None,  # servicekit.kafka.client_security
         fetch_max_wait_ms: int = 10,
         batch_size: int = 100,
+        commit_interval_s: float = 0.5,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -97,6 +103,10 @@ class EventConsumer:
         self.positions = Positions(service, self.group_id)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.batch_size = batch_size  # records per fetch, applied in one transaction
+        self.commit_interval_s = commit_interval_s
+        self._pending: dict[TopicPartition, int] = {}  # applied, offsets not committed yet
+        self._committed_at = time.monotonic()
+        self._dead_lettered = False
 
     async def run(self) -> None:
         restarts = Backoff(0.5, 5.0).retries()
@@ -120,27 +130,67 @@ class EventConsumer:
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
                 await self.positions.check_cluster(consumer)
                 lag_reporter = asyncio.create_task(self.positions.report_lag(consumer))
+                self.positions.flush = partial(self._commit_pending, consumer)
                 while True:
-                    fetched = await consumer.getmany(timeout_ms=1000, max_records=self.batch_size)
-                    if not fetched:
-                        continue
-                    # Each partition's records in their order; partitions one after another.
-                    await self.process_batch([r for rs in fetched.values() for r in rs])
-                    done = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
-                    await consumer.commit(done)
-                    for partition, next_offset in done.items():
-                        highwater = consumer.highwater(partition)
-                        if highwater is not None:
-                            self.positions.set_lag(partition, highwater - next_offset)
+                    wait_ms = 1000
+                    if self._pending:  # wake up in time to commit them
+                        due = self._committed_at + self.commit_interval_s - time.monotonic()
+                        wait_ms = max(0, min(wait_ms, int(due * 1000)))
+                    fetched = await consumer.getmany(
+                        timeout_ms=wait_ms, max_records=self.batch_size
+                    )
+                    if fetched:
+                        # Each partition's records in their order; partitions one after another.
+                        self._dead_lettered = False
+                        await self.process_batch([r for rs in fetched.values() for r in rs])
+                        done = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
+                        self._pending.update(done)
+                        for partition, next_offset in done.items():
+                            highwater = consumer.highwater(partition)
+                            if highwater is not None:
+                                self.positions.set_lag(partition, highwater - next_offset)
+                        if self._dead_lettered:  # a dead letter is not in the inbox: commit now
+                            await self._commit_pending(consumer)
+                    if time.monotonic() - self._committed_at >= self.commit_interval_s:
+                        await self._commit_pending(consumer)
             except asyncio.CancelledError:
+                self.positions.flush = None
+                try:  # stopping: what is not committed comes back next time, the inbox skips it
+                    await asyncio.wait_for(self._commit_pending(consumer), FLUSH_TIMEOUT_S)
+                except BaseException as exc:
+                    log.debug("pending offsets not committed", error=repr(exc))
                 raise
             except Exception as exc:  # broker gone: start again, uncommitted records come back
                 log.warning("consumer interrupted", error=str(exc))
+                self._pending = {}  # offsets of that broker: never committed to another one
                 await asyncio.sleep(restarts.next_delay())
             finally:
                 if lag_reporter is not None:
                     lag_reporter.cancel()
+                self.positions.flush = None
+                self._pending = {}
                 await consumer.stop()
+
+    async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit the offsets of the batches applied since the last commit. Offsets are
+        committed at most every ``commit_interval_s`` (a commit is a broker round trip per
+        batch otherwise): what a restart redelivers meanwhile is in the inbox already, so
+        it changes nothing. A batch with a dead letter commits at once, and a rebalance
+        commits before the partitions go (``Positions.flush``)."""
+        self._committed_at = time.monotonic()
+        if not self._pending:
+            return
+        assigned = consumer.assignment()
+        pending = {tp: offset for tp, offset in self._pending.items() if tp in assigned}
+        self._pending = {}
+        if not pending:
+            return
+        try:
+            await consumer.commit(pending)
+        except BaseException:
+            for partition, offset in pending.items():  # not taken: keep them for the next try
+                self._pending.setdefault(partition, offset)
+            raise
 
     async def process(self, record: ConsumerRecord) -> None:
         """Apply one record in its own transaction (see :meth:`process_batch`)."""
@@ -283,6 +333,7 @@ class EventConsumer:
     async def _dead_letter(
         self, record: ConsumerRecord, error: BaseException, attempts: int, span: Span
     ) -> None:
+        self._dead_lettered = True
         span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {type(error).__name__}"))
         span.set_attribute("nocode.outcome", "dead_lettered")
         headers = [

@@ -9,6 +9,7 @@ beginning again; the inbox skips the events already applied.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -27,6 +28,9 @@ class Positions:
         self.group_id = group_id
         self.cluster_id: str | None = None  # the broker cluster this consumer reads
         self.rewind = False  # read the next assigned partitions from their beginning
+        # Commits the offsets applied but not committed yet (the consumer sets it while it
+        # runs): called before partitions are revoked, so their next reader starts after them.
+        self.flush: Callable[[], Awaitable[None]] | None = None
 
     def set_lag(self, partition: TopicPartition, lag: int) -> None:
         metrics.CONSUMER_LAG.labels(
@@ -85,7 +89,11 @@ class _RewindOnAssign(ConsumerRebalanceListener):
         self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        pass
+        if self.positions.flush is not None:
+            try:
+                await self.positions.flush()
+            except Exception as exc:  # the next reader applies them again: the inbox skips them
+                log.debug("offsets not committed before the rebalance", error=repr(exc))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if self.positions.rewind and assigned:

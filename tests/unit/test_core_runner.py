@@ -256,3 +256,34 @@ async def test_steps_name_their_vertica_batch_and_the_end_names_the_check() -> N
     canceled = f.uow.outbox[-1]
     assert canceled.event_type() == "JobCanceled"
     assert canceled.check == core_events.Check(outcome="canceled", model_state="requestCanceled")
+
+
+def count_commits(f: Fixture) -> list[int]:
+    commits = [0]
+    original = f.uow.commit
+
+    async def counted() -> None:
+        commits[0] += 1
+        await original()
+
+    f.uow.commit = counted  # type: ignore[method-assign]
+    return commits
+
+
+async def test_a_lease_written_a_moment_ago_is_not_renewed_again() -> None:
+    """Each step's write renews the lease: no renewal right after it (nor after the claim)."""
+    f = Fixture()
+    commits = count_commits(f)
+    await f.runner.run(f.claimed())
+    assert commits[0] == 4  # three steps and the end; no renewals
+    assert f.events()[-1] == ("ModelCompleted", None)
+
+
+async def test_a_lease_written_longer_ago_is_renewed_before_the_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("core.runner.FRESH_LEASE_S", 0.0)
+    f = Fixture()
+    commits = count_commits(f)
+    await f.runner.run(f.claimed())
+    assert commits[0] == 8  # a renewal before each of three steps and the check, and the writes
