@@ -21,7 +21,8 @@ from contracts import Event
 from servicekit.consumer import EventConsumer, Handler
 from servicekit.db import UnitOfWork, asyncpg_dsn, make_engine, ping
 from servicekit.kafka import client_security, make_producer
-from servicekit.outbox import OutboxRelay, OutboxWriter
+from servicekit.outbox import OutboxWriter
+from servicekit.relay import OutboxRelay
 from servicekit.resilience import Backoff, backoff_delay
 from servicekit.settings import ServiceSettings
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from nocode.status import ServiceStatus, Snapshot, parse_metrics, verdict
 from servicekit.kafka import BrokerView
-from servicekit.outbox import _split_by_topic
+from servicekit.relay import _split_by_topic
 
 
 def row(id: int, topic: str, key: str) -> SimpleNamespace:
