@@ -2,7 +2,9 @@
 
 The span is the outermost thing a request meets, so the access log line and every
 proxied call (a client span from the upstream session's trace config, which also puts
-``traceparent`` and B3 headers on the upstream request) belong to it.
+``traceparent`` and B3 headers on the upstream request) belong to it. Like every
+service's, the gateway's tracer records spans only while a span processor reads them
+(:mod:`servicekit.tracer_provider`); without one the spans still carry the trace on.
 """
 
 from __future__ import annotations

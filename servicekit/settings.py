@@ -41,7 +41,8 @@ class ServiceSettings(BaseSettings):
     log_file: Path | None = Field(None, validation_alias="LOG_FILE")  # JSON logs here too
     service_version: str | None = Field(None, validation_alias="SERVICE_VERSION")
 
-    # Tracing (servicekit.tracing): spans are exported over OTLP/HTTP only when this is set.
+    # Tracing (servicekit.tracing): spans are recorded and exported over OTLP/HTTP only when
+    # this is set; unset, spans keep their trace context (logs, propagation) unrecorded.
     otel_exporter_otlp_endpoint: str | None = Field(
         None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT"
     )

@@ -1,9 +1,11 @@
 """OpenTelemetry tracing for one service: its tracer provider and how work joins a trace.
 
 Each service owns a :class:`Tracing` (not the global provider: tests run every service
-in one process, and each must report under its own name). Spans are always made, so
-logs carry trace ids; they leave the process only over OTLP, and only when
-``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
+in one process, and each must report under its own name). Spans leave the process only
+over OTLP, and only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; with nothing to read them
+(no span processor: how ``nocode up`` runs by default) they are not recorded at all, but
+each still has a real span context (:class:`ServiceTracerProvider`), so logs carry trace
+ids and ``traceparent`` goes on across services and through events.
 
 Work that outlives the request or event that caused it (an outbox row, a queued job,
 a chat message waiting to be sent) stores :func:`current_traceparent` beside it; the
@@ -35,7 +37,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.b3 import B3MultiFormat
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import (
     Decision,
@@ -49,6 +51,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.tracer_provider import ServiceTracerProvider
 
 W3C = TraceContextTextMapPropagator()
 # HTTP carries W3C trace context and B3 (what Istio's Envoy and Zipkin read) both ways;
@@ -113,7 +117,7 @@ class Tracing:
                 "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
             }
         )
-        self.provider = TracerProvider(
+        self.provider = ServiceTracerProvider(
             resource=resource, sampler=ParentBased(EntrySpans(sample_ratio))
         )
         if otlp_endpoint:
@@ -122,6 +126,7 @@ class Tracing:
         self.tracer: Tracer = self.provider.get_tracer(f"nocode.{service}")
 
     def add_span_processor(self, processor: SpanProcessor) -> None:
+        """Record every span from now on, and hand it to ``processor`` when it ends."""
         self.provider.add_span_processor(processor)
 
     def instrument_fastapi(self, app: FastAPI) -> None:

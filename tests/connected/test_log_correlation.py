@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 
 import orjson
 import pytest
-import structlog
 
-from servicekit.logging import configure_logging
 from tests.connected.whole_platform import whole_platform
 from tests.support import eventually
 
 pytestmark = pytest.mark.connected
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """The services' logs as ``nocode serve`` writes them (JSON, DEBUG), into a buffer."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stream = io.StringIO()
-    configure_logging("tests", "DEBUG", stream)
-    # Loggers cached with this configuration would keep writing here after the test.
-    structlog.configure(cache_logger_on_first_use=False)
-    try:
-        yield stream
-    finally:
-        structlog.configure(**saved)
-        structlog.contextvars.unbind_contextvars("service")
-        root.handlers[:], root.level = handlers, level
 
 
 async def test_grep_by_trace_id_finds_the_request_in_every_service(
