@@ -75,7 +75,9 @@ async def test_unrecorded_spans_keep_the_trace_and_a_later_processor_records(
         # through notice's queue to the chat message: one trace id in every service's logs.
         ours = await eventually(story, what="the request's chat message in its trace's logs")
         assert all(len(line["span_id"]) == 16 for line in ours)
-        [access] = [line for line in ours if line["event"] == "request"]
+        [access] = [
+            line for line in ours if (line["event"], line.get("method")) == ("request", "POST")
+        ]
         assert (access["service"], access["status"]) == ("gateway", 201)
         # The record carries the trace on, sampled as the caller asked.
         records = await read_topic(topics, MODEL_EVENTS, expect=1)
