@@ -3,7 +3,7 @@
 Records come in fetched batches. A batch is applied in one transaction: every
 event id is claimed in the inbox (one statement), each claimed event's handler
 runs in order, the whole commits once, and only then are the offsets committed (at most
-every ``commit_interval_s``, see :meth:`EventConsumer._commit_pending`).
+every ``commit_interval_s``, see :class:`servicekit.positions.PendingOffsets`).
 A redelivered event finds its id in the inbox and changes nothing. When any
 handler of a batch fails, that transaction rolls back (nothing of it stays) and
 the batch is applied again one record per transaction, as follows. A handler that
@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,20 +30,19 @@ from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
     ConsumerRecord,
-    TopicPartition,
 )
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
 from contracts import Event
 from contracts.topics import dead_letter_topic
 from servicekit import metrics
 from servicekit.db import UnitOfWork, database_unavailable
-from servicekit.dead_letters import PARKED, record_dead_letter
-from servicekit.envelope import Envelope, UndecodableMessage, decode, header_map
+from servicekit.dead_letters import park
+from servicekit.envelope import Envelope, UndecodableMessage, decode_mapped, header_map
 from servicekit.inbox import claim, claim_many
-from servicekit.positions import Positions
+from servicekit.positions import PendingOffsets, Positions
+from servicekit.record_spans import RecordSpans
 from servicekit.resilience import Backoff, backoff_delay
-from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +57,7 @@ class _Work:
     """A decoded record with its handler: what a batch applies."""
 
     record: ConsumerRecord
+    headers: dict[str, str]  # the record's, mapped once (header_map)
     envelope: Envelope
     handler: Handler
 
@@ -93,6 +92,7 @@ class EventConsumer:
         self.handlers = {contract.ce_type(): handler for contract, handler in handlers.items()}
         self.dlt_producer = dead_letter_producer
         self.tracer = tracer
+        self.spans = RecordSpans(tracer, self.group_id)
         self.dead_letter_topic = dead_letter_topic(service)
         self.max_attempts = max_attempts
         self.backoff_initial_s = backoff_initial_s
@@ -103,9 +103,8 @@ class EventConsumer:
         self.positions = Positions(service, self.group_id)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.batch_size = batch_size  # records per fetch, applied in one transaction
-        self.commit_interval_s = commit_interval_s
-        self._pending: dict[TopicPartition, int] = {}  # applied, offsets not committed yet
-        self._committed_at = time.monotonic()
+        self.pending = PendingOffsets(commit_interval_s)  # applied, not committed yet
+        self.series = metrics.ConsumerSeries(service, self.group_id)
         self._dead_lettered = False
 
     async def run(self) -> None:
@@ -130,67 +129,39 @@ class EventConsumer:
                 log.info("consumer started", topics=list(self.topics), group=self.group_id)
                 await self.positions.check_cluster(consumer)
                 lag_reporter = asyncio.create_task(self.positions.report_lag(consumer))
-                self.positions.flush = partial(self._commit_pending, consumer)
+                self.positions.flush = partial(self.pending.commit, consumer)
                 while True:
-                    wait_ms = 1000
-                    if self._pending:  # wake up in time to commit them
-                        due = self._committed_at + self.commit_interval_s - time.monotonic()
-                        wait_ms = max(0, min(wait_ms, int(due * 1000)))
                     fetched = await consumer.getmany(
-                        timeout_ms=wait_ms, max_records=self.batch_size
+                        timeout_ms=self.pending.wait_ms(1000), max_records=self.batch_size
                     )
                     if fetched:
                         # Each partition's records in their order; partitions one after another.
                         self._dead_lettered = False
                         await self.process_batch([r for rs in fetched.values() for r in rs])
                         done = {tp: records[-1].offset + 1 for tp, records in fetched.items()}
-                        self._pending.update(done)
-                        for partition, next_offset in done.items():
-                            highwater = consumer.highwater(partition)
-                            if highwater is not None:
-                                self.positions.set_lag(partition, highwater - next_offset)
+                        self.pending.add(done)
+                        self.positions.fetched(consumer, done)
                         if self._dead_lettered:  # a dead letter is not in the inbox: commit now
-                            await self._commit_pending(consumer)
-                    if time.monotonic() - self._committed_at >= self.commit_interval_s:
-                        await self._commit_pending(consumer)
+                            await self.pending.commit(consumer)
+                    if self.pending.due():
+                        await self.pending.commit(consumer)
             except asyncio.CancelledError:
                 self.positions.flush = None
                 try:  # stopping: what is not committed comes back next time, the inbox skips it
-                    await asyncio.wait_for(self._commit_pending(consumer), FLUSH_TIMEOUT_S)
+                    await asyncio.wait_for(self.pending.commit(consumer), FLUSH_TIMEOUT_S)
                 except BaseException as exc:
                     log.debug("pending offsets not committed", error=repr(exc))
                 raise
             except Exception as exc:  # broker gone: start again, uncommitted records come back
                 log.warning("consumer interrupted", error=str(exc))
-                self._pending = {}  # offsets of that broker: never committed to another one
+                self.pending.drop()  # offsets of that broker: never committed to another one
                 await asyncio.sleep(restarts.next_delay())
             finally:
                 if lag_reporter is not None:
                     lag_reporter.cancel()
                 self.positions.flush = None
-                self._pending = {}
+                self.pending.drop()
                 await consumer.stop()
-
-    async def _commit_pending(self, consumer: AIOKafkaConsumer) -> None:
-        """Commit the offsets of the batches applied since the last commit. Offsets are
-        committed at most every ``commit_interval_s`` (a commit is a broker round trip per
-        batch otherwise): what a restart redelivers meanwhile is in the inbox already, so
-        it changes nothing. A batch with a dead letter commits at once, and a rebalance
-        commits before the partitions go (``Positions.flush``)."""
-        self._committed_at = time.monotonic()
-        if not self._pending:
-            return
-        assigned = consumer.assignment()
-        pending = {tp: offset for tp, offset in self._pending.items() if tp in assigned}
-        self._pending = {}
-        if not pending:
-            return
-        try:
-            await consumer.commit(pending)
-        except BaseException:
-            for partition, offset in pending.items():  # not taken: keep them for the next try
-                self._pending.setdefault(partition, offset)
-            raise
 
     async def process(self, record: ConsumerRecord) -> None:
         """Apply one record in its own transaction (see :meth:`process_batch`)."""
@@ -206,49 +177,19 @@ class EventConsumer:
             ce_type = headers.get("ce_type", "")
             handler = self.handlers.get(ce_type)
             if ce_type and handler is None:
-                labels = (self.service, self.group_id, record.topic)
-                metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "ignored").inc()
+                self.series.consumed(record.topic, ce_type, "ignored").inc()
                 continue
             try:
-                envelope = decode(record.value, record.headers)
+                envelope = decode_mapped(record.value, headers)
             except UndecodableMessage as exc:
                 await self._apply_run(run)
                 run = []
-                with self._span(record) as span:
+                with self.spans.open(record, headers) as span:
                     await self._dead_letter(record, exc, attempts=1, span=span)
                 continue
             assert handler is not None
-            run.append(_Work(record, envelope, handler))
+            run.append(_Work(record, headers, envelope, handler))
         await self._apply_run(run)
-
-    def _span(self, record: ConsumerRecord) -> AbstractContextManager[Span]:
-        """The work on one record is one span, a child of the publish that sent it (the
-        envelope's ``traceparent``): the handler's queries and the events it stages in
-        the outbox join that trace. Logs within carry the event's id and type."""
-        headers = header_map(record.headers)
-        ce_type = headers.get("ce_type", "")
-        attributes = {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": record.topic,
-            "messaging.destination.partition.id": str(record.partition),
-            "messaging.consumer.group.name": self.group_id,
-            "messaging.kafka.offset": record.offset,
-            "messaging.kafka.message.key": (record.key or b"").decode("utf-8", "replace"),
-            "messaging.message.id": headers.get("ce_id", ""),
-            "cloudevents.event_type": ce_type,
-        }
-        return _record_context(
-            span_from(
-                self.tracer,
-                f"process {record.topic}",
-                headers.get("traceparent"),
-                kind=SpanKind.CONSUMER,
-                attributes=attributes,
-            ),
-            headers.get("ce_id"),
-            ce_type,
-        )
 
     async def _apply_run(self, run: list[_Work]) -> None:
         if len(run) > 1:
@@ -261,7 +202,7 @@ class EventConsumer:
                 metrics.EVENTS_FAILED.labels(self.service, self.group_id, run[0].record.topic).inc()
                 log.warning("batch failed, applying its events one by one", error=repr(exc))
         for work in run:
-            with self._span(work.record) as span:
+            with self.spans.open(work.record, work.headers) as span:
                 await self._apply_with_retries(work.record, work.envelope, work.handler, span)
 
     async def _apply_batch(self, run: list[_Work]) -> None:
@@ -277,22 +218,22 @@ class EventConsumer:
                     outcomes.append("duplicate")
                     continue
                 claimed.discard(work.envelope.id)
-                with self._span(work.record) as span:  # a failure is recorded on it
+                # A failure is recorded on the span.
+                with self.spans.open(work.record, work.headers) as span:
                     await work.handler(uow, work.envelope.event)
                     span.set_attribute("nocode.outcome", "applied")
                 outcomes.append("applied")
             await uow.commit()
         elapsed = time.perf_counter() - started
         for work, outcome in zip(run, outcomes, strict=True):
-            labels = (self.service, self.group_id, work.record.topic)
-            metrics.EVENT_PROCESSING.labels(*labels).observe(elapsed)
-            metrics.EVENTS_CONSUMED.labels(*labels, work.envelope.type, outcome).inc()
+            topic = work.record.topic
+            self.series.processing(topic).observe(elapsed)
+            self.series.consumed(topic, work.envelope.type, outcome).inc()
 
     async def _apply_with_retries(
         self, record: ConsumerRecord, envelope: Envelope, handler: Handler, span: Span
     ) -> None:
         labels = (self.service, self.group_id, record.topic)
-        log_ = log.bind(subject=envelope.subject)
         started = time.perf_counter()
         attempt = tries = 0
         while True:
@@ -300,12 +241,13 @@ class EventConsumer:
             tries += 1
             try:
                 outcome = await self._apply(record, envelope, handler)
-                metrics.EVENT_PROCESSING.labels(*labels).observe(time.perf_counter() - started)
-                metrics.EVENTS_CONSUMED.labels(*labels, envelope.type, outcome).inc()
+                self.series.processing(record.topic).observe(time.perf_counter() - started)
+                self.series.consumed(record.topic, envelope.type, outcome).inc()
                 span.set_attribute("nocode.outcome", outcome)
-                log_.debug("event consumed", outcome=outcome)
+                log.debug("event consumed", subject=envelope.subject, outcome=outcome)
                 return
             except Exception as exc:
+                log_ = log.bind(subject=envelope.subject)  # bound only when it fails
                 metrics.EVENTS_FAILED.labels(*labels).inc()
                 span.record_exception(exc, attributes={"attempt": attempt})
                 if database_unavailable(exc):
@@ -336,48 +278,17 @@ class EventConsumer:
         self._dead_lettered = True
         span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {type(error).__name__}"))
         span.set_attribute("nocode.outcome", "dead_lettered")
-        headers = [
-            *(record.headers or ()),
-            ("dlt_error", f"{type(error).__name__}: {error}"[:4000].encode()),
-            ("dlt_original_topic", record.topic.encode()),
-            ("dlt_original_partition", str(record.partition).encode()),
-            ("dlt_original_offset", str(record.offset).encode()),
-            ("dlt_consumer_group", self.group_id.encode()),
-            ("dlt_attempts", str(attempts).encode()),
-        ]
-        # Kept in the database first (the embedded broker keeps topics in memory only),
-        # then on the topic; each retried until taken: moving on without it would lose it.
-        retries = Backoff(0.5, 5.0).retries()
-        while True:
-            try:
-                await record_dead_letter(self.uow_factory, self.group_id, record, error, attempts)
-                PARKED.labels(self.service).inc()  # the redriver's count corrects it
-                break
-            except Exception as exc:
-                log.warning("dead letter not stored yet", error=repr(exc))
-                await asyncio.sleep(retries.next_delay())
-        retries.reset()
-        while True:
-            try:
-                await self.dlt_producer.send_and_wait(
-                    self.dead_letter_topic, record.value, key=record.key, headers=headers
-                )
-                break
-            except Exception as exc:
-                log.warning("dead-letter publish failed", error=str(exc))
-                await asyncio.sleep(retries.next_delay())
+        await park(
+            self.uow_factory,
+            self.dlt_producer,
+            service=self.service,
+            group_id=self.group_id,
+            topic=self.dead_letter_topic,
+            record=record,
+            error=error,
+            attempts=attempts,
+        )
         labels = (self.service, self.group_id, record.topic)
         metrics.EVENTS_DEAD_LETTERED.labels(*labels).inc()
         ce_type = header_map(record.headers).get("ce_type", "unknown")
-        metrics.EVENTS_CONSUMED.labels(*labels, ce_type, "dead_lettered").inc()
-
-
-@contextmanager
-def _record_context(
-    span: AbstractContextManager[Span], event_id: str | None, ce_type: str
-) -> Iterator[Span]:
-    with (
-        span as opened,
-        structlog.contextvars.bound_contextvars(event_id=event_id, event_type=ce_type),
-    ):
-        yield opened
+        self.series.consumed(record.topic, ce_type, "dead_lettered").inc()

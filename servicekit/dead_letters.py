@@ -10,6 +10,7 @@ applies exactly what the consumer could not.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from aiokafka import ConsumerRecord
+import structlog
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from prometheus_client import Gauge
 from sqlalchemy import MetaData, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -25,8 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import UnitOfWork
 from servicekit.envelope import Headers, header_map
+from servicekit.resilience import Backoff
 from servicekit.statemachine import TransitionTable
 from servicekit.tables import dead_letters_table
+
+log = structlog.get_logger(__name__)
 
 DEAD_LETTERS = dead_letters_table(MetaData())
 
@@ -115,6 +120,49 @@ async def record_dead_letter(
             .on_conflict_do_nothing(constraint="uq_dead_letters_record")
         )
         await uow.commit()
+
+
+async def park(
+    uow_factory: Callable[[], UnitOfWork],
+    producer: AIOKafkaProducer,
+    *,
+    service: str,
+    group_id: str,
+    topic: str,
+    record: ConsumerRecord,
+    error: BaseException,
+    attempts: int,
+) -> None:
+    """What a consumer does with a record it gives up on: kept in the database first (the
+    embedded broker keeps topics in memory only), then published on the dead-letter
+    ``topic`` with the error in its headers; each retried until taken: moving on without
+    it would lose it."""
+    headers = [
+        *(record.headers or ()),
+        ("dlt_error", f"{type(error).__name__}: {error}"[:4000].encode()),
+        ("dlt_original_topic", record.topic.encode()),
+        ("dlt_original_partition", str(record.partition).encode()),
+        ("dlt_original_offset", str(record.offset).encode()),
+        ("dlt_consumer_group", group_id.encode()),
+        ("dlt_attempts", str(attempts).encode()),
+    ]
+    retries = Backoff(0.5, 5.0).retries()
+    while True:
+        try:
+            await record_dead_letter(uow_factory, group_id, record, error, attempts)
+            PARKED.labels(service).inc()  # the redriver's count corrects it
+            break
+        except Exception as exc:
+            log.warning("dead letter not stored yet", error=repr(exc))
+            await asyncio.sleep(retries.next_delay())
+    retries.reset()
+    while True:
+        try:
+            await producer.send_and_wait(topic, record.value, key=record.key, headers=headers)
+            break
+        except Exception as exc:
+            log.warning("dead-letter publish failed", error=str(exc))
+            await asyncio.sleep(retries.next_delay())
 
 
 async def count_parked(session: AsyncSession) -> int:

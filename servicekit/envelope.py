@@ -84,7 +84,11 @@ def header_map(headers: Any) -> dict[str, str]:
 
 def decode(value: bytes | None, headers: Any) -> Envelope:
     """Turn a consumed record into an envelope, or raise :class:`UndecodableMessage`."""
-    attrs = header_map(headers)
+    return decode_mapped(value, header_map(headers))
+
+
+def decode_mapped(value: bytes | None, attrs: dict[str, str]) -> Envelope:
+    """:func:`decode` of a record whose headers the caller mapped already (:func:`header_map`)."""
     for required in ("ce_id", "ce_type", "ce_source"):
         if not attrs.get(required):
             raise UndecodableMessage(f"missing header {required}")

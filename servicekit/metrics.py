@@ -7,6 +7,7 @@ service process has its own registry (the default one) exposed on ``/metrics``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -73,6 +74,34 @@ CONSUMER_LAG = Gauge(
     "Records on a partition not yet processed by the group (high-water mark minus position)",
     [*CONSUMER_LABELS, "partition"],
 )
+
+
+class ConsumerSeries:
+    """One consumer's children of :data:`EVENT_PROCESSING` and :data:`EVENTS_CONSUMED`,
+    looked up once per (topic) and (topic, type, outcome): ``labels()`` per event took a
+    lock and built its key each time. The series are the same."""
+
+    def __init__(self, service: str, group: str) -> None:
+        self.service = service
+        self.group = group
+        self._processing: dict[str, Any] = {}
+        self._consumed: dict[tuple[str, str, str], Any] = {}
+
+    def processing(self, topic: str) -> Any:
+        child = self._processing.get(topic)
+        if child is None:
+            child = EVENT_PROCESSING.labels(self.service, self.group, topic)
+            self._processing[topic] = child
+        return child
+
+    def consumed(self, topic: str, type_: str, outcome: str) -> Any:
+        key = (topic, type_, outcome)
+        child = self._consumed.get(key)
+        if child is None:
+            child = EVENTS_CONSUMED.labels(self.service, self.group, topic, type_, outcome)
+            self._consumed[key] = child
+        return child
+
 
 # The saga, recorded by the service where each transition happens (model for the model
 # flow, target for the target flow), once its transaction committed (UnitOfWork.after_commit).

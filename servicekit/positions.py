@@ -1,4 +1,5 @@
-"""Where a consumer group reads: its lag per partition, and a rewind when the broker changed.
+"""Where a consumer group reads: its lag per partition, a rewind when the broker changed,
+and the offsets applied but not committed yet.
 
 A broker that is another cluster than the one read so far (the embedded broker after a
 restart: empty, then re-filled by the outbox relays) has other offsets: the positions and
@@ -9,7 +10,9 @@ beginning again; the inbox skips the events already applied.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -26,6 +29,7 @@ class Positions:
     def __init__(self, service: str, group_id: str) -> None:
         self.service = service
         self.group_id = group_id
+        self._lag: dict[TopicPartition, Any] = {}  # label children, looked up once
         self.cluster_id: str | None = None  # the broker cluster this consumer reads
         self.rewind = False  # read the next assigned partitions from their beginning
         # Commits the offsets applied but not committed yet (the consumer sets it while it
@@ -33,9 +37,19 @@ class Positions:
         self.flush: Callable[[], Awaitable[None]] | None = None
 
     def set_lag(self, partition: TopicPartition, lag: int) -> None:
-        metrics.CONSUMER_LAG.labels(
-            self.service, self.group_id, partition.topic, str(partition.partition)
-        ).set(max(0, lag))
+        gauge = self._lag.get(partition)
+        if gauge is None:
+            gauge = self._lag[partition] = metrics.CONSUMER_LAG.labels(
+                self.service, self.group_id, partition.topic, str(partition.partition)
+            )
+        gauge.set(max(0, lag))
+
+    def fetched(self, consumer: AIOKafkaConsumer, done: dict[TopicPartition, int]) -> None:
+        """The lag of each partition a batch was read from, ``done`` its next offsets."""
+        for partition, next_offset in done.items():
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                self.set_lag(partition, highwater - next_offset)
 
     async def report_lag(self, consumer: AIOKafkaConsumer) -> None:
         """Lag from the broker's offsets every few seconds, so a consumer stuck on one
@@ -99,3 +113,50 @@ class _RewindOnAssign(ConsumerRebalanceListener):
         if self.positions.rewind and assigned:
             await self.consumer.seek_to_beginning(*assigned)
             self.positions.rewind = False  # from here on, its commits are this cluster's
+
+
+class PendingOffsets:
+    """The offsets of the batches applied since the last commit. They are committed at
+    most every ``interval_s`` (a commit is a broker round trip per batch otherwise): what
+    a restart redelivers meanwhile is in the inbox already, so it changes nothing. A batch
+    with a dead letter commits at once, and a rebalance commits before the partitions go
+    (``Positions.flush``)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.offsets: dict[TopicPartition, int] = {}  # next offset to read, per partition
+        self.committed_at = time.monotonic()
+
+    def add(self, done: dict[TopicPartition, int]) -> None:
+        self.offsets.update(done)
+
+    def drop(self) -> None:
+        """Forget them (offsets of a broker that went: never committed to another one)."""
+        self.offsets = {}
+
+    def wait_ms(self, longest_ms: int) -> int:
+        """How long a fetch may wait and still wake up in time to commit them."""
+        if not self.offsets:
+            return longest_ms
+        due = self.committed_at + self.interval_s - time.monotonic()
+        return max(0, min(longest_ms, int(due * 1000)))
+
+    def due(self) -> bool:
+        return time.monotonic() - self.committed_at >= self.interval_s
+
+    async def commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit those of partitions still assigned; kept for the next try if it fails."""
+        self.committed_at = time.monotonic()
+        if not self.offsets:
+            return
+        assigned = consumer.assignment()
+        pending = {tp: offset for tp, offset in self.offsets.items() if tp in assigned}
+        self.offsets = {}
+        if not pending:
+            return
+        try:
+            await consumer.commit(pending)
+        except BaseException:
+            for partition, offset in pending.items():  # not taken: keep them for the next try
+                self.offsets.setdefault(partition, offset)
+            raise
