@@ -49,6 +49,7 @@ _COUNT_QUEUED = select(func.count()).select_from(jobs).where(jobs.c.state == Sta
 
 # The statements of every write to a job (a step, a renewal, an end), built once.
 _GET = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_NEXT_ID = select(job_ids.next_value())
 _GET_LOCKED = _GET.with_for_update()
 _SAVE = (
     update(jobs).where(jobs.c.id == bindparam("job_id")).values({c: bindparam(c) for c in _COLUMNS})
@@ -78,7 +79,7 @@ class JobRepository:
         self._enqueued = enqueued
 
     async def next_id(self) -> int:
-        return int(await self.session.scalar(job_ids.next_value()))
+        return int(await self.session.scalar(_NEXT_ID))
 
     async def enqueue(self, job: Job) -> bool:
         """Add a job; False if its request already has a job of that kind (a redelivery).
@@ -158,11 +159,6 @@ class JobRepository:
         """Jobs waiting in the queue (an index range of ``ix_jobs_state_kind``, not a count
         of every job the table ever held)."""
         return int(await self.session.scalar(_COUNT_QUEUED) or 0)
-
-    async def count_by_state(self) -> dict[State, int]:
-        query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
-        rows = (await self.session.execute(query)).all()
-        return {State(state): count for state, count in rows}
 
     async def save(self, job: Job) -> None:
         self.track(job)

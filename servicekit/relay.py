@@ -24,32 +24,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Tracer
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit import metrics, relay_state
-from servicekit.envelope import encode_headers
 from servicekit.kafka import BrokerView, broker_view
 from servicekit.outbox import OUTBOX
+from servicekit.relay_sends import KeyOrderedSends, Row, split_by_topic
 from servicekit.resilience import Backoff
 from servicekit.tables import OUTBOX_CHANNEL
-from servicekit.tracing import current_traceparent, span_from
 
 log = structlog.get_logger(__name__)
 
 RELAY_LOCK_KEY = 0x6E6F636F6465  # one relay per service database publishes at a time
 RETRY = Backoff(0.2, 5.0)  # a broken connection, a failed publish: the relay's retries
 PRUNE_EVERY = timedelta(minutes=5)  # at most; a shorter retention prunes as often
-Row = Any  # a row of OUTBOX
 
 # The relay's hot path, on its own connection: plain statements, prepared once by asyncpg.
 _COLUMNS = (
@@ -105,7 +101,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retention = retention
-        self.send_timeout_s = send_timeout_s
+        self.sends = KeyOrderedSends(producer, tracer, send_timeout_s)
         self._wake = asyncio.Event()
         self._pruned_at = datetime.min.replace(tzinfo=UTC)
         self.memory = relay_state.Memory()
@@ -182,8 +178,8 @@ class OutboxRelay:
                 )
                 log.info("outbox re-publish done", service=self.service, cluster=view.cluster_id)
             return 0
-        sendable, held = _split_by_topic(rows, view)
-        acked, failure = await self._publish_in_key_order(sendable)
+        sendable, held = split_by_topic(rows, view)
+        acked, failure = await self.sends.publish(sendable)
         now = datetime.now(UTC)  # published_at: when the acks came, not when they were checked
         if acked:
             after = await broker_view(self.producer.client)
@@ -289,69 +285,6 @@ class OutboxRelay:
         await self.producer.client.force_metadata_update()  # its partitions, not the old one's
         return True
 
-    async def _publish_in_key_order(self, rows: list[Row]) -> tuple[list[Row], Exception | None]:
-        """Send rows in waves holding at most one row per key, so a failed send can never
-        be overtaken by a later event of the same request; a key stops at its first failure.
-        Returns the rows the broker acknowledged and the first error, if any."""
-        queues: dict[str, deque[Row]] = {}
-        for row in rows:
-            queues.setdefault(row.key, deque()).append(row)
-        acked: list[Row] = []
-        failure: Exception | None = None
-        while queues:
-            wave = [queue.popleft() for queue in queues.values()]
-            results = await asyncio.gather(
-                *(self._send(row) for row in wave), return_exceptions=True
-            )
-            for row, result in zip(wave, results, strict=True):
-                if isinstance(result, Exception):
-                    failure = failure or result
-                    del queues[row.key]
-                    continue
-                acked.append(row)
-                if not queues[row.key]:
-                    del queues[row.key]
-        return acked, failure
-
-    async def _send(self, row: Row) -> None:
-        # The publish continues the trace of the work that stored the row; the record's
-        # traceparent names this publish, so each consumer's span is its child.
-        attributes = {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": row.topic,
-            "messaging.kafka.message.key": row.key,
-            "messaging.message.id": row.event_id,
-            "cloudevents.event_type": row.ce_type,
-        }
-        with span_from(
-            self.tracer,
-            f"publish {row.topic}",
-            row.traceparent,
-            kind=SpanKind.PRODUCER,
-            attributes=attributes,
-        ) as span:
-            headers = encode_headers(
-                id=row.event_id,
-                type=row.ce_type,
-                source=row.source,
-                time=row.occurred_at,
-                subject=row.key,
-                traceparent=current_traceparent(),
-            )
-            delivery = await asyncio.wait_for(
-                self.producer.send(
-                    row.topic,
-                    orjson.dumps(orjson.loads(row.payload)),  # the json column's text, compact
-                    key=row.key.encode(),
-                    headers=headers,
-                ),
-                self.send_timeout_s,
-            )
-            metadata = await asyncio.wait_for(delivery, self.send_timeout_s)
-            span.set_attribute("messaging.destination.partition.id", str(metadata.partition))
-            span.set_attribute("messaging.kafka.offset", metadata.offset)
-
     async def _prune(self) -> None:
         now = datetime.now(UTC)
         if self.retention is None or now - self._pruned_at < min(PRUNE_EVERY, self.retention):
@@ -365,18 +298,3 @@ class OutboxRelay:
                 )
             )
             await relay_state.count_pruned(conn, self.service, pruned.rowcount)
-
-
-def _split_by_topic(rows: list[Row], view: BrokerView) -> tuple[list[Row], list[Row]]:
-    """Rows the broker has a topic for, and the rest; a key waits behind its first
-    held row, so it is never overtaken."""
-    sendable: list[Row] = []
-    held: list[Row] = []
-    held_keys: set[str] = set()
-    for row in rows:
-        if row.topic not in view.topics or row.key in held_keys:
-            held.append(row)
-            held_keys.add(row.key)
-        else:
-            sendable.append(row)
-    return sendable, held

@@ -27,7 +27,7 @@ async def test_acks_from_a_broker_replaced_during_the_batch_are_not_taken(
     failures_before = sample("outbox_publish_failures_total", "model")
     async with model_service(model_db, topics) as (client, runtime):
         relay = await eventually(lambda: _value(runtime.relay), what="the relay started")
-        send_batch = relay._publish_in_key_order
+        send_batch = relay.sends.publish
         seen: dict[str, Any] = {}
 
         async def replace_broker_after_the_acks(rows: list[Any]) -> tuple[list[Any], Any]:
@@ -44,7 +44,7 @@ async def test_acks_from_a_broker_replaced_during_the_batch_are_not_taken(
                 seen["marked"] = await _marked(runtime)  # before the re-publish unmarks it
             return await meet(cluster_id)
 
-        relay._publish_in_key_order = replace_broker_after_the_acks  # type: ignore[method-assign]
+        relay.sends.publish = replace_broker_after_the_acks  # type: ignore[method-assign]
         relay._meet = meet_noting_the_row  # type: ignore[method-assign]
         created = await client.post("/models", json={"userId": "test", "modelName": "M"})
         assert created.status_code == 201

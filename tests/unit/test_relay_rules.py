@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from nocode.status import ServiceStatus, Snapshot, parse_metrics, verdict
 from servicekit.kafka import BrokerView
-from servicekit.relay import _split_by_topic
+from servicekit.relay_sends import split_by_topic
 
 
 def row(id: int, topic: str, key: str) -> SimpleNamespace:
@@ -20,7 +20,7 @@ def test_rows_for_a_missing_topic_wait_and_their_key_waits_behind_them() -> None
         row(3, "a.events", "2"),  # same key as the held row: must not overtake it
         row(4, "a.events", "3"),
     ]
-    sendable, held = _split_by_topic(rows, BrokerView("c1", frozenset({"a.events"})))
+    sendable, held = split_by_topic(rows, BrokerView("c1", frozenset({"a.events"})))
     assert [r.id for r in sendable] == [1, 4]
     assert [r.id for r in held] == [2, 3]
 
