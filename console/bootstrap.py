@@ -145,6 +145,7 @@ def serve(app: FastAPI) -> None:
         app,
         host=s.host,
         port=s.port,
+        workers=1,  # not uvicorn's WEB_CONCURRENCY, which an app object can't honour
         access_log=False,
         log_config=None,
         lifespan="on",

@@ -23,7 +23,14 @@ from gateway.protection import install_protection
 from gateway.proxy import proxy_handler
 from gateway.routes import RouteTable
 from gateway.settings import GatewaySettings
-from gateway.state import LOGGER, ROUTE_TABLE, SETTINGS, TRACING, UPSTREAM_SESSION
+from gateway.state import (
+    LOGGER,
+    PROXY_ROUTE_NAME,
+    ROUTE_TABLE,
+    SETTINGS,
+    TRACING,
+    UPSTREAM_SESSION,
+)
 from servicekit.logging import configure_logging, register_secrets
 
 UPSTREAM_KEEPALIVE_S = 4.0
@@ -86,7 +93,7 @@ def build_app(settings: GatewaySettings) -> web.Application:
     add_openapi(app)  # one OpenAPI document: the gateway's paths and the services', public
     add_docs(app)  # Swagger UI on it, from a package's assets, public
     add_console(app)  # the web console's pages: public here, streamed
-    app.router.add_route("*", "/{path:.*}", proxy_handler)
+    app.router.add_route("*", "/{path:.*}", proxy_handler, name=PROXY_ROUTE_NAME)
     return app
 
 

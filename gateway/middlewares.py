@@ -21,7 +21,7 @@ from gateway.errors import json_error
 from gateway.headers import X_REQUEST_ID, request_id_from
 from gateway.metrics import REQUEST_DURATION, REQUESTS, method_label
 from gateway.rate_limit import rate_limit_middleware
-from gateway.state import LOGGER, REQUEST_CONTEXT, RequestContext
+from gateway.state import LOGGER, REQUEST_CONTEXT, RequestContext, route_label
 from gateway.tracing import tracing_middleware
 
 USER_HEADER_PREFIX = "x-user-"
@@ -47,15 +47,16 @@ async def request_context_middleware(request: web.Request, handler: Handler) -> 
 
     response.headers[X_REQUEST_ID] = context.request_id
     elapsed = time.perf_counter() - started
-    REQUESTS.labels(context.route, method_label(request.method), str(response.status)).inc()
-    REQUEST_DURATION.labels(context.route).observe(elapsed)
+    route = route_label(request, context)
+    REQUESTS.labels(route, method_label(request.method), str(response.status)).inc()
+    REQUEST_DURATION.labels(route).observe(elapsed)
     # At DEBUG: a line per request costs more than the proxying (the metrics above count them).
     log.debug(
         "request",
         request_id=context.request_id,
         method=request.method,
         path=request.rel_url.raw_path,
-        route=context.route,
+        route=route,
         status=response.status,
         duration_ms=round(elapsed * 1000, 2),
     )

@@ -16,6 +16,9 @@ from servicekit.tracing import Tracing
 UNMATCHED_ROUTE = "unmatched"
 """Metrics label for requests no route serves; raw paths would explode label cardinality."""
 
+PROXY_ROUTE_NAME = "proxy"
+"""The name of the proxy's catch-all route: it labels what it serves itself."""
+
 
 @dataclass(slots=True)
 class RequestContext:
@@ -28,6 +31,18 @@ class RequestContext:
 
     request_id: str
     route: str = UNMATCHED_ROUTE
+
+
+def route_label(request: web.Request, context: RequestContext) -> str:
+    """The metrics and span label of a request: what its handler set (the proxy's upstream
+    prefix, an identity route's template), else the template of the gateway's own route
+    that matched it (``/openapi.json``, ``/docs``), else ``unmatched``."""
+    if context.route != UNMATCHED_ROUTE:
+        return context.route
+    resource = request.match_info.route.resource
+    if resource is None or resource.name == PROXY_ROUTE_NAME:
+        return UNMATCHED_ROUTE
+    return resource.canonical
 
 
 SETTINGS = web.AppKey("gateway.settings", GatewaySettings)

@@ -15,7 +15,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.metrics import method_label
-from gateway.state import REQUEST_CONTEXT, TRACING, UNMATCHED_ROUTE
+from gateway.state import REQUEST_CONTEXT, TRACING, UNMATCHED_ROUTE, route_label
 
 
 @web.middleware
@@ -37,7 +37,7 @@ async def tracing_middleware(request: web.Request, handler: Handler) -> web.Stre
     ) as span:
         response = await handler(request)
         context = request.get(REQUEST_CONTEXT)
-        route = context.route if context else UNMATCHED_ROUTE
+        route = route_label(request, context) if context else UNMATCHED_ROUTE
         span.update_name(f"{method} {route}")
         span.set_attribute("http.route", route)
         span.set_attribute("http.response.status_code", response.status)

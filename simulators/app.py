@@ -27,4 +27,6 @@ def build_app() -> FastAPI:
 
 def main() -> None:
     s = SimulatorSettings()
-    uvicorn.run(build_app(), host=s.host, port=s.port, access_log=False, log_level="warning")
+    uvicorn.run(  # workers=1: not uvicorn's WEB_CONCURRENCY, which an app object can't honour
+        build_app(), host=s.host, port=s.port, workers=1, access_log=False, log_level="warning"
+    )

@@ -418,11 +418,13 @@ async def test_metrics_count_requests_and_upstream_errors(gateway: TestClient) -
     await gateway.get("/models/1")
     await gateway.get("/targets/1")
     await gateway.get("/nowhere")
+    await gateway.get("/asyncapi.json")
     response = await gateway.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     text = await response.text()
     assert 'gateway_requests_total{method="GET",route="/models",status="200"}' in text
     assert 'gateway_requests_total{method="GET",route="unmatched",status="404"}' in text
+    assert 'gateway_requests_total{method="GET",route="/asyncapi.json",status="200"}' in text
     assert 'gateway_request_duration_seconds_bucket{le="0.005",route="/models"}' in text
     assert 'gateway_upstream_errors_total{kind="connect",route="/targets"}' in text
