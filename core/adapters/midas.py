@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
+import orjson
 
 # Answers worth trying again: MIDAS is busy or down, or asks us to slow down.
 RETRYABLE = frozenset({408, 425, 429})
@@ -17,10 +18,11 @@ class MidasRejected(Exception):
 
 
 class Midas:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def send_lms(
         self, idempotency_key: str, target_id: int, user_id: str, audience_size: int, message: str
@@ -34,22 +36,23 @@ class Midas:
             "message": message,
         }
         try:
-            response = await self.http.post(
+            async with self.http.post(
                 f"{self.base_url}/lms/bulk",
                 json=body,
                 headers={"Idempotency-Key": idempotency_key},
-                timeout=self.timeout_s,
-            )
-        except httpx.TimeoutException as exc:
+                timeout=self.timeout,
+            ) as response:
+                status, answer = response.status, await response.read()
+        except TimeoutError as exc:
             raise MidasRefused(f"midas timed out after {self.timeout_s}s") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise MidasRefused(f"midas unreachable: {type(exc).__name__}") from exc
-        status = response.status_code
         if status >= 500 or status in RETRYABLE:
             raise MidasRefused(f"midas answered {status}")
         if status >= 400 or status < 200:
-            raise MidasRejected(f"midas rejected the send: {status} {response.text[:200]}")
+            text = answer[:200].decode(errors="replace")
+            raise MidasRejected(f"midas rejected the send: {status} {text}")
         try:
-            return str(response.json()["sendId"])
+            return str(orjson.loads(answer)["sendId"])
         except (ValueError, KeyError, TypeError) as exc:
             raise MidasRefused(f"midas answered {status} without a sendId") from exc

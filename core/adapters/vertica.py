@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
 
 
 class VerticaUnavailable(Exception):
@@ -20,26 +21,28 @@ class Batch:
 
 
 class Vertica:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, timeout_s: float) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def training_batch(self, model_request_id: str, offset: int, limit: int) -> Batch:
         """``GET {VERTICA_URL}/training-data?modelRequestId=&offset=&limit=``."""
         params = {"modelRequestId": model_request_id, "offset": offset, "limit": limit}
         try:
-            response = await self.http.get(
-                f"{self.base_url}/training-data", params=params, timeout=self.timeout_s
-            )
-        except httpx.TimeoutException as exc:
+            async with self.http.get(
+                f"{self.base_url}/training-data", params=params, timeout=self.timeout
+            ) as response:
+                status, answer = response.status, await response.read()
+        except TimeoutError as exc:
             raise VerticaUnavailable(f"vertica timed out after {self.timeout_s}s") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise VerticaUnavailable(f"vertica unreachable: {type(exc).__name__}") from exc
-        if response.status_code != 200:
-            raise VerticaUnavailable(f"vertica answered {response.status_code}")
+        if status != 200:
+            raise VerticaUnavailable(f"vertica answered {status}")
         try:
-            body = response.json()
+            body = orjson.loads(answer)
             return Batch(
                 rows=list(body["rows"]),
                 next_offset=body.get("nextOffset"),

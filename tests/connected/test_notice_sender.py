@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import httpx
 import pytest
 from sqlalchemy import select
@@ -42,11 +43,12 @@ async def test_two_senders_post_every_message_once_and_each_request_in_order(
     async with (
         serving(build_app(), free_port()) as chat_url,
         httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+        aiohttp.ClientSession() as session,
     ):
         # Slow answers keep rows locked long enough for the two senders to contend.
         await chat.put("/chat/_faults", json={"delayS": 0.02, "failNext": 3})
         policy = RetryPolicy(max_attempts=5, initial_s=0.05, max_s=0.1)
-        webhook = WebhookChat(chat, f"{chat_url}/chat/webhook")
+        webhook = WebhookChat(session, f"{chat_url}/chat/webhook")
         senders = [asyncio.create_task(Sender(uow, webhook, policy, 0.05).run()) for _ in "ab"]
         deadline = time.monotonic() + 20
         try:
@@ -95,10 +97,11 @@ async def test_requests_are_sent_in_parallel_each_in_order(notice_db: str) -> No
     async with (
         serving(build_app(), free_port()) as chat_url,
         httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+        aiohttp.ClientSession() as session,
     ):
         await chat.put("/chat/_faults", json={"delayS": answer_s})
         policy = RetryPolicy(max_attempts=5, initial_s=0.05, max_s=0.1)
-        webhook = WebhookChat(chat, f"{chat_url}/chat/webhook")
+        webhook = WebhookChat(session, f"{chat_url}/chat/webhook")
         sender = Sender(uow, webhook, policy, poll_interval_s=30.0, concurrency=8)
         started = time.monotonic()
         task = asyncio.create_task(sender.run())
@@ -155,8 +158,9 @@ async def test_a_post_repeated_after_a_crash_before_the_commit_shows_once(notice
     async with (
         serving(build_app(), free_port()) as chat_url,
         httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+        aiohttp.ClientSession() as session,
     ):
-        dying = DiesAfterTheChatAnswers(WebhookChat(chat, f"{chat_url}/chat/webhook"))
+        dying = DiesAfterTheChatAnswers(WebhookChat(session, f"{chat_url}/chat/webhook"))
         policy = RetryPolicy(max_attempts=5, initial_s=0.05, max_s=0.1)
         with pytest.raises(ConnectionResetError):  # the first sender ends with its failure
             await asyncio.wait_for(Sender(uow, dying, policy, 0.05).run(), 20)
