@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ import asyncpg
 import orjson
 import uvloop
 
+from bench.procs import client_cpu_us
 from model import handlers
 from model.repository import _NEXT_ID, _SAVE, ModelUnitOfWork
 from nocode.embedded_postgres import EmbeddedPostgres
@@ -58,15 +58,6 @@ RAW_OUTBOX = (
 PAYLOAD = {"eventType": "Requested", "id": 0, "state": "requested", "userId": "bench"}
 
 Op = Callable[[], Awaitable[None]]
-
-
-async def cpu_us_per_op(op: Op, ops: int) -> float:
-    for _ in range(ops // 10):  # warm: pools filled, statements prepared
-        await op()
-    started = time.process_time()
-    for _ in range(ops):
-        await op()
-    return (time.process_time() - started) / ops * 1e6
 
 
 async def measure(url: str, ops: int, rounds: int) -> dict[str, float]:
@@ -106,7 +97,7 @@ async def measure(url: str, ops: int, rounds: int) -> dict[str, float]:
     results: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(rounds):
         for name, op in ways.items():
-            results[name].append(await cpu_us_per_op(op, ops))
+            results[name].append(await client_cpu_us(op, ops))
     await pool.close()
     await engine.dispose()
     return {name: statistics.median(values) for name, values in results.items()}

@@ -20,26 +20,16 @@ import os
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
 import uvloop
 
+from bench.procs import client_cpu_us
 from tests.support import free_port
 
 BODY = {"text": "request 1: approved"}
 HEADERS = {"Idempotency-Key": "bench"}
-
-
-async def cpu_us_per_call(call: Callable[[], Awaitable[None]], calls: int) -> float:
-    for _ in range(calls // 10):  # warm: connections open
-        await call()
-    started = time.process_time()
-    for _ in range(calls):
-        await call()
-    return (time.process_time() - started) / calls * 1e6
 
 
 async def measure(base: str, calls: int, rounds: int) -> dict[str, float]:
@@ -57,8 +47,8 @@ async def measure(base: str, calls: int, rounds: int) -> dict[str, float]:
                 await response.read()
 
         for _ in range(rounds):
-            results["httpx"].append(await cpu_us_per_call(with_httpx, calls))
-            results["aiohttp"].append(await cpu_us_per_call(with_aiohttp, calls))
+            results["httpx"].append(await client_cpu_us(with_httpx, calls))
+            results["aiohttp"].append(await client_cpu_us(with_aiohttp, calls))
     return {name: statistics.median(values) for name, values in results.items()}
 
 
