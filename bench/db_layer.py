@@ -32,16 +32,27 @@ from pathlib import Path
 import asyncpg
 import orjson
 import uvloop
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 from bench.procs import client_cpu_us
 from model import handlers
-from model.repository import _NEXT_ID, _SAVE, ModelUnitOfWork
+from model.repository import _COLUMNS, ModelUnitOfWork
+from model.tables import model_request_ids, model_requests
 from nocode.embedded_postgres import EmbeddedPostgres
 from servicekit import migrations
 from servicekit.db import asyncpg_dsn, make_engine
 from servicekit.logging import configure_logging
-from servicekit.outbox import _OUTBOX_INSERT, OutboxWriter
+from servicekit.outbox import OUTBOX, OutboxWriter
 from tests.support import free_port
+
+# The same statements as Core, run through SQLAlchemy's AsyncConnection.
+_NEXT_ID = select(model_request_ids.next_value())
+_INSERT = insert(model_requests)
+_SAVE = _INSERT.on_conflict_do_update(
+    index_elements=[model_requests.c.id], set_={c: _INSERT.excluded[c] for c in _COLUMNS}
+)
+_OUTBOX_INSERT = insert(OUTBOX)
 
 RAW_NEXT_ID = "SELECT nextval('model_requests_id_seq')"
 RAW_SAVE = (

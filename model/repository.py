@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from model.domain import ModelRequest, State
 from model.tables import model_request_ids, model_requests
 from servicekit.db import EventSource, UnitOfWork
+from servicekit.sql import Sql, Statement
 
 _COLUMNS = (
     "user_id",
@@ -23,29 +24,34 @@ _COLUMNS = (
     "updated_at",
 )
 
-# The hot paths' statements, built once (building and cache-keying one costs more than
-# running it): executed with the values as parameters.
 _INSERT = insert(model_requests)
-_SAVE = _INSERT.on_conflict_do_update(
-    index_elements=[model_requests.c.id], set_={c: _INSERT.excluded[c] for c in _COLUMNS}
+_SAVE = Statement(
+    _INSERT.on_conflict_do_update(
+        index_elements=[model_requests.c.id], set_={c: _INSERT.excluded[c] for c in _COLUMNS}
+    ),
+    columns=("id", *_COLUMNS),
 )
-_GET = select(model_requests).where(model_requests.c.id == bindparam("id"))
-_GET_FOR_UPDATE = _GET.with_for_update()
-_NEXT_ID = select(model_request_ids.next_value())
+_BY_ID = select(model_requests).where(model_requests.c.id == bindparam("id"))
+_GET = Statement(_BY_ID)
+_GET_FOR_UPDATE = Statement(_BY_ID.with_for_update())
+_NEXT_ID = Statement(select(model_request_ids.next_value()))
 
 
 class ModelRequestRepository:
-    def __init__(self, session: AsyncSession, track: Callable[[EventSource], None]) -> None:
+    def __init__(
+        self, session: AsyncSession, sql: Sql, track: Callable[[EventSource], None]
+    ) -> None:
         self.session = session
+        self.sql = sql
         self.track = track
 
     async def next_id(self) -> int:
-        return int(await self.session.scalar(_NEXT_ID))
+        return int(await self.sql.fetchval(_NEXT_ID))
 
     async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None:
         """Load one request; locked by default so changes to one request serialize."""
         query = _GET_FOR_UPDATE if for_update else _GET
-        row = (await self.session.execute(query, {"id": id})).mappings().first()
+        row = await self.sql.fetchrow(query, {"id": id})
         if row is None:
             return None
         req = ModelRequest(**{**row, "state": State(row["state"])})
@@ -65,11 +71,11 @@ class ModelRequestRepository:
         self.track(req)
         values = {c: getattr(req, c) for c in _COLUMNS}
         values["state"] = req.state.value
-        await self.session.execute(_SAVE, {"id": req.id, **values})
+        await self.sql.execute(_SAVE, {"id": req.id, **values})
 
 
 class ModelUnitOfWork(UnitOfWork):
     requests: ModelRequestRepository
 
     def on_begin(self) -> None:
-        self.requests = ModelRequestRepository(self.session, self.track)
+        self.requests = ModelRequestRepository(self.session, self.sql, self.track)

@@ -211,7 +211,7 @@ class EventConsumer:
         outcomes: list[str] = []
         async with self.uow_factory() as uow:
             claimed = await claim_many(
-                uow.session, self.group_id, [(w.record.topic, w.envelope) for w in run]
+                uow.sql, self.group_id, [(w.record.topic, w.envelope) for w in run]
             )
             for work in run:
                 if work.envelope.id not in claimed:  # applied before, or earlier in this run
@@ -266,7 +266,7 @@ class EventConsumer:
 
     async def _apply(self, record: ConsumerRecord, envelope: Envelope, handler: Handler) -> str:
         async with self.uow_factory() as uow:
-            if not await claim(uow.session, self.group_id, record.topic, envelope):
+            if not await claim(uow.sql, self.group_id, record.topic, envelope):
                 return "duplicate"
             await handler(uow, envelope.event)
             await uow.commit()

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 
 from contracts import Event
 from servicekit.outbox import OutboxWriter
+from servicekit.sql import Sql
 
 log = structlog.get_logger(__name__)
 
@@ -124,9 +125,12 @@ class UnitOfWork:
     :attr:`session` is a Core connection (``execute``, ``scalar``), not an ORM session:
     every repository runs Core statements, and the ORM's session around them (its
     transaction bookkeeping, identity map, execution events) was a fifth of a request.
+    :attr:`sql` runs the hot paths' statements (:class:`servicekit.sql.Statement`) on the
+    same connection, in the same transaction, without SQLAlchemy's execution layer.
     """
 
     session: AsyncConnection
+    sql: Sql
     _depth = 0
 
     def __init__(
@@ -149,10 +153,21 @@ class UnitOfWork:
             self._depth = 0  # not entered: no __aexit__ comes
             raise
         # No begin(): the connection begins its transaction at the first statement.
+        self.sql = Sql(self._driver_connection)
         self._seen = []
         self._after_commit = []
         self.on_begin()
         return self
+
+    async def _driver_connection(self) -> asyncpg.Connection:
+        """The asyncpg connection under :attr:`session`, in this unit of work's transaction
+        (begun here if no statement began it): what :attr:`sql` runs its statements on."""
+        if not self.session.in_transaction():
+            await self.session.begin()
+        adapted = (await self.session.get_raw_connection()).dbapi_connection
+        if adapted._transaction is None:  # SQLAlchemy's adapter begins at its first statement
+            await adapted._start_transaction()
+        return adapted.driver_connection
 
     def on_begin(self) -> None:
         """Hook for subclasses to build repositories on the fresh session."""
@@ -172,7 +187,7 @@ class UnitOfWork:
     async def commit(self) -> None:
         for aggregate in self._seen:
             for event in aggregate.pull_events():
-                await self.outbox.add(self.session, event)
+                await self.outbox.add(self.sql, event)
         if self._depth > 1:
             return  # the outermost block commits
         await self.session.commit()

@@ -6,38 +6,57 @@ redelivered or re-driven event changes nothing the second time.
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import MetaData, String, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from servicekit.envelope import Envelope
+from servicekit.sql import Sql, Statement
 from servicekit.tables import inbox_table
 
 INBOX = inbox_table(MetaData())
 
-_CLAIM = insert(INBOX).on_conflict_do_nothing().returning(INBOX.c.event_id)  # built once
+_ROWS = (
+    func.unnest(
+        bindparam("event_ids", type_=ARRAY(String)),
+        bindparam("topics", type_=ARRAY(String)),
+        bindparam("ce_types", type_=ARRAY(String)),
+    )
+    .table_valued("event_id", "topic", "ce_type")
+    .render_derived(name="claimed")
+)
+_CLAIM = Statement(
+    insert(INBOX)
+    .from_select(
+        ["event_id", "consumer", "topic", "ce_type"],
+        select(
+            _ROWS.c.event_id, bindparam("consumer", type_=String), _ROWS.c.topic, _ROWS.c.ce_type
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(INBOX.c.event_id)
+)
+"""One statement for a batch of any size (one row per event given)."""
 
 
-async def claim(session: AsyncSession, group_id: str, topic: str, envelope: Envelope) -> bool:
+async def claim(sql: Sql, group_id: str, topic: str, envelope: Envelope) -> bool:
     """Record ``envelope``'s id in the inbox of ``group_id``, in the caller's transaction;
     False when that consumer applied it already."""
-    claimed = await session.execute(
-        _CLAIM,
-        {"event_id": envelope.id, "consumer": group_id, "topic": topic, "ce_type": envelope.type},
-    )
-    return claimed.first() is not None
+    return bool(await claim_many(sql, group_id, [(topic, envelope)]))
 
 
-async def claim_many(
-    session: AsyncSession, group_id: str, events: list[tuple[str, Envelope]]
-) -> set[str]:
+async def claim_many(sql: Sql, group_id: str, events: list[tuple[str, Envelope]]) -> set[str]:
     """:func:`claim` for many ``(topic, envelope)`` in one statement: the ids claimed now
     (an id given twice is claimed once)."""
-    claimed = await session.execute(
+    unique: dict[str, tuple[str, Envelope]] = {}
+    for topic, env in events:
+        unique.setdefault(env.id, (topic, env))
+    rows = await sql.fetch(
         _CLAIM,
-        [
-            {"event_id": env.id, "consumer": group_id, "topic": topic, "ce_type": env.type}
-            for topic, env in events
-        ],
+        {
+            "event_ids": list(unique),
+            "consumer": group_id,
+            "topics": [topic for topic, _ in unique.values()],
+            "ce_types": [env.type for _, env in unique.values()],
+        },
     )
-    return {row.event_id for row in claimed}
+    return {row["event_id"] for row in rows}

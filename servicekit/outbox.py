@@ -7,28 +7,36 @@ the state change. :mod:`servicekit.relay` publishes the committed rows.
 from __future__ import annotations
 
 from sqlalchemy import MetaData, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts import Event
 from servicekit.envelope import Envelope
+from servicekit.sql import Sql, Statement
 from servicekit.tables import outbox_table
 from servicekit.tracing import current_traceparent
 
 OUTBOX = outbox_table(MetaData())
 
-_OUTBOX_INSERT = insert(OUTBOX)
-"""Built once: executed with each event's values as parameters (building and cache-keying a
-statement with its values inlined cost more than running it)."""
+_COLUMNS = (
+    "event_id",
+    "topic",
+    "key",
+    "ce_type",
+    "source",
+    "occurred_at",
+    "payload",
+    "traceparent",
+)
+_OUTBOX_INSERT = Statement(insert(OUTBOX), columns=_COLUMNS)
 
 
 class OutboxWriter:
     def __init__(self, source: str) -> None:
         self.source = source
 
-    async def add(self, session: AsyncSession | AsyncConnection, event: Event) -> None:
+    async def add(self, sql: Sql, event: Event) -> None:
         """Stage ``event`` in the caller's transaction, with the current trace context."""
         envelope = Envelope.wrap(event, self.source, current_traceparent())
-        await session.execute(
+        await sql.execute(
             _OUTBOX_INSERT,
             {
                 "event_id": envelope.id,

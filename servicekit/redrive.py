@@ -132,7 +132,7 @@ class DeadLetterRedriver:
                 letter = await self._get(id, uow.session)
                 if letter is None or letter.status != Status.PARKED:
                     raise NotParked(f"dead letter {id} is no longer parked")
-                if not await claim(uow.session, letter.consumer, letter.topic, envelope):
+                if not await claim(uow.sql, letter.consumer, letter.topic, envelope):
                     await move(uow.session, letter, Action.SKIP, "skipped: already applied")
                     await uow.commit()
                     return await self._done(letter, "skipped", "already applied")

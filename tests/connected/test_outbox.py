@@ -92,7 +92,7 @@ async def test_a_rolled_back_change_leaves_neither_state_nor_event(
             async with uow:
                 req = handlers.ModelRequest.request(await uow.requests.next_id(), "u", "m")
                 await uow.requests.save(req)
-                await uow.outbox.add(uow.session, req.pull_events()[0])
+                await uow.outbox.add(uow.sql, req.pull_events()[0])
                 raise RuntimeError("crash before commit")
         async with runtime.engine.connect() as conn:
             counts = [

@@ -1,0 +1,109 @@
+"""The hot statements: declared in SQLAlchemy Core, compiled once, run on asyncpg.
+
+Every statement is declared with SQLAlchemy Core on the service's tables. Running one
+through SQLAlchemy's async layer costs about 140 µs of client CPU beyond asyncpg's own
+(the cache key, two greenlet hops, the result's wrapping: ``bench/db_layer.py``), on every
+statement of every request and every event applied. A :class:`Statement` is compiled
+once, at import, to the SQL asyncpg prepares (cached per connection) and the order of its
+parameters; :class:`Sql` runs it on the unit of work's connection, in its transaction.
+
+What a statement may hold is checked when it is compiled: no ``IN`` list expanded per
+call (use ``= ANY(:ids)``) and no Python-side column default (give the column a value or
+a server default), since those need SQLAlchemy's execution to fill them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql import ClauseElement
+
+_DIALECT = asyncpg_dialect()
+_NO_VALUE = object()
+
+Params = Mapping[str, Any]
+
+
+class Statement:
+    """``statement`` compiled for asyncpg. For an INSERT, ``columns`` names the columns
+    given a value (the others take their server defaults)."""
+
+    __slots__ = ("_binds", "sql")
+
+    def __init__(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> None:
+        compiled = statement.compile(
+            dialect=_DIALECT, column_keys=list(columns) if columns is not None else None
+        )
+        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+            raise ValueError(f"a Python-side column default needs SQLAlchemy: {compiled.string}")
+        processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors
+        binds: list[tuple[str, Callable[[Any], Any] | None, Any]] = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            if bind.expanding:
+                raise ValueError(f"an expanding IN list in {compiled.string}: use = ANY(:{name})")
+            fixed = bind.value if bind.value is not None or not bind.required else _NO_VALUE
+            binds.append((name, processors.get(name), fixed))
+        self.sql: str = compiled.string
+        self._binds = tuple(binds)
+
+    def args(self, params: Params | None) -> list[Any]:
+        """The positional arguments for ``params`` (by bind name); a bind the statement
+        fixed (a literal, a limit) takes its own value unless ``params`` names it."""
+        given = params or {}
+        out = []
+        for name, process, fixed in self._binds:
+            value = given.get(name, fixed)
+            if value is _NO_VALUE:
+                raise KeyError(f"no value for :{name} in {self.sql}")
+            out.append(process(value) if process is not None and value is not None else value)
+        return out
+
+
+class Connection(Protocol):
+    """What :class:`Sql` needs of a connection: asyncpg's, in an open transaction."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+    async def execute(self, query: str, *args: Any) -> str: ...
+    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None: ...
+
+
+class Sql:
+    """:class:`Statement`s run on one asyncpg connection; ``begin`` is awaited before the
+    first (the unit of work's transaction starts at its first statement)."""
+
+    __slots__ = ("_conn", "_connect")
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect  # async () -> asyncpg connection in the open transaction
+        self._conn: Connection | None = None
+
+    async def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = await self._connect()
+        return conn
+
+    async def fetch(self, statement: Statement, params: Params | None = None) -> list[Any]:
+        return await (await self._connection()).fetch(statement.sql, *statement.args(params))
+
+    async def fetchrow(self, statement: Statement, params: Params | None = None) -> Any:
+        return await (await self._connection()).fetchrow(statement.sql, *statement.args(params))
+
+    async def fetchval(self, statement: Statement, params: Params | None = None) -> Any:
+        return await (await self._connection()).fetchval(statement.sql, *statement.args(params))
+
+    async def execute(self, statement: Statement, params: Params | None = None) -> int:
+        """Run ``statement``; the rows it changed."""
+        status = await (await self._connection()).execute(statement.sql, *statement.args(params))
+        count = status.rsplit(" ", 1)[-1]
+        return int(count) if count.isdigit() else 0
+
+    async def executemany(self, statement: Statement, many: Iterable[Params]) -> None:
+        conn = await self._connection()
+        await conn.executemany(statement.sql, [statement.args(params) for params in many])
