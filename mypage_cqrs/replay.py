@@ -60,6 +60,7 @@ from mypage_cqrs.view import MyRequest
 from servicekit.db import make_engine
 from servicekit.kafka import client_security
 from servicekit.outbox import OutboxWriter
+from servicekit.sql import Sql
 
 __all__ = ["RebuildReport", "ReplayInProgress", "ReplayIncomplete", "ReplayRefused", "rebuild"]
 
@@ -266,7 +267,7 @@ async def _write_rebuild_table(
     async with sessionmaker() as session, session.begin():
         await session.execute(text(f"DROP TABLE IF EXISTS {REBUILD}"))
         await session.execute(text(f"CREATE TABLE {REBUILD} (LIKE {MY_REQUESTS} INCLUDING ALL)"))
-        await MyRequestRepository(session, rebuild_table).add_all(rows)
+        await MyRequestRepository(session, Sql(session), rebuild_table).add_all(rows)
 
 
 async def _write_timeline_rebuild_table(
@@ -277,7 +278,7 @@ async def _write_timeline_rebuild_table(
         await session.execute(
             text(f"CREATE TABLE {TIMELINE_REBUILD} (LIKE {REQUEST_TIMELINE} INCLUDING ALL)")
         )
-        await TimelineRepository(session, timeline_rebuild_table).add(entries)
+        await TimelineRepository(session, Sql(session), timeline_rebuild_table).add(entries)
 
 
 async def _swap(engine: AsyncEngine) -> None:

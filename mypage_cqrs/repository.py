@@ -15,6 +15,7 @@ from mypage_cqrs.tables import my_requests, request_timeline
 from mypage_cqrs.timeline import Entry
 from mypage_cqrs.view import MyRequest
 from servicekit.db import UnitOfWork
+from servicekit.sql import Sql, Statement
 
 INSERT_BATCH = 1000
 
@@ -23,49 +24,62 @@ def values_of(row: MyRequest) -> dict[str, Any]:
     return dataclasses.asdict(row)
 
 
+_ROW_COLUMNS = tuple(f.name for f in dataclasses.fields(MyRequest))
+_ENTRY_COLUMNS = tuple(f.name for f in dataclasses.fields(Entry))
+
+
 @lru_cache(maxsize=16)
-def _statements(table: Table) -> dict[str, Any]:
-    """The per-event statements on ``table``, built once (an event applies two or three)."""
+def _statements(table: Table) -> dict[str, Statement]:
+    """The per-event statements on ``table``, compiled once (an event applies two or three)."""
     c = table.c
+    by_id = select(table).where(c.id == bindparam("id"))
     return {
-        "get": select(table).where(c.id == bindparam("id")),
-        "get_locked": select(table).where(c.id == bindparam("id")).with_for_update(),
-        "add_if_absent": insert(table)
-        .on_conflict_do_nothing(index_elements=[c.id])
-        .returning(c.id),
-        "update": update(table)
-        .where(c.id == bindparam("row_id"))
-        .values({col.name: bindparam(col.name) for col in table.columns if col.name != "id"}),
+        "get": Statement(by_id),
+        "get_locked": Statement(by_id.with_for_update()),
+        "add_if_absent": Statement(
+            insert(table).on_conflict_do_nothing(index_elements=[c.id]).returning(c.id),
+            columns=_ROW_COLUMNS,
+        ),
+        "update": Statement(
+            update(table)
+            .where(c.id == bindparam("row_id"))
+            .values({name: bindparam(name) for name in _ROW_COLUMNS if name != "id"})
+        ),
     }
 
 
 @lru_cache(maxsize=16)
-def _timeline_insert(table: Table) -> Any:
-    return insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id, table.c.part])
+def _timeline_insert(table: Table) -> Statement:
+    return Statement(
+        insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id, table.c.part]),
+        columns=_ENTRY_COLUMNS,
+    )
 
 
 class MyRequestRepository:
     """Rows of ``table``: the live view, or the table a replay builds."""
 
-    def __init__(self, session: AsyncSession, table: Table = my_requests) -> None:
+    def __init__(self, session: AsyncSession, sql: Sql, table: Table = my_requests) -> None:
         self.session = session
+        self.sql = sql
         self.table = table
-        self._sql = _statements(table)
+        self._statements = _statements(table)
 
     async def get(self, id: str, *, for_update: bool = False) -> MyRequest | None:
-        query = self._sql["get_locked" if for_update else "get"]
-        row = (await self.session.execute(query, {"id": id})).mappings().first()
+        query = self._statements["get_locked" if for_update else "get"]
+        row = await self.sql.fetchrow(query, {"id": id})
         return MyRequest(**row) if row is not None else None
 
     async def add_if_absent(self, row: MyRequest) -> bool:
         """Insert ``row`` unless its id exists; True if it was inserted."""
-        inserted = await self.session.execute(self._sql["add_if_absent"], values_of(row))
-        return inserted.first() is not None
+        return (
+            await self.sql.fetchrow(self._statements["add_if_absent"], values_of(row)) is not None
+        )
 
     async def update(self, row: MyRequest) -> None:
         values = values_of(row)
         values["row_id"] = values.pop("id")
-        await self.session.execute(self._sql["update"], values)
+        await self.sql.execute(self._statements["update"], values)
 
     async def add_all(self, rows: Iterable[MyRequest]) -> None:
         values = [values_of(r) for r in rows]
@@ -98,16 +112,19 @@ class MyRequestRepository:
 class TimelineRepository:
     """Timeline entries in ``table``: the live one, or the table a replay builds."""
 
-    def __init__(self, session: AsyncSession, table: Table = request_timeline) -> None:
+    def __init__(self, session: AsyncSession, sql: Sql, table: Table = request_timeline) -> None:
         self.session = session
+        self.sql = sql
         self.table = table
 
     async def add(self, entries: Iterable[Entry]) -> None:
         """Write entries; one already there (same event and part) stays as it is."""
         values = [dataclasses.asdict(e) for e in entries]
         statement = _timeline_insert(self.table)
-        for start in range(0, len(values), INSERT_BATCH):
-            await self.session.execute(statement, values[start : start + INSERT_BATCH])
+        if len(values) == 1:
+            await self.sql.execute(statement, values[0])
+        elif values:
+            await self.sql.executemany(statement, values)
 
     async def of(self, request: str) -> list[Entry]:
         """One request's entries (unordered: see ``timeline.ordered``)."""
@@ -125,5 +142,5 @@ class MypageUnitOfWork(UnitOfWork):
     timeline: TimelineRepository
 
     def on_begin(self) -> None:
-        self.requests = MyRequestRepository(self.session)
-        self.timeline = TimelineRepository(self.session)
+        self.requests = MyRequestRepository(self.session, self.sql)
+        self.timeline = TimelineRepository(self.session, self.sql)

@@ -153,21 +153,11 @@ class UnitOfWork:
             self._depth = 0  # not entered: no __aexit__ comes
             raise
         # No begin(): the connection begins its transaction at the first statement.
-        self.sql = Sql(self._driver_connection)
+        self.sql = Sql(self.session)
         self._seen = []
         self._after_commit = []
         self.on_begin()
         return self
-
-    async def _driver_connection(self) -> asyncpg.Connection:
-        """The asyncpg connection under :attr:`session`, in this unit of work's transaction
-        (begun here if no statement began it): what :attr:`sql` runs its statements on."""
-        if not self.session.in_transaction():
-            await self.session.begin()
-        adapted = (await self.session.get_raw_connection()).dbapi_connection
-        if adapted._transaction is None:  # SQLAlchemy's adapter begins at its first statement
-            await adapted._start_transaction()
-        return adapted.driver_connection
 
     def on_begin(self) -> None:
         """Hook for subclasses to build repositories on the fresh session."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
 _DIALECT = asyncpg_dialect()
@@ -73,20 +74,33 @@ class Connection(Protocol):
     async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None: ...
 
 
+async def driver_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under ``conn``, in ``conn``'s transaction (begun here if no
+    statement began it yet), so statements on either commit or roll back together."""
+    if isinstance(conn, AsyncSession):
+        conn = await conn.connection()
+    if not conn.in_transaction():
+        await conn.begin()
+    adapted = (await conn.get_raw_connection()).dbapi_connection
+    if adapted._transaction is None:  # SQLAlchemy's adapter begins at its first statement
+        await adapted._start_transaction()
+    return adapted.driver_connection
+
+
 class Sql:
-    """:class:`Statement`s run on one asyncpg connection; ``begin`` is awaited before the
-    first (the unit of work's transaction starts at its first statement)."""
+    """:class:`Statement`s run on the asyncpg connection under a SQLAlchemy connection
+    (or session), in its transaction; the connection is looked up at the first one."""
 
-    __slots__ = ("_conn", "_connect")
+    __slots__ = ("_conn", "_over")
 
-    def __init__(self, connect: Callable[[], Any]) -> None:
-        self._connect = connect  # async () -> asyncpg connection in the open transaction
+    def __init__(self, over: AsyncConnection | AsyncSession) -> None:
+        self._over = over
         self._conn: Connection | None = None
 
     async def _connection(self) -> Connection:
         conn = self._conn
         if conn is None:
-            conn = self._conn = await self._connect()
+            conn = self._conn = await driver_connection(self._over)
         return conn
 
     async def fetch(self, statement: Statement, params: Params | None = None) -> list[Any]:

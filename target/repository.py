@@ -4,52 +4,64 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from asyncpg import Record
 from sqlalchemy import RowMapping, String, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import EventSource, UnitOfWork
+from servicekit.sql import Sql, Statement
 from target.domain import ModelRecord, State, TargetRequest
 from target.tables import model_requests, target_ids, targets
 
 _COLUMNS = ("user_id", "type", "model_request_id", "state", "reason", "created_at", "updated_at")
 _OPEN = (State.REQUESTED.value, State.APPROVED.value)
 
-# The hot paths' statements (a POST, each model event), built once: building and
-# cache-keying one costs more than running it. Executed with the values as parameters.
-_NEXT_ID = select(target_ids.next_value())
-_GET = select(targets).where(targets.c.id == bindparam("id"))
-_GET_FOR_UPDATE = _GET.with_for_update()
+_BY_ID = select(targets).where(targets.c.id == bindparam("id"))
+_NEXT_ID = Statement(select(target_ids.next_value()))
+_GET = Statement(_BY_ID)
+_GET_FOR_UPDATE = Statement(_BY_ID.with_for_update())
 _INSERT = insert(targets)
-_SAVE = _INSERT.on_conflict_do_update(
-    index_elements=[targets.c.id], set_={c: _INSERT.excluded[c] for c in _COLUMNS}
+_SAVE = Statement(
+    _INSERT.on_conflict_do_update(
+        index_elements=[targets.c.id], set_={c: _INSERT.excluded[c] for c in _COLUMNS}
+    ),
+    columns=("id", *_COLUMNS),
 )
 _LOCK_KEY = func.hashtextextended(
     func.concat("target.model_requests:", bindparam("id", type_=String)), 0
 )
-_LOCK = select(func.pg_advisory_xact_lock(_LOCK_KEY))
-_LOCK_SHARED = select(func.pg_advisory_xact_lock_shared(_LOCK_KEY))
+_LOCK = Statement(select(func.pg_advisory_xact_lock(_LOCK_KEY)))
+_LOCK_SHARED = Statement(select(func.pg_advisory_xact_lock_shared(_LOCK_KEY)))
 _RECORD_COLUMNS = ("state", "updated_at", "user_id")
-_GET_RECORD = select(model_requests).where(model_requests.c.model_request_id == bindparam("id"))
+_GET_RECORD = Statement(
+    select(model_requests).where(model_requests.c.model_request_id == bindparam("id"))
+)
 _INSERT_RECORD = insert(model_requests)
-_SAVE_RECORD = _INSERT_RECORD.on_conflict_do_update(
-    index_elements=[model_requests.c.model_request_id],
-    set_={c: _INSERT_RECORD.excluded[c] for c in _RECORD_COLUMNS},
+_SAVE_RECORD = Statement(
+    _INSERT_RECORD.on_conflict_do_update(
+        index_elements=[model_requests.c.model_request_id],
+        set_={c: _INSERT_RECORD.excluded[c] for c in _RECORD_COLUMNS},
+    ),
+    columns=("model_request_id", *_RECORD_COLUMNS),
 )
 
 
 class TargetRepository:
-    def __init__(self, session: AsyncSession, track: Callable[[EventSource], None]) -> None:
+    def __init__(
+        self, session: AsyncSession, sql: Sql, track: Callable[[EventSource], None]
+    ) -> None:
         self.session = session
+        self.sql = sql
         self.track = track
 
     async def next_id(self) -> int:
-        return int(await self.session.scalar(_NEXT_ID))
+        return int(await self.sql.fetchval(_NEXT_ID))
 
     async def get(self, id: int, *, for_update: bool = True) -> TargetRequest | None:
         """Load one target; locked by default so changes to one target serialize."""
         query = _GET_FOR_UPDATE if for_update else _GET
-        row = (await self.session.execute(query, {"id": id})).mappings().first()
+        row = await self.sql.fetchrow(query, {"id": id})
         if row is None:
             return None
         req = _target(row)
@@ -82,12 +94,13 @@ class TargetRepository:
         self.track(req)
         values = {c: getattr(req, c) for c in _COLUMNS}
         values["state"] = req.state.value
-        await self.session.execute(_SAVE, {"id": req.id, **values})
+        await self.sql.execute(_SAVE, {"id": req.id, **values})
 
 
 class ModelRecordRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, sql: Sql) -> None:
         self.session = session
+        self.sql = sql
 
     async def lock(self, model_request_id: int, *, shared: bool = False) -> None:
         """Serialize, until the transaction ends, new targets of a model (``shared``) with
@@ -95,10 +108,10 @@ class ModelRecordRepository:
         a target accepted concurrently with the model's cancellation is then either
         refused or cancelled by it, never left behind."""
         lock = _LOCK_SHARED if shared else _LOCK
-        await self.session.execute(lock, {"id": str(model_request_id)})
+        await self.sql.fetchval(lock, {"id": str(model_request_id)})
 
     async def get(self, model_request_id: int) -> ModelRecord | None:
-        row = (await self.session.execute(_GET_RECORD, {"id": model_request_id})).mappings().first()
+        row = await self.sql.fetchrow(_GET_RECORD, {"id": model_request_id})
         return ModelRecord(**row) if row is not None else None
 
     async def states(self, model_request_ids: Iterable[int]) -> dict[int, str]:
@@ -112,12 +125,12 @@ class ModelRecordRepository:
 
     async def save(self, record: ModelRecord) -> None:
         values = {"state": record.state, "updated_at": record.updated_at, "user_id": record.user_id}
-        await self.session.execute(
+        await self.sql.execute(
             _SAVE_RECORD, {"model_request_id": record.model_request_id, **values}
         )
 
 
-def _target(row: RowMapping) -> TargetRequest:
+def _target(row: RowMapping | Record) -> TargetRequest:
     return TargetRequest(**{**row, "state": State(row["state"])})
 
 
@@ -126,5 +139,5 @@ class TargetUnitOfWork(UnitOfWork):
     models: ModelRecordRepository
 
     def on_begin(self) -> None:
-        self.targets = TargetRepository(self.session, self.track)
-        self.models = ModelRecordRepository(self.session)
+        self.targets = TargetRepository(self.session, self.sql, self.track)
+        self.models = ModelRecordRepository(self.session, self.sql)
