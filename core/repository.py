@@ -6,14 +6,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.domain import Job, Kind, State
 from core.tables import job_ids, jobs
 from servicekit.db import EventSource, UnitOfWork
 from servicekit.outbox import OutboxWriter
+from servicekit.sql import Sql, Statement
 from servicekit.tracing import current_traceparent
 
 _COLUMNS = (
@@ -44,15 +45,39 @@ _COLUMNS = (
 )
 
 
-_COUNT_QUEUED = select(func.count()).select_from(jobs).where(jobs.c.state == State.QUEUED.value)
-
-
-# The statements of every write to a job (a step, a renewal, an end), built once.
-_GET = select(jobs).where(jobs.c.id == bindparam("job_id"))
-_NEXT_ID = select(job_ids.next_value())
-_GET_LOCKED = _GET.with_for_update()
-_SAVE = (
+# Every statement of the queue's hot path (a claim, a step, a renewal, an end), compiled once.
+_COUNT_QUEUED = Statement(
+    select(func.count()).select_from(jobs).where(jobs.c.state == State.QUEUED.value)
+)
+_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_GET = Statement(_BY_ID)
+_GET_LOCKED = Statement(_BY_ID.with_for_update())
+_BY_REQUEST = select(jobs).where(
+    jobs.c.kind == bindparam("kind"), jobs.c.request_id == bindparam("request_id")
+)
+_GET_FOR_REQUEST = Statement(_BY_REQUEST)
+_GET_FOR_REQUEST_LOCKED = Statement(_BY_REQUEST.with_for_update())
+_NEXT_ID = Statement(select(job_ids.next_value()))
+_ENQUEUE = Statement(
+    insert(jobs).on_conflict_do_nothing(constraint="uq_jobs_kind_request").returning(jobs.c.id),
+    columns=("id", *_COLUMNS),
+)
+_SAVE = Statement(
     update(jobs).where(jobs.c.id == bindparam("job_id")).values({c: bindparam(c) for c in _COLUMNS})
+)
+_OPEN_STATES = [State.QUEUED.value, State.RUNNING.value]
+_CLAIMABLE = Statement(
+    select(jobs)
+    .where(
+        jobs.c.state == any_(bindparam("open", _OPEN_STATES, type_=ARRAY(String))),
+        or_(
+            and_(jobs.c.state == State.QUEUED.value, jobs.c.available_at <= bindparam("now")),
+            and_(jobs.c.state == State.RUNNING.value, jobs.c.lease_expires_at < bindparam("now")),
+        ),
+    )
+    .order_by(jobs.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
 )
 
 
@@ -71,28 +96,24 @@ class JobRepository:
     def __init__(
         self,
         session: AsyncSession,
+        sql: Sql,
         track: Callable[[EventSource], None],
         enqueued: Callable[[], None],
     ) -> None:
         self.session = session
+        self.sql = sql
         self.track = track
         self._enqueued = enqueued
 
     async def next_id(self) -> int:
-        return int(await self.session.scalar(_NEXT_ID))
+        return int(await self.sql.fetchval(_NEXT_ID))
 
     async def enqueue(self, job: Job) -> bool:
         """Add a job; False if its request already has a job of that kind (a redelivery).
 
         The job keeps the current trace context, so the work it does joins that trace."""
         job.traceparent = job.traceparent or current_traceparent()
-        added = await self.session.execute(
-            insert(jobs)
-            .values(id=job.id, **_values(job))
-            .on_conflict_do_nothing(constraint="uq_jobs_kind_request")
-            .returning(jobs.c.id)
-        )
-        if added.first() is None:
+        if await self.sql.fetchval(_ENQUEUE, {"id": job.id, **_values(job)}) is None:
             return False
         self.track(job)
         self._enqueued()
@@ -101,36 +122,19 @@ class JobRepository:
     async def get(self, id: int, *, for_update: bool = True) -> Job | None:
         """Load one job; locked by default, so every change to a job is serialized."""
         query = _GET_LOCKED if for_update else _GET
-        row = (await self.session.execute(query, {"job_id": id})).mappings().first()
-        if row is None:
-            return None
-        job = _job(row)
-        self.track(job)
-        return job
+        return self._tracked(await self.sql.fetchrow(query, {"job_id": id}))
 
     async def get_for_request(
         self, kind: Kind, request_id: str, *, for_update: bool = True
     ) -> Job | None:
-        query = select(jobs).where(jobs.c.kind == kind.value, jobs.c.request_id == request_id)
-        return await self._one(query, for_update)
+        query = _GET_FOR_REQUEST_LOCKED if for_update else _GET_FOR_REQUEST
+        row = await self.sql.fetchrow(query, {"kind": kind.value, "request_id": request_id})
+        return self._tracked(row)
 
     async def claimable(self, now: datetime, limit: int) -> list[Job]:
         """Up to ``limit`` jobs a worker may take now, oldest first, locked; rows other
         workers hold locked are skipped, so concurrent claims never take the same job."""
-        query = (
-            select(jobs)
-            .where(
-                jobs.c.state.in_((State.QUEUED.value, State.RUNNING.value)),
-                or_(
-                    and_(jobs.c.state == State.QUEUED.value, jobs.c.available_at <= now),
-                    and_(jobs.c.state == State.RUNNING.value, jobs.c.lease_expires_at < now),
-                ),
-            )
-            .order_by(jobs.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = (await self.session.execute(query)).mappings().all()
+        rows = await self.sql.fetch(_CLAIMABLE, {"now": now, "limit": limit})
         claimed = [_job(row) for row in rows]
         for job in claimed:
             self.track(job)
@@ -158,21 +162,18 @@ class JobRepository:
     async def count_queued(self) -> int:
         """Jobs waiting in the queue (an index range of ``ix_jobs_state_kind``, not a count
         of every job the table ever held)."""
-        return int(await self.session.scalar(_COUNT_QUEUED) or 0)
+        return int(await self.sql.fetchval(_COUNT_QUEUED) or 0)
 
     async def save(self, job: Job) -> None:
         self.track(job)
-        await self.session.execute(_SAVE, {**_values(job), "job_id": job.id})
+        await self.sql.execute(_SAVE, {**_values(job), "job_id": job.id})
 
     async def requeue(self, job: Job) -> None:
         """Store a job that is queued again (re-driven); the worker wakes after the commit."""
         await self.save(job)
         self._enqueued()
 
-    async def _one(self, query: Any, for_update: bool) -> Job | None:
-        if for_update:
-            query = query.with_for_update()
-        row = (await self.session.execute(query)).mappings().first()
+    def _tracked(self, row: Mapping[str, Any] | None) -> Job | None:
         if row is None:
             return None
         job = _job(row)
@@ -198,7 +199,7 @@ class CoreUnitOfWork(UnitOfWork):
 
     def on_begin(self) -> None:
         self._added = False
-        self.jobs = JobRepository(self.session, self.track, self._mark_added)
+        self.jobs = JobRepository(self.session, self.sql, self.track, self._mark_added)
 
     def _mark_added(self) -> None:
         self._added = True
