@@ -6,15 +6,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, any_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.domain import Job, Kind, State
-from core.tables import job_ids, jobs
+from core.tables import CLAIMABLE, job_ids, jobs
 from servicekit.db import EventSource, UnitOfWork
 from servicekit.outbox import OutboxWriter
-from servicekit.sql import Sql, Statement
+from servicekit.sql import Sql, Statement, constant
 from servicekit.tracing import current_traceparent
 
 _COLUMNS = (
@@ -46,9 +46,8 @@ _COLUMNS = (
 
 
 # Every statement of the queue's hot path (a claim, a step, a renewal, an end), compiled once.
-_COUNT_QUEUED = Statement(
-    select(func.count()).select_from(jobs).where(jobs.c.state == State.QUEUED.value)
-)
+_QUEUED, _RUNNING = constant(State.QUEUED.value), constant(State.RUNNING.value)
+_COUNT_QUEUED = Statement(select(func.count()).select_from(jobs).where(jobs.c.state == _QUEUED))
 _BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _GET = Statement(_BY_ID)
 _GET_LOCKED = Statement(_BY_ID.with_for_update())
@@ -65,14 +64,13 @@ _ENQUEUE = Statement(
 _SAVE = Statement(
     update(jobs).where(jobs.c.id == bindparam("job_id")).values({c: bindparam(c) for c in _COLUMNS})
 )
-_OPEN_STATES = [State.QUEUED.value, State.RUNNING.value]
 _CLAIMABLE = Statement(
     select(jobs)
     .where(
-        jobs.c.state == any_(bindparam("open", _OPEN_STATES, type_=ARRAY(String))),
+        CLAIMABLE,  # the predicate of the partial index ix_jobs_claimable
         or_(
-            and_(jobs.c.state == State.QUEUED.value, jobs.c.available_at <= bindparam("now")),
-            and_(jobs.c.state == State.RUNNING.value, jobs.c.lease_expires_at < bindparam("now")),
+            and_(jobs.c.state == _QUEUED, jobs.c.available_at <= bindparam("now")),
+            and_(jobs.c.state == _RUNNING, jobs.c.lease_expires_at < bindparam("now")),
         ),
     )
     .order_by(jobs.c.id)

@@ -15,6 +15,7 @@ from notice.domain import LIFECYCLE, Action, Status
 from notice.messages import Notice, TargetInfo
 from notice.tables import notice_targets, notifications
 from servicekit.db import UnitOfWork
+from servicekit.sql import Sql, Statement, constant
 from servicekit.tracing import current_traceparent
 
 
@@ -48,14 +49,14 @@ def _claim_next() -> Select[Any]:
         return [
             other.c.request_kind == n.c.request_kind,
             other.c.request_id == n.c.request_id,
-            other.c.status.in_(UNSENT),
+            other.c.status.in_([constant(status) for status in UNSENT]),
         ]
 
     has_next = select(literal(1)).where(*same_request_unsent(later), later.c.id > n.c.id).exists()
     return (
         select(n, has_next.label("has_next"))
         .where(
-            n.c.status == Status.PENDING.value,
+            n.c.status == constant(Status.PENDING.value),  # ix_notifications_pending_id
             n.c.next_attempt_at <= func.now(),
             # OFFSET 0 keeps this a subplan run per candidate with its index condition:
             # as an anti-join, a planner on stale statistics (a table that just grew)
@@ -71,33 +72,43 @@ def _claim_next() -> Select[Any]:
     )
 
 
-# The statements of every event and every message, built once.
-_CLAIM_NEXT = _claim_next()
-_ADD = (
+# The statements of every event and every message, compiled once.
+_CLAIM_NEXT = Statement(_claim_next())
+_ADD_COLUMNS = ("event_id", "event_type", "user_id", "request_kind", "request_id", "text")
+_ADD = Statement(
     insert(notifications)
     .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
-    .returning(notifications.c.id)
+    .returning(notifications.c.id),
+    columns=(*_ADD_COLUMNS, "status", "attempts", "traceparent"),
 )
-_MARK_SENT = (
+_MARK_SENT = Statement(
     update(notifications)
     .where(notifications.c.id == bindparam("notification_id"))
     .values(status=bindparam("status_now"), attempts=bindparam("attempts_now"), sent_at=func.now())
 )
+_TARGET_COLUMNS = ("user_id", "type", "model_request_id")
 _new_target = insert(notice_targets)
-_REMEMBER = _new_target.on_conflict_do_update(
-    index_elements=[notice_targets.c.id],
-    set_={c: _new_target.excluded[c] for c in ("user_id", "type", "model_request_id")},
+_REMEMBER = Statement(
+    _new_target.on_conflict_do_update(
+        index_elements=[notice_targets.c.id],
+        set_={c: _new_target.excluded[c] for c in _TARGET_COLUMNS},
+    ),
+    columns=("id", *_TARGET_COLUMNS),
 )
+_TARGET = Statement(select(notice_targets).where(notice_targets.c.id == bindparam("id")))
 
 
 class NotificationRepository:
-    def __init__(self, session: AsyncSession, on_added: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self, session: AsyncSession, sql: Sql, on_added: Callable[[], object] | None = None
+    ) -> None:
         self.session = session
+        self.sql = sql
         self.on_added = on_added
 
     async def add(self, notice: Notice, event_id: str, event_type: str) -> bool:
         """Store a pending notification; False if one for this event exists already."""
-        stored = await self.session.execute(
+        stored = await self.sql.fetchval(
             _ADD,
             {
                 "event_id": event_id,
@@ -111,7 +122,7 @@ class NotificationRepository:
                 "traceparent": current_traceparent(),
             },
         )
-        added = stored.first() is not None
+        added = stored is not None
         if added and self.on_added is not None:
             self.on_added()
         return added
@@ -152,12 +163,12 @@ class NotificationRepository:
         each request's changes in order. Rows locked by another sender are skipped.
         The claimed one says whether a later one of its request waits behind it.
         """
-        row = (await self.session.execute(_CLAIM_NEXT)).mappings().first()
+        row = await self.sql.fetchrow(_CLAIM_NEXT)
         return Notification(**row) if row is not None else None
 
     async def mark_sent(self, n: Notification, attempts: int) -> None:
         status = LIFECYCLE.next(n.id, Status(n.status), Action.SEND)
-        await self.session.execute(
+        await self.sql.execute(
             _MARK_SENT,
             {"notification_id": n.id, "status_now": status.value, "attempts_now": attempts},
         )
@@ -249,11 +260,11 @@ class NotificationRepository:
 
 
 class TargetDirectory:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
 
     async def remember(self, info: TargetInfo) -> None:
-        await self.session.execute(
+        await self.sql.execute(
             _REMEMBER,
             {
                 "id": info.id,
@@ -264,11 +275,7 @@ class TargetDirectory:
         )
 
     async def get(self, id: int) -> TargetInfo | None:
-        row = (
-            (await self.session.execute(select(notice_targets).where(notice_targets.c.id == id)))
-            .mappings()
-            .first()
-        )
+        row = await self.sql.fetchrow(_TARGET, {"id": id})
         return TargetInfo(**row) if row is not None else None
 
 
@@ -280,8 +287,8 @@ class NoticeUnitOfWork(UnitOfWork):
     """Called once a transaction that queued a notification commits (wakes the sender)."""
 
     def on_begin(self) -> None:
-        self.notifications = NotificationRepository(self.session, self._queued)
-        self.targets = TargetDirectory(self.session)
+        self.notifications = NotificationRepository(self.session, self.sql, self._queued)
+        self.targets = TargetDirectory(self.sql)
 
     def _queued(self) -> None:
         if self.on_queued is not None:

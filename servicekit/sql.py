@@ -14,10 +14,12 @@ a server default), since those need SQLAlchemy's execution to fill them in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import asyncpg
+from sqlalchemy import ColumnElement, literal_column
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ClauseElement
@@ -26,6 +28,16 @@ _DIALECT = asyncpg_dialect()
 _NO_VALUE = object()
 
 Params = Mapping[str, Any]
+_WORD = re.compile(r"[a-z_]+")
+
+
+def constant(value: str) -> ColumnElement[Any]:
+    """``value`` (a state's name) written into the statement, not passed as a parameter:
+    a prepared statement's generic plan can then use a partial index whose predicate
+    names it (``WHERE status = 'pending'``)."""
+    if not _WORD.fullmatch(value):
+        raise ValueError(f"not a plain word: {value!r}")
+    return literal_column(f"'{value}'")
 
 
 class Statement:
