@@ -14,7 +14,7 @@ from core.domain import Job, Kind, State
 from core.tables import CLAIMABLE, job_ids, jobs
 from servicekit.db import EventSource, UnitOfWork
 from servicekit.outbox import OutboxWriter
-from servicekit.sql import Sql, Statement, constant
+from servicekit.sql import IdBlocks, Sql, Statement, constant
 from servicekit.tracing import current_traceparent
 
 _COLUMNS = (
@@ -56,7 +56,7 @@ _BY_REQUEST = select(jobs).where(
 )
 _GET_FOR_REQUEST = Statement(_BY_REQUEST)
 _GET_FOR_REQUEST_LOCKED = Statement(_BY_REQUEST.with_for_update())
-_NEXT_ID = Statement(select(job_ids.next_value()))
+_IDS = IdBlocks(job_ids)
 _ENQUEUE = Statement(
     insert(jobs).on_conflict_do_nothing(constraint="uq_jobs_kind_request").returning(jobs.c.id),
     columns=("id", *_COLUMNS),
@@ -104,7 +104,7 @@ class JobRepository:
         self._enqueued = enqueued
 
     async def next_id(self) -> int:
-        return int(await self.sql.fetchval(_NEXT_ID))
+        return await _IDS.next(self.sql)
 
     async def enqueue(self, job: Job) -> bool:
         """Add a job; False if its request already has a job of that kind (a redelivery).

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from model.domain import ModelRequest, State
 from model.tables import model_request_ids, model_requests
 from servicekit.db import EventSource, UnitOfWork
-from servicekit.sql import Sql, Statement
+from servicekit.sql import IdBlocks, Sql, Statement
 
 _COLUMNS = (
     "user_id",
@@ -34,7 +34,7 @@ _SAVE = Statement(
 _BY_ID = select(model_requests).where(model_requests.c.id == bindparam("id"))
 _GET = Statement(_BY_ID)
 _GET_FOR_UPDATE = Statement(_BY_ID.with_for_update())
-_NEXT_ID = Statement(select(model_request_ids.next_value()))
+_IDS = IdBlocks(model_request_ids)
 
 
 class ModelRequestRepository:
@@ -46,7 +46,7 @@ class ModelRequestRepository:
         self.track = track
 
     async def next_id(self) -> int:
-        return int(await self.sql.fetchval(_NEXT_ID))
+        return await _IDS.next(self.sql)
 
     async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None:
         """Load one request; locked by default so changes to one request serialize."""

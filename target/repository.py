@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import EventSource, UnitOfWork
-from servicekit.sql import Sql, Statement
+from servicekit.sql import IdBlocks, Sql, Statement
 from target.domain import ModelRecord, State, TargetRequest
 from target.tables import model_requests, target_ids, targets
 
@@ -18,7 +18,7 @@ _COLUMNS = ("user_id", "type", "model_request_id", "state", "reason", "created_a
 _OPEN = (State.REQUESTED.value, State.APPROVED.value)
 
 _BY_ID = select(targets).where(targets.c.id == bindparam("id"))
-_NEXT_ID = Statement(select(target_ids.next_value()))
+_IDS = IdBlocks(target_ids)
 _GET = Statement(_BY_ID)
 _GET_FOR_UPDATE = Statement(_BY_ID.with_for_update())
 _INSERT = insert(targets)
@@ -56,7 +56,7 @@ class TargetRepository:
         self.track = track
 
     async def next_id(self) -> int:
-        return int(await self.sql.fetchval(_NEXT_ID))
+        return await _IDS.next(self.sql)
 
     async def get(self, id: int, *, for_update: bool = True) -> TargetRequest | None:
         """Load one target; locked by default so changes to one target serialize."""
