@@ -69,3 +69,14 @@ class StateChanged(ModelRequestEvent):
     step: int = 0
     total_steps: int = 0
     reason: str | None = None
+
+    @property
+    def is_step(self) -> bool:
+        """A training step done: the progress moved, the state did not."""
+        return self.state == self.previous_state
+
+
+def changes_state(event: Event) -> bool:
+    """False for a training step (a ``StateChanged`` that keeps the state): what a consumer
+    that follows the states (target, notice) or takes steps from core (mypage) skips."""
+    return not (isinstance(event, StateChanged) and event.is_step)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from contracts import Event
+from contracts import Event, model
 from contracts.topics import EVENT_TOPICS
 from mypage_cqrs import timeline, view
 from mypage_cqrs.timeline import Entry
 from mypage_cqrs.view import MyRequest
+from servicekit.consumer import applies_only
 from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 
@@ -38,9 +39,11 @@ class MypageUow(AbstractUnitOfWork, Protocol):
     timeline: TimelineEntries
 
 
+@applies_only(to=model.changes_state)
 async def on_event(uow: MypageUow, event: Event) -> None:
     """Join ``event`` into its row and its timeline, in the caller's transaction (which
-    commits)."""
+    commits). A training step of model's is skipped: core's ``ModelProgressed`` brings
+    the same step to the row and is the step's timeline entry."""
     await uow.timeline.add(timeline.entries(event))
     change = view.contribution(event)
     if change is None:

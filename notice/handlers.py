@@ -14,7 +14,7 @@ import structlog
 from contracts import Event, core, model, target
 from notice.messages import Notice, TargetInfo, notice_for, target_info
 from notice.repository import Notification
-from servicekit.consumer import Handler
+from servicekit.consumer import Handler, applies_only
 from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 
@@ -42,6 +42,7 @@ class NoticeUow(AbstractUnitOfWork, Protocol):
 # Events from the topics. The consumer runtime owns the unit of work and commits it.
 
 
+@applies_only(to=model.changes_state)  # a training step tells the chat nothing
 async def on_model_event(uow: NoticeUow, event: model.ModelRequestEvent) -> None:
     await _store(uow, event, notice_for(event))
 

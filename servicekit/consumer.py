@@ -49,6 +49,25 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[Any, Any], Awaitable[None]]
 
+
+def applies_only(to: Callable[[Any], bool]) -> Callable[[Handler], Handler]:
+    """Declare that a handler changes nothing for the events ``to`` refuses (a training
+    step for a service that follows states only): the consumer skips those without a
+    transaction or an inbox row, and counts them as ``ignored``. ``to`` sees the event."""
+
+    def mark(handler: Handler) -> Handler:
+        handler.applies_to = to  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def applies(handler: Handler, event: Event) -> bool:
+    """Whether ``handler`` acts on ``event`` (see :func:`applies_only`)."""
+    to = getattr(handler, "applies_to", None)
+    return to is None or bool(to(event))
+
+
 FLUSH_TIMEOUT_S = 2.0  # committing the pending offsets when the consumer stops
 
 
@@ -188,6 +207,9 @@ class EventConsumer:
                     await self._dead_letter(record, exc, attempts=1, span=span)
                 continue
             assert handler is not None
+            if not applies(handler, envelope.event):
+                self.series.consumed(record.topic, ce_type, "ignored").inc()
+                continue
             run.append(_Work(record, headers, envelope, handler))
         await self._apply_run(run)
 

@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import asyncpg
+from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy import ColumnElement, bindparam, func, literal_column, select
 from sqlalchemy import Sequence as DbSequence
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
 _DIALECT = asyncpg_dialect()
@@ -102,15 +103,25 @@ async def driver_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Con
     return adapted.driver_connection
 
 
+_TRACERS: weakref.WeakKeyDictionary[object, Tracer] = weakref.WeakKeyDictionary()
+
+
+def trace_statements(engine: AsyncEngine, tracer: Tracer) -> None:
+    """A span per statement :class:`Sql` runs on ``engine``'s connections (``TRACE_SQL``),
+    named and described as OpenTelemetry's SQLAlchemy instrumentation names the others."""
+    _TRACERS[engine.sync_engine] = tracer
+
+
 class Sql:
     """:class:`Statement`s run on the asyncpg connection under a SQLAlchemy connection
     (or session), in its transaction; the connection is looked up at the first one."""
 
-    __slots__ = ("_conn", "_over")
+    __slots__ = ("_conn", "_over", "_tracer")
 
     def __init__(self, over: AsyncConnection | AsyncSession) -> None:
         self._over = over
         self._conn: Connection | None = None
+        self._tracer: Tracer | None = None
 
     @property
     def database(self) -> object:
@@ -118,30 +129,38 @@ class Sql:
         over = self._over
         return (over.bind if isinstance(over, AsyncSession) else over.engine).sync_engine
 
-    async def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = await driver_connection(self._over)
-        return conn
-
     async def fetch(self, statement: Statement, params: Params | None = None) -> list[Any]:
-        return await (await self._connection()).fetch(statement.sql, *statement.args(params))
+        return await self._run("fetch", statement.sql, *statement.args(params))
 
     async def fetchrow(self, statement: Statement, params: Params | None = None) -> Any:
-        return await (await self._connection()).fetchrow(statement.sql, *statement.args(params))
+        return await self._run("fetchrow", statement.sql, *statement.args(params))
 
     async def fetchval(self, statement: Statement, params: Params | None = None) -> Any:
-        return await (await self._connection()).fetchval(statement.sql, *statement.args(params))
+        return await self._run("fetchval", statement.sql, *statement.args(params))
 
     async def execute(self, statement: Statement, params: Params | None = None) -> int:
         """Run ``statement``; the rows it changed."""
-        status = await (await self._connection()).execute(statement.sql, *statement.args(params))
+        status = await self._run("execute", statement.sql, *statement.args(params))
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
 
     async def executemany(self, statement: Statement, many: Iterable[Params]) -> None:
-        conn = await self._connection()
-        await conn.executemany(statement.sql, [statement.args(params) for params in many])
+        await self._run("executemany", statement.sql, [statement.args(params) for params in many])
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = await driver_connection(self._over)
+            self._tracer = _TRACERS.get(self.database)
+        call = getattr(conn, method)
+        if self._tracer is None:
+            return await call(sql, *args)
+        with self._tracer.start_as_current_span(
+            sql.split(None, 1)[0],
+            kind=SpanKind.CLIENT,
+            attributes={"db.system": "postgresql", "db.statement": sql},
+        ):
+            return await call(sql, *args)
 
 
 class IdBlocks:

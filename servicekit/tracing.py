@@ -50,6 +50,7 @@ from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.sql import trace_statements
 from servicekit.tracer_provider import ServiceTracerProvider
 
 W3C = TraceContextTextMapPropagator()
@@ -136,11 +137,11 @@ class Tracing:
         # The instrumentor's instrument() is process-wide (one provider for every engine);
         # its EngineTracer instruments just this engine with this service's provider.
         meter = NoOpMeterProvider().get_meter(__name__)
+        tracer = self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
         EngineTracer(
-            self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
-            engine.sync_engine,
-            meter.create_up_down_counter("db.client.connections.usage"),
+            tracer, engine.sync_engine, meter.create_up_down_counter("db.client.connections.usage")
         )
+        trace_statements(engine, tracer)  # the hot paths' statements, run on asyncpg
 
     def aiohttp_trace_config(self) -> aiohttp.TraceConfig:
         return create_trace_config(

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from contracts import core
 from contracts import model as model_events
 from servicekit import metrics
+from servicekit.consumer import applies_only
 from servicekit.domain import AbstractUnitOfWork
 from servicekit.http import NotFound
 from servicekit.statemachine import IllegalTransition
@@ -197,6 +198,7 @@ async def _get(uow: TargetUow, id: int, *, for_update: bool = True) -> TargetReq
 # Events from model and core. The consumer runtime owns the unit of work and commits it.
 
 
+@applies_only(to=model_events.changes_state)  # a training step leaves the state recorded
 async def on_model_event(uow: TargetUow, event: model_events.ModelRequestEvent) -> None:
     """Keep target's record of the model's state; when the model will never complete,
     cancel its open targets in the same transaction (compensation)."""

@@ -216,7 +216,10 @@ async def test_a_broker_that_keeps_its_cluster_id_gets_nothing_again(
                 what="3 rows marked published",
             )
         async with model_service(model_db, kafka.bootstrap_servers) as (client, runtime):
-            await client.post("/models", json={"userId": "test", "modelName": "after-restart"})
+            created = await client.post(
+                "/models", json={"userId": "test", "modelName": "after-restart"}
+            )
+            key = str(created.json()["id"]).encode()
             records = await read_topic(kafka.bootstrap_servers, MODEL_EVENTS, expect=4)
             await asyncio.sleep(1.5)  # three more idle checks of the cluster id
             state = (await _relay_state(runtime)).one()
@@ -224,7 +227,7 @@ async def test_a_broker_that_keeps_its_cluster_id_gets_nothing_again(
     finally:
         kafka.stop()
 
-    assert [orjson.loads(r.value)["modelName"] for r in records if r.key == b"4"] == [
+    assert [orjson.loads(r.value)["modelName"] for r in records if r.key == key] == [
         "after-restart"
     ]
     assert len(records) == 4 and len({ce(r)["ce_id"] for r in records}) == 4
