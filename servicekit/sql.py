@@ -97,8 +97,11 @@ async def driver_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Con
         conn = await conn.connection()
     if not conn.in_transaction():
         await conn.begin()
+    # SQLAlchemy's asyncpg adapter begins the asyncpg transaction at its first statement;
+    # begun here the same way (its private _transaction / _start_transaction: SQLAlchemy is
+    # pinned, and tests/connected/test_sql_statements.py fails if they change).
     adapted = (await conn.get_raw_connection()).dbapi_connection
-    if adapted._transaction is None:  # SQLAlchemy's adapter begins at its first statement
+    if adapted._transaction is None:
         await adapted._start_transaction()
     return adapted.driver_connection
 
