@@ -88,6 +88,7 @@ class Connection(Protocol):
     async def fetchval(self, query: str, *args: Any) -> Any: ...
     async def execute(self, query: str, *args: Any) -> str: ...
     async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None: ...
+    def is_closed(self) -> bool: ...
 
 
 async def driver_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Connection:
@@ -101,9 +102,31 @@ async def driver_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Con
     # begun here the same way (its private _transaction / _start_transaction: SQLAlchemy is
     # pinned, and tests/connected/test_sql_statements.py fails if they change).
     adapted = (await conn.get_raw_connection()).dbapi_connection
+    driver: asyncpg.Connection = adapted.driver_connection
     if adapted._transaction is None:
-        await adapted._start_transaction()
-    return adapted.driver_connection
+        try:
+            await adapted._start_transaction()
+        except Exception as error:  # the adapter's translation: hand on asyncpg's own
+            await discard_if_closed(conn, driver, error)
+            raise error.__cause__ or error from None
+    return driver
+
+
+async def discard_if_closed(
+    conn: AsyncConnection | AsyncSession, driver: Connection, error: BaseException
+) -> None:
+    """If ``driver`` died under a statement (its server went away), do what SQLAlchemy does
+    when one of its own statements meets a dead server: this connection is invalidated,
+    and every connection the pool opened before it is replaced at its next checkout, so
+    the requests after it do not meet the old server's connections one by one."""
+    if not driver.is_closed():
+        return
+    if isinstance(conn, AsyncSession):
+        conn = await conn.connection()
+    sync = conn.sync_connection
+    if sync is not None and not sync.invalidated:
+        sync.engine.pool._invalidate(sync.connection, error, _checkin=False)
+        await conn.invalidate(error)
 
 
 _TRACERS: weakref.WeakKeyDictionary[object, Tracer] = weakref.WeakKeyDictionary()
@@ -156,14 +179,18 @@ class Sql:
             conn = self._conn = await driver_connection(self._over)
             self._tracer = _TRACERS.get(self.database)
         call = getattr(conn, method)
-        if self._tracer is None:
-            return await call(sql, *args)
-        with self._tracer.start_as_current_span(
-            sql.split(None, 1)[0],
-            kind=SpanKind.CLIENT,
-            attributes={"db.system": "postgresql", "db.statement": sql},
-        ):
-            return await call(sql, *args)
+        try:
+            if self._tracer is None:
+                return await call(sql, *args)
+            with self._tracer.start_as_current_span(
+                sql.split(None, 1)[0],
+                kind=SpanKind.CLIENT,
+                attributes={"db.system": "postgresql", "db.statement": sql},
+            ):
+                return await call(sql, *args)
+        except BaseException as error:
+            await discard_if_closed(self._over, conn, error)
+            raise
 
 
 class IdBlocks:

@@ -9,7 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -20,7 +20,9 @@ from fastapi import FastAPI
 from contracts import Event
 from servicekit import migrations
 from servicekit.auth import ADMIN, TokenIssuer, generate_keypair
+from servicekit.consumer import EventConsumer
 from servicekit.envelope import Envelope, header_map
+from servicekit.tracing import Tracing
 
 T = TypeVar("T")
 
@@ -195,3 +197,17 @@ async def publish(bootstrap: str, *events: Event) -> None:
             )
     finally:
         await producer.stop()
+
+
+def quick_consumer(service: str, topic: str, bootstrap: str, **options: Any) -> EventConsumer:
+    """An ``EventConsumer`` of ``topic`` as the connected tests run one: a short session and
+    heartbeat, so a test's group joins and leaves in seconds; ``options`` are the rest
+    (``uow_factory``, ``handlers``, ``dead_letter_producer``, retry settings)."""
+    defaults = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
+    return EventConsumer(
+        service=service,
+        topics=(topic,),
+        bootstrap_servers=bootstrap,
+        tracer=Tracing(service).tracer,
+        **(defaults | options),
+    )

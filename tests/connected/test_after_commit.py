@@ -15,11 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.core import ModelCompleted
 from contracts.topics import CORE_EVENTS
-from servicekit.consumer import EventConsumer
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.outbox import OutboxWriter
-from servicekit.tracing import Tracing
-from tests.support import eventually, publish
+from tests.support import eventually, publish, quick_consumer
 
 pytestmark = pytest.mark.connected
 
@@ -114,18 +112,15 @@ async def test_a_retried_event_is_counted_once(engine: AsyncEngine, topics: str)
 
     producer = AIOKafkaProducer(bootstrap_servers=topics, acks="all")
     await producer.start()
-    consumer = EventConsumer(
-        service="model",
-        topics=(CORE_EVENTS,),
-        bootstrap_servers=topics,
+    consumer = quick_consumer(
+        "model",
+        CORE_EVENTS,
+        topics,
         uow_factory=lambda: unit_of_work(engine),
         handlers={ModelCompleted: handler},
         dead_letter_producer=producer,
-        tracer=Tracing("model").tracer,
         max_attempts=5,
         backoff_initial_s=0.01,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
     )
     task = asyncio.create_task(consumer.run())
     try:

@@ -12,13 +12,12 @@ from sqlalchemy import select, text
 
 from contracts.model import StateChanged, changes_state
 from contracts.topics import MODEL_EVENTS
-from servicekit.consumer import EventConsumer, applies_only
+from servicekit.consumer import applies_only
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
 from servicekit.inbox import INBOX
 from servicekit.outbox import OutboxWriter
-from servicekit.tracing import Tracing
-from tests.support import eventually
+from tests.support import eventually, quick_consumer
 
 pytestmark = pytest.mark.connected
 
@@ -48,16 +47,13 @@ async def test_training_steps_are_skipped_by_a_handler_that_follows_states_only(
 
     producer = AIOKafkaProducer(bootstrap_servers=topics, acks="all")
     await producer.start()
-    consumer = EventConsumer(
-        service="target",
-        topics=(MODEL_EVENTS,),
-        bootstrap_servers=topics,
+    consumer = quick_consumer(
+        "target",
+        MODEL_EVENTS,
+        topics,
         uow_factory=lambda: UnitOfWork(engine, OutboxWriter("/test")),
         handlers={StateChanged: record_state},
         dead_letter_producer=producer,
-        tracer=Tracing("target").tracer,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
     )
     ignored_before = _ignored()
     events = [

@@ -25,13 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts.core import ModelCompleted
 from contracts.topics import CORE_EVENTS, dead_letter_topic
-from servicekit.consumer import EventConsumer
 from servicekit.db import UnitOfWork, asyncpg_dsn, make_engine
 from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
-from servicekit.tracing import Tracing
 from tests.connected import batch_consumer
-from tests.support import eventually, read_topic
+from tests.support import eventually, quick_consumer, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -89,18 +87,15 @@ async def test_a_poison_event_in_a_batch_spares_the_good_ones(model_db: str, top
     good = [f"good-{n}" for n in range(6)]
     # All published before the consumer starts: its first fetch is one batch of seven.
     await publish(producer, [*good[:3], "poison", *good[3:]])
-    consumer = EventConsumer(
-        service="batchpoison",
-        topics=(CORE_EVENTS,),
-        bootstrap_servers=topics,
+    consumer = quick_consumer(
+        "batchpoison",
+        CORE_EVENTS,
+        topics,
         uow_factory=lambda: UnitOfWork(sessions, OutboxWriter("/test")),
         handlers={ModelCompleted: effect},
         dead_letter_producer=producer,
-        tracer=Tracing("batchpoison").tracer,
         max_attempts=2,
         backoff_initial_s=0.01,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
     )
     task = asyncio.create_task(consumer.run())
 

@@ -14,12 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from contracts.core import ModelCompleted
 from contracts.topics import CORE_EVENTS, dead_letter_topic
 from servicekit import positions as positions_module
-from servicekit.consumer import EventConsumer
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
-from servicekit.tracing import Tracing
-from tests.support import eventually, read_topic
+from tests.support import eventually, quick_consumer, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -41,18 +39,15 @@ async def test_redelivered_event_applies_its_effect_once(model_db: str, topics: 
 
     producer = AIOKafkaProducer(bootstrap_servers=topics, acks="all")
     await producer.start()
-    consumer = EventConsumer(
-        service="model",
-        topics=(CORE_EVENTS,),
-        bootstrap_servers=topics,
+    consumer = quick_consumer(
+        "model",
+        CORE_EVENTS,
+        topics,
         uow_factory=lambda: UnitOfWork(sessions, OutboxWriter("/test")),
         handlers={ModelCompleted: count_effect},
         dead_letter_producer=producer,
-        tracer=Tracing("model").tracer,
         max_attempts=5,
         backoff_initial_s=0.01,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
     )
     once = ModelCompleted(id=1, request_id="once")
     flaky = ModelCompleted(id=2, request_id="flaky")
@@ -96,16 +91,13 @@ async def test_lag_shows_records_waiting_behind_a_stuck_one(
 
     producer = AIOKafkaProducer(bootstrap_servers=topics, acks="all")
     await producer.start()
-    consumer = EventConsumer(
-        service="lagtest",
-        topics=(CORE_EVENTS,),
-        bootstrap_servers=topics,
+    consumer = quick_consumer(
+        "lagtest",
+        CORE_EVENTS,
+        topics,
         uow_factory=lambda: UnitOfWork(sessions, OutboxWriter("/test")),
         handlers={ModelCompleted: slow_effect},
         dead_letter_producer=producer,
-        tracer=Tracing("lagtest").tracer,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
     )
 
     def lag() -> float:
