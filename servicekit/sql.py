@@ -52,7 +52,11 @@ class Statement:
 
     def __init__(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> None:
         compiled = statement.compile(
-            dialect=_DIALECT, column_keys=list(columns) if columns is not None else None
+            dialect=_DIALECT,
+            column_keys=list(columns) if columns is not None else None,
+            # As for executemany: no RETURNING of a generated key nobody reads (an INSERT
+            # returns only what its statement asks for).
+            for_executemany=True,
         )
         if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
             raise ValueError(f"a Python-side column default needs SQLAlchemy: {compiled.string}")
