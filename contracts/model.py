@@ -62,7 +62,13 @@ class CompletionRefused(ModelRequestEvent):
 
 
 class StateChanged(ModelRequestEvent):
-    """Training moved the request on (started, a step done, completed, failed)."""
+    """Training moved the request to another state (started, completed, failed).
+
+    A step within training is not announced: core's ``ModelProgressed`` is each step.
+    Earlier releases of model announced every step as a ``StateChanged`` that keeps the
+    state (``is_step``); such events may still be on a topic (Kafka's retention, a
+    replay), and the consumers that follow states skip them (``changes_state``).
+    """
 
     previous_state: str
     progress: int = 0

@@ -104,12 +104,17 @@ class ModelRequest(Aggregate[State, Action]):
         )
 
     def record_progress(self, step: int, total_steps: int) -> None:
-        """A training step finished. Steps that arrive late (not beyond the last) change nothing."""
+        """A training step finished. Steps that arrive late (not beyond the last) change nothing.
+
+        Only a step that moves the state (the first, or the first after a re-drive) is
+        announced: the others are core's ``ModelProgressed`` already, and the request
+        shows them (``step``, ``progress``)."""
         if self.state == State.IN_PROGRESS and step <= self.step:
             return
         previous = self._move(Action.START if self.state == State.APPROVED else Action.PROGRESS)
         self.step, self.total_steps = step, total_steps
-        self._changed(previous)
+        if self.state != previous:
+            self._changed(previous)
 
     def complete(self) -> None:
         previous = self._move(Action.COMPLETE)

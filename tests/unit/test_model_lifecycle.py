@@ -84,15 +84,18 @@ def test_reject_keeps_the_reason() -> None:
     assert req.reason == "no budget" and event.reason == "no budget"
 
 
-def test_training_progress_then_completion() -> None:
+def test_training_announces_its_states_and_shows_each_step() -> None:
     req = in_state(State.APPROVED)
     req.record_progress(1, 4)
+    started = req.pull_events()
     req.record_progress(2, 4)
+    # A step within training is core's ModelProgressed already: the request shows it,
+    # model announces nothing.
+    assert (req.step, req.progress, req.pull_events()) == (2, 50, [])
     req.complete()
-    changes = req.pull_events()
+    changes = started + req.pull_events()
     assert [(e.previous_state, e.state, e.progress) for e in changes] == [
         ("approved", "inProgress", 25),
-        ("inProgress", "inProgress", 50),
         ("inProgress", "completed", 100),
     ]
     assert all(isinstance(e, events.StateChanged) for e in changes)
