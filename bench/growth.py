@@ -49,7 +49,7 @@ def main() -> None:
 
             average = procs.load_average()
             cpu, res, took = bench.measure(bench.up, posts, None)
-            out = Bench.figures(cpu, res, took, exclude="pg:reference")
+            out = Bench.figures(cpu, res, took)
             out["load_average"] = average
             print(tag, json.dumps(out), flush=True)
             return out

@@ -19,6 +19,8 @@ from datetime import datetime
 
 import asyncpg
 
+from bench import procs
+
 CONSUMER_DBS = ("model", "target", "core", "notice", "mypage_cqrs")
 
 
@@ -38,7 +40,7 @@ async def _fetch(url: Callable[[str], str], db: str, query: str, *args: object) 
     try:
         return await conn.fetch(query, *args)
     finally:
-        await conn.close()
+        await procs.close_client(conn)
 
 
 async def event_ids(url: Callable[[str], str], request_ids: list[int]) -> dict[str, tuple]:

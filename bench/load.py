@@ -17,6 +17,8 @@ from typing import Any
 
 import aiohttp
 
+from bench import procs
+
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -82,8 +84,8 @@ class StateWatch:
     """Waits for stored states without the platform's HTTP path: one query per database
     every ``interval_s`` for every waiter at once (the model's ``model_requests``; the
     target's ``targets`` joined with its view of the model), not a GET per saga per poll.
-    What it costs lands on ``pg:model`` and ``pg:target``: a few indexed reads per interval
-    for all the sagas in flight."""
+    What it costs is the bench's (``procs.CLIENT``), not the platform's: a few indexed
+    reads per interval for all the sagas in flight."""
 
     def __init__(self, url: Callable[[str], str], interval_s: float = 0.2) -> None:
         self.url = url
@@ -108,8 +110,8 @@ class StateWatch:
                 if self.waiting:
                     await self._poll(model, target)
         finally:
-            await model.close()
-            await target.close()
+            await procs.close_client(model)
+            await procs.close_client(target)
 
     async def _poll(self, model: Any, target: Any) -> None:
         self.polls += 1

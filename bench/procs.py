@@ -6,18 +6,48 @@ PostgreSQL server: the postmaster (with the CPU of the children it has reaped, i
 connections that closed), each backend under ``pg:DATABASE`` and the auxiliary processes
 under ``pg:aux``. The difference of two snapshots is the CPU spent in between; a process
 that appeared in between counts whole.
+
+The bench's own database connections (waiting for events to settle, for a saga's states)
+are a client's, not the platform's: each is closed with :func:`close_client`, which keeps
+its backend's CPU under ``CLIENT`` instead of the postmaster's reaped children's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+CLIENT = "pg:bench client"  # the bench's own connections: reported apart, in no TOTAL
+REAPED_WAIT_S, REAPED_POLL_S = 1.0, 0.005
+_client_ticks = 0  # CPU ticks of the bench's own backends, once their connections closed
+
+
+class Connection(Protocol):
+    def get_server_pid(self) -> int: ...
+    async def close(self) -> None: ...
+
+
+async def close_client(conn: Connection) -> None:
+    """Close one of the bench's own connections; its backend's CPU goes under ``CLIENT``
+    (read before it closes; the postmaster has reaped it when this returns)."""
+    global _client_ticks
+    pid = conn.get_server_pid()
+    stat = _stat(pid)
+    await conn.close()
+    if stat is None:
+        return
+    _client_ticks += stat[1]
+    for _ in range(int(REAPED_WAIT_S / REAPED_POLL_S)):
+        if _stat(pid) is None:
+            return
+        await asyncio.sleep(REAPED_POLL_S)
 
 
 def _stat(pid: int) -> tuple[int, int, int] | None:
@@ -97,7 +127,9 @@ class Snapshot:
             if stat and label:
                 snap.ticks[pid] = (label, stat[1])
         if postmaster and (stat := _stat(postmaster)):
-            snap.ticks[postmaster] = ("pg:postmaster+closed", stat[1] + stat[2])
+            reaped = stat[2] - _client_ticks
+            snap.ticks[postmaster] = ("pg:postmaster+closed", stat[1] + reaped)
+            snap.ticks[-postmaster] = (CLIENT, _client_ticks)
         return snap
 
     def minus(self, before: Snapshot) -> dict[str, float]:
