@@ -185,7 +185,9 @@ class Bench:
         out["load_average"]["reference"] = procs.load_average()
         cpu, res, window = self.measure(self.ref, reference_load, None)
         keep = {"reference", "pg:reference"}
-        out["reference"] = self.figures({k: v for k, v in cpu.items() if k in keep}, res, window)
+        out["reference"] = self.figures(
+            {k: v for k, v in cpu.items() if k in keep}, res, window, exclude=()
+        )
 
         out["load_average"]["idle_hops"] = procs.load_average()
         ids = asyncio.run(load.spaced_posts(self.gateway, self.user, a.idle_posts, 0.5))
