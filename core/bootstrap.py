@@ -99,7 +99,6 @@ def job_runner(
         uow_factory,
         types,
         lease_s=s.lease_s,
-        lease_fresh_s=s.lease_fresh_s,
         backoff=Backoff(s.job_backoff_initial_s, s.job_backoff_max_s),
         lms_max_attempts=s.lms_max_attempts,
         tracer=runtime.tracing.tracer,

@@ -28,6 +28,11 @@ log = structlog.get_logger(__name__)
 
 Change = Callable[[Job, CoreUnitOfWork, datetime], Awaitable[None]]
 
+# A lease this claim wrote less than this long ago is not renewed again before the next
+# step or check: every step's write renews the lease already, so a renewal right after
+# it (a transaction per step) bought nothing.
+FRESH_LEASE_S = 0.25
+
 
 class LeaseLost(Exception):
     """Another worker took the job over (or it ended meanwhile): stop without writing."""
@@ -52,18 +57,13 @@ class JobRunner:
         types: JobTypes,
         *,
         lease_s: float,
-        lease_fresh_s: float,
         backoff: Backoff,
         lms_max_attempts: int,
         tracer: Tracer,
     ) -> None:
-        """``lease_fresh_s``: a lease this claim wrote less than this long ago is not
-        renewed before the next step or check (``CoreSettings.lease_fresh_s``). Every
-        step's write renews the lease already, so with short steps no renewal is needed."""
         self.uow_factory = uow_factory
         self.types = types
         self.lease_s = lease_s
-        self.lease_fresh_s = lease_fresh_s
         self.backoff = backoff
         self.follow_up_attempts = lms_max_attempts  # the only follow-up job is an LMS send
         self.tracer = tracer
@@ -96,7 +96,7 @@ class JobRunner:
                 )
 
     async def _run(self, job: Job) -> None:
-        claim = Claim(self.uow_factory, job, self.lease_s, self.lease_fresh_s)
+        claim = Claim(self.uow_factory, job, self.lease_s)
         job_type = self.types[job.kind]
         try:
             while claim.job.step < claim.job.work_steps:
@@ -160,29 +160,21 @@ class Claim:
     Every write locks the job, checks this claim still holds its lease, applies the
     change (or the pending cancel) and commits."""
 
-    def __init__(
-        self,
-        uow_factory: Callable[[], CoreUnitOfWork],
-        job: Job,
-        lease_s: float,
-        fresh_s: float,
-    ) -> None:
+    def __init__(self, uow_factory: Callable[[], CoreUnitOfWork], job: Job, lease_s: float) -> None:
         self.uow_factory = uow_factory
         self.job = job
         self.owner = job.lease_owner
         self.lease_s = lease_s
-        self.fresh_s = fresh_s
         self.written_at = time.monotonic()  # the claim just wrote the lease
 
     async def renew(self) -> None:
         await self.write(self._renew)
 
     async def renew_if_due(self) -> None:
-        """Renew, unless this claim wrote the lease (claim, step or renewal) less than
-        ``fresh_s`` ago: that lease outlives the next call as a renewed one would, and the
-        next write checks the claim and a pending cancel all the same (a cancel found
-        there ends the job at that write)."""
-        if time.monotonic() - self.written_at >= self.fresh_s:
+        """Renew, unless this claim wrote the lease (claim, step or renewal) a moment ago:
+        that lease is as good as a renewed one, and the next write checks the claim and a
+        pending cancel all the same (a cancel found there ends the job at that write)."""
+        if time.monotonic() - self.written_at >= FRESH_LEASE_S:
             await self.renew()
 
     async def _renew(self, job: Job, uow: CoreUnitOfWork, now: datetime) -> None:

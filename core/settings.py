@@ -54,27 +54,15 @@ class CoreSettings(ServiceSettings):
     midas_timeout_s: float = Field(5.0, gt=0, validation_alias="MIDAS_TIMEOUT_S")
     lms_max_attempts: int = Field(5, ge=1, validation_alias="CORE_LMS_MAX_ATTEMPTS")
 
-    @property
-    def longest_wait_s(self) -> float:
-        """The longest a worker may go between two lease renewals: a Vertica call plus a
-        step, a MIDAS call, or a model check plus its backoff."""
-        return max(
-            self.vertica_timeout_s + self.step_duration_s,
-            self.midas_timeout_s,
-            self.check_timeout_s + self.check_backoff_max_s,
-        )
-
-    @property
-    def lease_fresh_s(self) -> float:
-        """A lease written less than this long ago is not renewed before the next call:
-        it outlives that call by half the slack a lease leaves over the longest wait."""
-        return (self.lease_s - self.longest_wait_s) / 2
-
     @model_validator(mode="after")
     def _lease_outlives_the_longest_wait(self) -> Self:
         """A worker renews its lease between calls; a lease shorter than one call plus the
         wait before it would let another worker take a job that is still running."""
-        longest = self.longest_wait_s
+        longest = max(
+            self.vertica_timeout_s + self.step_duration_s,
+            self.midas_timeout_s,
+            self.check_timeout_s + self.check_backoff_max_s,
+        )
         if self.lease_s <= longest:
             raise ValueError(
                 f"CORE_LEASE_S ({self.lease_s}) must exceed the longest wait between lease "

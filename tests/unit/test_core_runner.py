@@ -17,7 +17,6 @@ from core.domain import Backoff, Job, Kind, State
 from core.jobs import JobTypes
 from core.jobs.cancellation_check import CancellationCheck
 from core.runner import JobRunner
-from core.settings import CoreSettings
 from servicekit.resilience import CircuitBreaker
 from tests.unit.test_core_handlers import FakeUnitOfWork
 
@@ -74,7 +73,6 @@ class Fixture:
         vertica: FakeVertica | None = None,
         model: FakeModel | None = None,
         midas: FakeMidas | None = None,
-        lease_fresh_s: float = 1.5,
     ) -> None:
         self.uow = FakeUnitOfWork()
         self.vertica = vertica or FakeVertica()
@@ -97,7 +95,6 @@ class Fixture:
             lambda: self.uow,  # type: ignore[arg-type,return-value]
             work,
             lease_s=10,
-            lease_fresh_s=lease_fresh_s,
             backoff=Backoff(1.0, 8.0),
             lms_max_attempts=2,
             tracer=NoOpTracer(),
@@ -282,18 +279,11 @@ async def test_a_lease_written_a_moment_ago_is_not_renewed_again() -> None:
     assert f.events()[-1] == ("ModelCompleted", None)
 
 
-async def test_a_lease_written_longer_ago_is_renewed_before_the_step() -> None:
-    f = Fixture(lease_fresh_s=0.0)
+async def test_a_lease_written_longer_ago_is_renewed_before_the_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("core.runner.FRESH_LEASE_S", 0.0)
+    f = Fixture()
     commits = count_commits(f)
     await f.runner.run(f.claimed())
     assert commits[0] == 8  # a renewal before each of three steps and the check, and the writes
-
-
-def test_a_lease_too_fresh_to_renew_still_outlives_the_longest_wait() -> None:
-    """The defaults: a 10 s lease, the longest wait a model check plus its backoff (7 s).
-    A lease written 0.4 s ago (a training step's write) is not renewed; one written
-    1.5 s ago is, and either way the lease outlives the next call."""
-    s = CoreSettings()
-    assert (s.lease_s, s.longest_wait_s, s.lease_fresh_s) == (10.0, 7.0, 1.5)
-    assert s.lease_fresh_s + s.longest_wait_s < s.lease_s
-    assert s.step_duration_s < s.lease_fresh_s  # a saga's training renews nothing
