@@ -129,6 +129,7 @@ class Snapshot:
         if postmaster and (stat := _stat(postmaster)):
             reaped = stat[2] - _client_ticks
             snap.ticks[postmaster] = ("pg:postmaster+closed", stat[1] + reaped)
+            # No process has a negative pid: the key of the bench's closed connections.
             snap.ticks[-postmaster] = (CLIENT, _client_ticks)
         return snap
 
