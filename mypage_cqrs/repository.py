@@ -20,12 +20,17 @@ from servicekit.sql import Sql, Statement
 INSERT_BATCH = 1000
 
 
-def values_of(row: MyRequest) -> dict[str, Any]:
-    return dataclasses.asdict(row)
-
-
 _ROW_COLUMNS = tuple(f.name for f in dataclasses.fields(MyRequest))
 _ENTRY_COLUMNS = tuple(f.name for f in dataclasses.fields(Entry))
+
+
+def values_of(row: MyRequest) -> dict[str, Any]:
+    """The row's columns (``dataclasses.asdict`` deep-copies them: 4 % of mypage's CPU)."""
+    return {name: getattr(row, name) for name in _ROW_COLUMNS}
+
+
+def _entry_values(entry: Entry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in _ENTRY_COLUMNS}
 
 
 @lru_cache(maxsize=16)
@@ -119,7 +124,7 @@ class TimelineRepository:
 
     async def add(self, entries: Iterable[Entry]) -> None:
         """Write entries; one already there (same event and part) stays as it is."""
-        values = [dataclasses.asdict(e) for e in entries]
+        values = [_entry_values(e) for e in entries]
         statement = _timeline_insert(self.table)
         if len(values) == 1:
             await self.sql.execute(statement, values[0])

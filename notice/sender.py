@@ -16,6 +16,12 @@ once; a chat that ignores it (a plain Slack webhook) may show it twice. None mis
 Up to ``concurrency`` messages are posted at once, each in its own transaction. They
 belong to different requests: only the first unsent message of a request can be
 claimed, so a request's next message is claimed once the one before it is sent.
+
+A wake-up claims as many messages as were queued (and a sent message with one waiting
+behind it claims one more): no claim that finds nothing follows each message. Once
+every poll interval the sender sweeps instead, claiming until none is due, which
+finds the messages due after a backoff, those another replica queued and those the
+chat's return made due.
 """
 
 from __future__ import annotations
@@ -137,26 +143,32 @@ class Sender:
         self.concurrency = concurrency
         self._queued = asyncio.Event()
         self._wakes = 0  # how many times a notification was queued in this process
+        self._due = 0  # of those, how many no claim has taken yet (a hint, never a promise)
+        self._sweep_at = 0.0  # when to claim until none is due (time.monotonic())
         self._pruned_at = 0.0
         self._failure: BaseException | None = None
 
     def wake(self) -> None:
         """A notification was queued: send it now rather than at the next poll."""
         self._wakes += 1
+        self._due += 1
         self._queued.set()
 
     async def run(self) -> None:
         """Claim due notifications and post each in a task of its own, up to
-        ``concurrency`` at once; wait for a wake-up (or the poll) when none is due."""
+        ``concurrency`` at once: as many as were queued since the last claims, or, once
+        every poll interval, until none is due. Then wait for a wake-up or the sweep."""
         slots = asyncio.Semaphore(self.concurrency)
         sending: set[asyncio.Task[None]] = set()
         try:
             while True:
                 self._queued.clear()
-                while True:
+                sweep = time.monotonic() >= self._sweep_at
+                while sweep or self._due > 0:
                     await slots.acquire()
                     if self._failure is not None:
                         raise self._failure
+                    due = self._due
                     try:
                         claimed = await self._claim()
                     except BaseException:
@@ -164,14 +176,21 @@ class Sender:
                         raise
                     if claimed is None:
                         slots.release()
-                        break
+                        # What was queued during the claim may not have been visible to it.
+                        self._due = max(0, self._due - due)
+                        if sweep:
+                            self._sweep_at = time.monotonic() + self.poll_interval_s
+                            sweep = False
+                        continue
+                    self._due = max(0, self._due - 1)
                     task = asyncio.create_task(self._deliver(*claimed))
                     sending.add(task)
                     task.add_done_callback(sending.discard)
                     task.add_done_callback(lambda _: slots.release())
                 await self.prune()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._queued.wait(), self.poll_interval_s)
+                    until_sweep = max(0.0, self._sweep_at - time.monotonic())
+                    await asyncio.wait_for(self._queued.wait(), until_sweep)
                 if self._failure is not None:
                     raise self._failure
         except asyncio.CancelledError:
@@ -243,6 +262,7 @@ class Sender:
             self._failure = self._failure or exc
         finally:
             if self._failure is not None or notification.has_next or self._wakes != wakes:
+                self._due += 1  # the next of its request, or one queued behind it meanwhile
                 self._queued.set()
 
     async def _send(self, uow: NoticeUnitOfWork, notification: Notification, attempts: int) -> None:

@@ -7,17 +7,18 @@ locks the aggregate row it changes (so a request's rows get ids in commit order)
 and the relay never has two rows of one key in flight. Delivery is at least once
 (a crash between send and mark resends); consumers deduplicate by event id.
 
-The outbox is the log of record. Before each batch (and, idle, once per poll
-interval) the relay asks the broker for its cluster id and the batch's topics in one
-Metadata request (~0.3 ms on loopback, sent while the rows are read, so it adds no wait
-unless the batch has a topic not asked about before): a cluster other than the one it
-remembers has lost the published rows, which then go out again
-(:mod:`servicekit.relay_state`). A row is sent only to a topic the broker lists (a send
-to a missing topic makes some brokers create it, or ack it into nothing), and marked
-published only if the broker still has the same cluster id after the acks, so an ack
-from a broker that replaced the checked one between check and send is never taken for a
-published row. The relay reads and marks rows on the connection that holds its advisory
-lock, so a relay that lost its lock marks nothing.
+The outbox is the log of record. The relay asks the broker for its cluster id and the
+batch's topics in one Metadata request (sent while the rows are read) once per poll
+interval, and before a batch whenever the producer's connections are not those the last
+answer came over (:class:`servicekit.kafka.BrokerCheck`: a replaced broker closes them):
+a cluster other than the one it remembers has lost the published rows, which then go
+out again (:mod:`servicekit.relay_state`). A row is sent only to a topic the broker
+lists (a send to a missing topic makes some brokers create it, or ack it into nothing),
+and marked published only if the acks came from the cluster checked: over the same
+connections, or else the broker is asked again after the acks, so an ack from a broker
+that replaced the checked one between check and send is never taken for a published
+row. The relay reads and marks rows on the connection that holds its advisory lock, so a
+relay that lost its lock marks nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit import metrics, relay_state
-from servicekit.kafka import BrokerView, broker_view
+from servicekit.kafka import BrokerCheck, BrokerView
 from servicekit.outbox import OUTBOX
 from servicekit.relay_sends import KeyOrderedSends, Row, split_by_topic
 from servicekit.resilience import Backoff
@@ -107,7 +108,8 @@ class OutboxRelay:
         self.memory = relay_state.Memory()
         self._interruptions = RETRY.retries()
         self._conn: asyncpg.Connection | None = None  # the leader's, while leading
-        self._topics: set[str] = set()  # topics rows had: asked about with every read
+        self._topics: set[str] = set()  # topics rows had: asked about with every check
+        self.check = BrokerCheck(producer.client, max_age_s=poll_interval_s)
 
     async def run(self) -> None:
         while True:
@@ -167,6 +169,7 @@ class OutboxRelay:
         interval, so a broker replaced between batches is noticed then."""
         rows, backlog, view = await self._rows_and_view()
         if await self._meet(view.cluster_id):  # every retained row goes again, oldest first
+            self.check.forget()
             rows, backlog, view = await self._rows_and_view()
             if view.cluster_id != self.memory.cluster_id:
                 raise ClusterChanged(f"broker changed again, to cluster {view.cluster_id}")
@@ -181,8 +184,11 @@ class OutboxRelay:
         sendable, held = split_by_topic(rows, view)
         acked, failure = await self.sends.publish(sendable)
         now = datetime.now(UTC)  # published_at: when the acks came, not when they were checked
+        if failure is not None:
+            self.check.forget()  # the next batch asks the broker first
         if acked:
-            after = await broker_view(self.producer.client)
+            same = self.check.same_connections()
+            after = view if same else await self.check.ask(self._topics)
             if after.cluster_id != view.cluster_id:
                 raise ClusterChanged(
                     f"broker changed from cluster {view.cluster_id} to {after.cluster_id} "
@@ -205,14 +211,20 @@ class OutboxRelay:
         return len(acked)
 
     async def _rows_and_view(self) -> tuple[list[Row], int, BrokerView]:
-        """The next rows, the backlog and the broker's answer about the rows' topics. The
-        metadata request goes out with the database read, asking about the topics rows had
-        before; only rows for a topic not asked about yet cost a second request."""
+        """The next rows, the backlog and the broker's answer about the rows' topics: the
+        last answer while it holds (:class:`BrokerCheck`), else a metadata request sent
+        with the database read, asking about the topics rows had before; only rows for a
+        topic not asked about yet cost a second request."""
         asked = frozenset(self._topics)
+        held = self.check.holds(asked)
+        if held is not None:
+            rows, backlog = await self._next_rows()
+            if {r.topic for r in rows} <= held.topics:
+                return rows, backlog, held
+            self._topics |= {r.topic for r in rows}
+            return rows, backlog, await self.check.ask(self._topics)
         read, answer = await asyncio.gather(
-            self._next_rows(),
-            broker_view(self.producer.client, asked),
-            return_exceptions=True,
+            self._next_rows(), self.check.ask(asked), return_exceptions=True
         )
         for result in (read, answer):
             if isinstance(result, BaseException):
@@ -222,7 +234,7 @@ class OutboxRelay:
         topics = {r.topic for r in rows}
         if not topics <= asked:
             self._topics |= topics
-            view = await broker_view(self.producer.client, topics)
+            view = await self.check.ask(self._topics)
         return rows, backlog, view
 
     async def _next_rows(self) -> tuple[list[Row], int]:

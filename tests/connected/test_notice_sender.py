@@ -184,3 +184,63 @@ async def test_a_post_repeated_after_a_crash_before_the_commit_shows_once(notice
     assert status == "sent"
     assert dying.keys == ["e-77", "e-77"]  # posted twice, with one key
     assert messages == ["request 77: approved"]  # shown once
+
+
+async def test_a_retry_is_found_by_the_sweep_and_each_wake_up_sends_what_it_queued(
+    notice_db: str,
+) -> None:
+    """A wake-up claims only what was queued. The message the chat refused once becomes
+    due 50 ms later with nothing to wake the sender: the sweep every poll interval
+    (0.3 s) finds it. Then 40 messages, each queued with a wake-up, go out once each."""
+    engine = make_engine(notice_db)
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    def uow() -> NoticeUnitOfWork:
+        return NoticeUnitOfWork(sessions, OutboxWriter("/test"))
+
+    async def queue(request: int, text: str) -> None:
+        async with uow() as u:
+            await u.notifications.add(Notice("u", "model", request, text), f"w-{request}", "X")
+            await u.commit()
+
+    async def unsent() -> int:
+        async with engine.connect() as conn:
+            query = select(notifications.c.id).where(notifications.c.status != "sent")
+            return len((await conn.execute(query)).all())
+
+    async def all_sent_within(seconds: float) -> float | None:
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            if await unsent() == 0:
+                return time.monotonic() - started
+            await asyncio.sleep(0.02)
+        return None
+
+    async with (
+        serving(build_app(), free_port()) as chat_url,
+        httpx.AsyncClient(base_url=chat_url, timeout=10) as chat,
+        aiohttp.ClientSession() as session,
+    ):
+        await chat.put("/chat/_faults", json={"failNext": 1})  # a 5xx: retried in 50 ms
+        policy = RetryPolicy(max_attempts=5, initial_s=0.05, max_s=0.05)
+        webhook = WebhookChat(session, f"{chat_url}/chat/webhook")
+        sender = Sender(uow, webhook, policy, poll_interval_s=0.3)
+        await queue(1, "request 1: refused once")
+        task = asyncio.create_task(sender.run())
+        try:
+            retried_after_s = await all_sent_within(3.0)
+            for request in range(100, 140):
+                await queue(request, f"request {request}: queued")
+                sender.wake()  # as the consumer's commit does
+                await asyncio.sleep(0.01)
+            streamed_after_s = await all_sent_within(3.0)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        messages = [m["text"] for m in (await chat.get("/chat/messages")).json()]
+    await engine.dispose()
+
+    assert retried_after_s is not None and retried_after_s < 1.0, retried_after_s
+    assert streamed_after_s is not None, "the queued messages were not all sent in 3 s"
+    assert messages[0] == "request 1: refused once"
+    assert messages[1:] == [f"request {r}: queued" for r in range(100, 140)]

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from contracts.topics import ALL_TOPICS, MODEL_EVENTS
@@ -77,3 +78,47 @@ async def _marked(runtime: Any) -> int:
 
 async def _value(thing: Any) -> Any:
     return thing
+
+
+async def test_batches_over_the_same_connections_ask_the_broker_once_per_poll_interval(
+    model_db: str, broker: EmbeddedBroker, topics: str
+) -> None:
+    """Ten requests a few milliseconds apart go out in several batches over the producer's
+    connections of the last answer: the broker is asked once, not twice per batch, and
+    every event is on the topic once."""
+    async with model_service(model_db, topics, outbox_poll_interval_s=5.0) as (client, runtime):
+        relay = await eventually(lambda: _value(runtime.relay), what="the relay started")
+        first = await client.post("/models", json={"userId": "test", "modelName": "M0"})
+        assert first.status_code == 201
+        await eventually(lambda: _all_published(runtime), what="the first event published")
+        ask, asked = relay.check.ask, []
+
+        async def counted_ask(*args: Any) -> Any:
+            asked.append(args)
+            return await ask(*args)
+
+        relay.check.ask = counted_ask  # type: ignore[method-assign]
+        published_before = _published()
+        for n in range(1, 11):
+            created = await client.post("/models", json={"userId": "test", "modelName": f"M{n}"})
+            assert created.status_code == 201
+            await asyncio.sleep(0.005)
+        await eventually(lambda: _all_published(runtime), what="every event published")
+        asked_while_publishing = len(asked)
+        published = _published() - published_before
+        records = await read_topic(topics, MODEL_EVENTS, expect=11)
+
+    assert published == 10
+    assert len({ce(r)["ce_id"] for r in records}) == len(records) == 11
+    assert asked_while_publishing == 0  # the answer of the first event's batch still held
+
+
+def _published() -> float:
+    labels = {"service": "model", "topic": MODEL_EVENTS}
+    return REGISTRY.get_sample_value("outbox_events_published_total", labels) or 0.0
+
+
+async def _all_published(runtime: Any) -> bool:
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.published_at))).all()
+    return bool(rows) and all(r.published_at for r in rows)
