@@ -64,6 +64,17 @@ _ENQUEUE = Statement(
 _SAVE = Statement(
     update(jobs).where(jobs.c.id == bindparam("job_id")).values({c: bindparam(c) for c in _COLUMNS})
 )
+_SAVE_UNCHANGED = Statement(
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("job_id"),
+        jobs.c.state == _RUNNING,
+        jobs.c.lease_owner == bindparam("held_by"),
+        jobs.c.cancel_requested.is_(False),
+        jobs.c.updated_at == bindparam("written_at"),
+    )
+    .values({c: bindparam(c) for c in _COLUMNS})
+)
 _CLAIMABLE = Statement(
     select(jobs)
     .where(
@@ -165,6 +176,16 @@ class JobRepository:
     async def save(self, job: Job) -> None:
         self.track(job)
         await self.sql.execute(_SAVE, {**_values(job), "job_id": job.id})
+
+    async def save_unchanged(self, job: Job, held_by: str, written_at: datetime) -> bool:
+        """Store ``job`` in one statement, without locking it first, if its row is still
+        what ``held_by`` wrote at ``written_at``: running under that lease, no cancel
+        asked, nobody else wrote since. False (nothing stored) otherwise."""
+        values = {**_values(job), "job_id": job.id, "held_by": held_by, "written_at": written_at}
+        if not await self.sql.execute(_SAVE_UNCHANGED, values):
+            return False
+        self.track(job)
+        return True
 
     async def requeue(self, job: Job) -> None:
         """Store a job that is queued again (re-driven); the worker wakes after the commit."""

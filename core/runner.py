@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -182,8 +183,14 @@ class Claim:
 
     async def write(self, change: Change, *, final: bool = False) -> Job:
         """Raises LeaseLost when the claim lost its lease, JobEnded when the job ended at
-        this write (cancelled) unless it is the ``final`` one."""
+        this write (cancelled) unless it is the ``final`` one.
+
+        A step or a renewal (a change to the job alone) is first tried as one conditional
+        UPDATE of the job as this claim last wrote it; only when something else wrote the
+        row since (a cancel asked, a takeover) is it locked and looked at, as below."""
         async with self.uow_factory() as uow:
+            if not final and (written := await self._write_unchanged(uow, change)):
+                return written
             current = await uow.jobs.get(self.job.id)
             held_here = current is not None and current.lease_owner == self.owner
             if current is None or current.state != State.RUNNING or not held_here:
@@ -203,6 +210,16 @@ class Claim:
             if not final:
                 raise JobEnded
         return current
+
+    async def _write_unchanged(self, uow: CoreUnitOfWork, change: Change) -> Job | None:
+        job = replace(self.job, events=[])
+        await change(job, uow, _now())
+        if not await uow.jobs.save_unchanged(job, self.owner, self.job.updated_at):
+            return None  # not tracked: its events go nowhere
+        await uow.commit()
+        self.written_at = time.monotonic()
+        self.job = job
+        return job
 
 
 class _RenewWhenDue:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
@@ -71,6 +72,15 @@ class FakeJobs:
     async def save(self, job: Job) -> None:
         self.track(job)
         self.rows[job.id] = job
+
+    async def save_unchanged(self, job: Job, held_by: str, written_at: datetime) -> bool:
+        row = self.rows.get(job.id)
+        if row is None or row.state != State.RUNNING or row.lease_owner != held_by:
+            return False
+        if row.cancel_requested or row.updated_at != written_at:
+            return False
+        await self.save(job)
+        return True
 
 
 class FakeUnitOfWork(AfterCommit):

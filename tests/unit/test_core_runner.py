@@ -109,6 +109,10 @@ class Fixture:
         job.claim(f"w/{job.id}", T0, 10)
         return job
 
+    def row(self, id: int) -> Job:
+        """The job as stored (a step stores a new copy of the claim's job)."""
+        return self.uow.jobs.rows[id]
+
     def events(self) -> list[tuple[str, Any]]:
         return [(e.event_type(), getattr(e, "step", None)) for e in self.uow.outbox]
 
@@ -123,6 +127,7 @@ async def test_training_reads_batches_reports_each_step_then_completes() -> None
         ("ModelProgressed", 3),
         ("ModelCompleted", None),
     ]
+    job = f.row(job.id)
     assert (job.state, job.step, job.attempts) == (State.COMPLETED, 3, 1)
     assert f.vertica.reads == [0, 400, 800]
     assert job.data_offset == 0  # the data ran out: a next step would start a new pass
@@ -144,12 +149,13 @@ async def test_a_cancel_requested_mid_step_stops_the_job_at_that_step() -> None:
 
     async def cancel_during_step_two(request_id: str, offset: int, limit: int) -> Batch:
         if offset == 400:
-            job.request_cancel("changed my mind", T0)
+            f.row(job.id).request_cancel("changed my mind", T0)
         return await original(request_id, offset, limit)
 
     f.vertica.training_batch = cancel_during_step_two  # type: ignore[method-assign]
     await f.runner.run(job)
     assert f.events() == [("ModelProgressed", 1), ("JobCanceled", None)]
+    job = f.row(job.id)
     assert (job.state, job.step, job.reason) == (State.CANCELED, 1, "changed my mind")
 
 
@@ -174,6 +180,7 @@ async def test_the_check_finding_the_request_cancelled_means_no_completion() -> 
     await f.runner.run(job)
     assert f.events()[-1] == ("JobCanceled", None)
     assert "ModelCompleted" not in [name for name, _ in f.events()]
+    job = f.row(job.id)
     assert (job.state, job.reason) == (State.CANCELED, "model request 15 was cancelled")
 
 
@@ -184,12 +191,13 @@ async def test_a_worker_that_lost_its_lease_writes_nothing_more() -> None:
 
     async def taken_over(request_id: str, offset: int, limit: int) -> Batch:
         if offset == 400:
-            job.lease_owner = "someone-else/1234"  # its lease ran out and was claimed again
+            f.row(job.id).lease_owner = "someone-else/1234"  # its lease ran out, claimed again
         return await original(request_id, offset, limit)
 
     f.vertica.training_batch = taken_over  # type: ignore[method-assign]
     await f.runner.run(job)
     assert f.events() == [("ModelProgressed", 1)]
+    job = f.row(job.id)
     assert (job.state, job.step) == (State.RUNNING, 1)
 
 
@@ -200,6 +208,7 @@ async def test_a_completed_extraction_queues_its_lms_send_in_the_same_transactio
     assert f.events() == [("TargetCompleted", None)]
     [lms] = [j for j in f.uow.jobs.rows.values() if j.kind == Kind.LMS]
     assert (lms.state, lms.request_id, lms.max_attempts) == (State.QUEUED, "15", 2)
+    target = f.row(target.id)
     size = target.result["audienceSize"]
     assert lms.params == {
         "targetId": 15,
