@@ -32,12 +32,10 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import Tracer
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit import metrics, relay_state
 from servicekit.kafka import BrokerCheck, BrokerView
-from servicekit.outbox import OUTBOX
 from servicekit.relay_sends import KeyOrderedSends, Row, split_by_topic
 from servicekit.resilience import Backoff
 from servicekit.tables import OUTBOX_CHANNEL
@@ -162,11 +160,13 @@ class OutboxRelay:
         """Check the broker, then publish up to one batch; returns how many rows were
         published. Raises when a send failed, a topic is missing or the broker changed.
 
-        The check before the sends is never cached: a broker that died answers at once
-        (nothing is sent, so nothing reaches its replacement through the producer's
-        retries), and it is the only proof the topics exist. It runs while the rows are
-        read, so it costs no time of its own. Idle, the relay comes here once per poll
-        interval, so a broker replaced between batches is noticed then."""
+        The check before the sends is the last answer only while the producer's
+        connections are those it came over: a broker that died closed them, so the
+        broker is asked (and answers at once that it is gone) before anything is sent
+        that could reach its replacement through the producer's retries. If the acks
+        came over other connections, the broker is asked again before they count. Idle,
+        the relay comes here once per poll interval and the answer is that old, so a
+        broker replaced between batches is noticed then."""
         rows, backlog, view = await self._rows_and_view()
         if await self._meet(view.cluster_id):  # every retained row goes again, oldest first
             self.check.forget()
@@ -302,11 +302,4 @@ class OutboxRelay:
         if self.retention is None or now - self._pruned_at < min(PRUNE_EVERY, self.retention):
             return
         self._pruned_at = now
-        cutoff = now - self.retention
-        async with self.engine.begin() as conn:
-            pruned = await conn.execute(
-                delete(OUTBOX).where(
-                    OUTBOX.c.published_at.is_not(None), OUTBOX.c.published_at < cutoff
-                )
-            )
-            await relay_state.count_pruned(conn, self.service, pruned.rowcount)
+        await relay_state.prune(self.engine, self.service, published_before=now - self.retention)

@@ -14,10 +14,11 @@ events the log holds and how many the broker of record acked (``GET /health/outb
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import MetaData, func, select, update
+from sqlalchemy import MetaData, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit.tables import outbox_table, relay_state_table
 
@@ -97,14 +98,21 @@ async def republished(engine: AsyncEngine, relay: str) -> None:
         )
 
 
-async def count_pruned(conn: AsyncConnection, relay: str, rows: int) -> None:
-    """In the pruning transaction: these rows can never be published again."""
-    if rows:
-        await conn.execute(
-            update(RELAY_STATE)
-            .where(RELAY_STATE.c.relay == relay)
-            .values(pruned_rows=RELAY_STATE.c.pruned_rows + rows)
+async def prune(engine: AsyncEngine, relay: str, published_before: datetime) -> None:
+    """Delete the rows published before ``published_before``, and count them in the same
+    transaction: they can never be published again."""
+    async with engine.begin() as conn:
+        pruned = await conn.execute(
+            delete(OUTBOX).where(
+                OUTBOX.c.published_at.is_not(None), OUTBOX.c.published_at < published_before
+            )
         )
+        if pruned.rowcount:
+            await conn.execute(
+                update(RELAY_STATE)
+                .where(RELAY_STATE.c.relay == relay)
+                .values(pruned_rows=RELAY_STATE.c.pruned_rows + pruned.rowcount)
+            )
 
 
 async def outbox_counts(engine: AsyncEngine) -> dict[str, dict[str, int]]:
