@@ -101,7 +101,7 @@ class EventConsumer:
         security: dict[str, Any] | None = None,  # servicekit.kafka.client_security
         fetch_max_wait_ms: int = 10,
         batch_size: int = 100,
-        commit_interval_s: float = 0.5,
+        commit_interval_s: float = 2.0,
     ) -> None:
         self.service = service
         self.group_id = group_id or service
@@ -119,10 +119,10 @@ class EventConsumer:
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.security = security or {}
-        self.positions = Positions(service, self.group_id)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.batch_size = batch_size  # records per fetch, applied in one transaction
         self.pending = PendingOffsets(commit_interval_s)  # applied, not committed yet
+        self.positions = Positions(service, self.group_id, self.pending)
         self.series = metrics.ConsumerSeries(service, self.group_id)
         self._dead_lettered = False
 

@@ -26,9 +26,10 @@ LAG_REFRESH_S = 5.0
 
 
 class Positions:
-    def __init__(self, service: str, group_id: str) -> None:
+    def __init__(self, service: str, group_id: str, applied: PendingOffsets | None = None) -> None:
         self.service = service
         self.group_id = group_id
+        self.applied = applied  # offsets applied since the last commit: no lag
         self._lag: dict[TopicPartition, Any] = {}  # label children, looked up once
         self.cluster_id: str | None = None  # the broker cluster this consumer reads
         self.rewind = False  # read the next assigned partitions from their beginning
@@ -65,6 +66,8 @@ class Positions:
                     # Nothing committed yet: the group reads from the earliest record.
                     committed = await consumer.committed(partition)
                     done = starts[partition] if committed is None else committed
+                    if self.applied is not None:
+                        done = max(done, self.applied.offsets.get(partition, done))
                     self.set_lag(partition, ends[partition] - done)
             except Exception as exc:  # the consume loop reports outages; try again later
                 log.debug("lag not measured", error=repr(exc))

@@ -169,6 +169,7 @@ class ServiceRuntime:
                 security=client_security(s),
                 fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
                 batch_size=s.consumer_batch_size,
+                commit_interval_s=s.kafka_commit_interval_s,
             )
             self.consumers.append(consumer)
             runs.append(consumer.run())

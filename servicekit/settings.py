@@ -71,6 +71,12 @@ class ServiceSettings(BaseSettings):
     # How long the broker may hold a consumer's fetch when there is nothing new: an idle
     # event hop waits about this long (aiokafka's default is 500 ms).
     kafka_fetch_max_wait_ms: int = Field(10, ge=0, validation_alias="KAFKA_FETCH_MAX_WAIT_MS")
+    # How often a consumer commits the offsets of what it applied (a broker round trip per
+    # consumer while events flow). A restart redelivers up to this much, which the inbox
+    # skips; a rebalance or a stop commits first. Kafka's own auto-commit default is 5 s.
+    kafka_commit_interval_s: float = Field(
+        2.0, gt=0, le=60, validation_alias="KAFKA_COMMIT_INTERVAL_S"
+    )
 
     # Worker processes serving this service (uvicorn's, each a whole service process like one
     # replica: its relay waits for the database's relay lock, its consumers join the group,
