@@ -59,18 +59,23 @@ class Positions:
             await asyncio.sleep(LAG_REFRESH_S)
             await self.check_cluster(consumer)
             try:
-                partitions = list(consumer.assignment())
-                ends = await consumer.end_offsets(partitions)
-                starts = await consumer.beginning_offsets(partitions)
-                for partition in partitions:
-                    # Nothing committed yet: the group reads from the earliest record.
-                    committed = await consumer.committed(partition)
-                    done = starts[partition] if committed is None else committed
-                    if self.applied is not None:
-                        done = max(done, self.applied.offsets.get(partition, done))
-                    self.set_lag(partition, ends[partition] - done)
+                await self.measure_lag(consumer)
             except Exception as exc:  # the consume loop reports outages; try again later
                 log.debug("lag not measured", error=repr(exc))
+
+    async def measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Each assigned partition's lag: its end less what was committed, or applied
+        since the last commit."""
+        partitions = list(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        for partition in partitions:
+            # Nothing committed yet: the group reads from the earliest record.
+            committed = await consumer.committed(partition)
+            done = starts[partition] if committed is None else committed
+            if self.applied is not None:
+                done = max(done, self.applied.offsets.get(partition, done))
+            self.set_lag(partition, ends[partition] - done)
 
     async def check_cluster(self, consumer: AIOKafkaConsumer) -> None:
         """On another cluster than the one read so far, seek every assigned partition to

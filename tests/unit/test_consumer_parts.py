@@ -16,7 +16,7 @@ from structlog.contextvars import bind_contextvars, get_contextvars, unbind_cont
 
 from servicekit import metrics
 from servicekit.envelope import header_map
-from servicekit.positions import PendingOffsets
+from servicekit.positions import PendingOffsets, Positions
 from servicekit.record_spans import RecordSpans
 
 A, B = TopicPartition("model.events", 0), TopicPartition("model.events", 1)
@@ -52,6 +52,39 @@ async def test_pending_offsets_commit_the_assigned_partitions_once() -> None:
     assert broker.commits == [{A: 7}]
     await pending.commit(broker)  # type: ignore[arg-type]
     assert broker.commits == [{A: 7}]
+
+
+class Offsets(Broker):
+    """What measuring the lag asks of a consumer: ends, beginnings, committed offsets."""
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {A: 20, B: 8}
+
+    async def beginning_offsets(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return {A: 0, B: 2}
+
+    async def committed(self, partition: TopicPartition) -> int | None:
+        return {A: 10}.get(partition)
+
+
+async def test_the_lag_counts_what_was_applied_since_the_last_commit() -> None:
+    pending = PendingOffsets(interval_s=60)
+    positions = Positions("model", "lag-test", pending)
+    consumer = Offsets({A, B})
+    await positions.measure_lag(consumer)  # type: ignore[arg-type]
+    assert lag("lag-test", A) == 10 and lag("lag-test", B) == 6  # B: nothing committed yet
+    pending.add({A: 18})  # applied, committed within the next interval
+    await positions.measure_lag(consumer)  # type: ignore[arg-type]
+    assert lag("lag-test", A) == 2 and lag("lag-test", B) == 6
+
+
+def lag(group: str, partition: TopicPartition) -> float | None:
+    labels = {"service": "model", "group": group, "topic": partition.topic}
+    return REGISTRY.get_sample_value(
+        "kafka_consumer_lag_messages", labels | {"partition": str(partition.partition)}
+    )
 
 
 async def test_pending_offsets_not_taken_are_kept_and_newer_ones_win() -> None:
