@@ -50,12 +50,9 @@ async def test_acks_from_a_broker_replaced_during_the_batch_are_not_taken(
         created = await client.post("/models", json={"userId": "test", "modelName": "M"})
         assert created.status_code == 201
 
-        async def all_published() -> bool:
-            async with runtime.engine.connect() as conn:
-                rows = (await conn.execute(select(outbox.c.published_at))).all()
-            return bool(rows) and all(r.published_at for r in rows)
-
-        await eventually(all_published, what="the event published to the new broker")
+        await eventually(
+            lambda: _all_published(runtime), what="the event published to the new broker"
+        )
         records = await read_topic(topics, MODEL_EVENTS, expect=1)
         async with runtime.engine.connect() as conn:
             [event_id] = (await conn.execute(select(outbox.c.event_id))).scalars().all()
