@@ -175,7 +175,7 @@ class JobRepository:
 
     async def save(self, job: Job) -> None:
         self.track(job)
-        await self.sql.execute(_SAVE, {**_values(job), "job_id": job.id})
+        await self.sql.defer(_SAVE, {**_values(job), "job_id": job.id})  # written at the commit
 
     async def save_unchanged(self, job: Job, held_by: str, written_at: datetime) -> bool:
         """Store ``job`` in one statement, without locking it first, if its row is still

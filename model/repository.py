@@ -71,7 +71,7 @@ class ModelRequestRepository:
         self.track(req)
         values = {c: getattr(req, c) for c in _COLUMNS}
         values["state"] = req.state.value
-        await self.sql.execute(_SAVE, {"id": req.id, **values})
+        await self.sql.defer(_SAVE, {"id": req.id, **values})  # written at the commit
 
 
 class ModelUnitOfWork(UnitOfWork):

@@ -84,7 +84,7 @@ class MyRequestRepository:
     async def update(self, row: MyRequest) -> None:
         values = values_of(row)
         values["row_id"] = values.pop("id")
-        await self.sql.execute(self._statements["update"], values)
+        await self.sql.defer(self._statements["update"], values)  # written at the commit
 
     async def add_all(self, rows: Iterable[MyRequest]) -> None:
         values = [values_of(r) for r in rows]
@@ -127,7 +127,7 @@ class TimelineRepository:
         values = [_entry_values(e) for e in entries]
         statement = _timeline_insert(self.table)
         if len(values) == 1:
-            await self.sql.execute(statement, values[0])
+            await self.sql.defer(statement, values[0])  # written at the commit
         elif values:
             await self.sql.executemany(statement, values)
 

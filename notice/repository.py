@@ -264,7 +264,7 @@ class TargetDirectory:
         self.sql = sql
 
     async def remember(self, info: TargetInfo) -> None:
-        await self.sql.execute(
+        await self.sql.defer(
             _REMEMBER,
             {
                 "id": info.id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import asyncpg
 import structlog
@@ -110,6 +110,33 @@ class EventSource(Protocol):
     def pull_events(self) -> list[Event]: ...
 
 
+class Session:
+    """The unit of work's SQLAlchemy connection, whose statements see the writes waiting
+    for the commit in :attr:`UnitOfWork.sql` (:meth:`servicekit.sql.Sql.defer`): they are
+    sent first. Everything else is the connection's own."""
+
+    __slots__ = ("_conn", "_sql")
+
+    def __init__(self, conn: AsyncConnection, sql: Sql) -> None:
+        self._conn = conn
+        self._sql = sql
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        await self._sql.flush()
+        return await self._conn.execute(statement, *args, **kwargs)
+
+    async def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        await self._sql.flush()
+        return await self._conn.scalar(statement, *args, **kwargs)
+
+    async def scalars(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        await self._sql.flush()
+        return await self._conn.scalars(statement, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
 class UnitOfWork:
     """One transaction: ``async with uow: ...; await uow.commit()``.
 
@@ -126,10 +153,13 @@ class UnitOfWork:
     every repository runs Core statements, and the ORM's session around them (its
     transaction bookkeeping, identity map, execution events) was a fifth of a request.
     :attr:`sql` runs the hot paths' statements (:class:`servicekit.sql.Statement`) on the
-    same connection, in the same transaction, without SQLAlchemy's execution layer.
+    same connection, in the same transaction, without SQLAlchemy's execution layer. Writes
+    nothing reads back (saves, outbox rows) wait there for the commit and go as one
+    statement; a unit of work that ran nothing else is that one statement (its own
+    transaction). A statement on either sees the writes waiting.
     """
 
-    session: AsyncConnection
+    session: Session
     sql: Sql
     _depth = 0
 
@@ -148,12 +178,13 @@ class UnitOfWork:
         if self._depth > 1:
             return self  # joins the open transaction
         try:
-            self.session = await self._engine.connect()
+            connection = await self._engine.connect()
         except BaseException:
             self._depth = 0  # not entered: no __aexit__ comes
             raise
         # No begin(): the connection begins its transaction at the first statement.
-        self.sql = Sql(self.session)
+        self.sql = Sql(connection)
+        self.session = Session(connection, self.sql)
         self._seen = []
         self._after_commit = []
         self.on_begin()
@@ -180,7 +211,9 @@ class UnitOfWork:
                 await self.outbox.add(self.sql, event)
         if self._depth > 1:
             return  # the outermost block commits
-        await self.session.commit()
+        await self.sql.flush()  # alone, it commits itself: then no transaction is open
+        if self.session.in_transaction():
+            await self.session.commit()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             try:

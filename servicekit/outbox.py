@@ -34,9 +34,10 @@ class OutboxWriter:
         self.source = source
 
     async def add(self, sql: Sql, event: Event) -> None:
-        """Stage ``event`` in the caller's transaction, with the current trace context."""
+        """Stage ``event`` in the caller's transaction, with the current trace context: the
+        row is written with the transaction's other deferred writes, at its commit."""
         envelope = Envelope.wrap(event, self.source, current_traceparent())
-        await sql.execute(
+        await sql.defer(
             _OUTBOX_INSERT,
             {
                 "event_id": envelope.id,

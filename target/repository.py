@@ -94,7 +94,7 @@ class TargetRepository:
         self.track(req)
         values = {c: getattr(req, c) for c in _COLUMNS}
         values["state"] = req.state.value
-        await self.sql.execute(_SAVE, {"id": req.id, **values})
+        await self.sql.defer(_SAVE, {"id": req.id, **values})  # written at the commit
 
 
 class ModelRecordRepository:
@@ -125,9 +125,7 @@ class ModelRecordRepository:
 
     async def save(self, record: ModelRecord) -> None:
         values = {"state": record.state, "updated_at": record.updated_at, "user_id": record.user_id}
-        await self.sql.execute(
-            _SAVE_RECORD, {"model_request_id": record.model_request_id, **values}
-        )
+        await self.sql.defer(_SAVE_RECORD, {"model_request_id": record.model_request_id, **values})
 
 
 def _target(row: RowMapping | Record) -> TargetRequest:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from model import handlers
 from model.repository import ModelUnitOfWork
@@ -77,3 +78,83 @@ async def test_ids_taken_in_blocks_are_unique_under_concurrency_and_fresh_per_da
     finally:
         await engine.dispose()
         await other.dispose()
+
+
+def _statements_sent(engine) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every statement the engine's connections send from now on, as asyncpg logs them."""
+    sent: list[str] = []
+
+    def log_queries(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.driver_connection.add_query_logger(lambda q: sent.append(q.query))
+
+    event.listen(engine.sync_engine, "connect", log_queries)
+    return sent
+
+
+async def test_a_request_that_only_writes_is_one_statement_and_its_own_transaction(
+    model_db: str,
+) -> None:
+    engine = make_engine(model_db)
+    try:
+        sent = _statements_sent(engine)
+        first = await handlers.request_model(  # takes a block of ids first
+            ModelUnitOfWork(engine, OutboxWriter("model")), "u", "m"
+        )
+        await asyncio.sleep(0.05)  # asyncpg calls its query loggers soon after the query
+        sent.clear()
+        second = await handlers.request_model(
+            ModelUnitOfWork(engine, OutboxWriter("model")), "u", "n"
+        )
+        await asyncio.sleep(0.05)
+        assert len(sent) == 1, sent
+        assert sent[0].startswith("WITH w0 AS (INSERT INTO model_requests")
+        assert "INSERT INTO outbox" in sent[0]
+        assert await _counts(engine) == [2, 2]
+        async with engine.connect() as conn:
+            keys = list(await conn.scalars(select(outbox.c.key).order_by(outbox.c.id)))
+        assert keys == [str(first.id), str(second.id)]
+    finally:
+        await engine.dispose()
+
+
+async def test_writes_waiting_for_the_commit_are_stored_all_or_none_and_in_order(
+    model_db: str,
+) -> None:
+    """A write that fails takes the others of its statement with it, with or without a
+    transaction begun before; two events of one commit get ids in the order raised."""
+    engine = make_engine(model_db)
+    try:
+        created = await handlers.request_model(
+            ModelUnitOfWork(engine, OutboxWriter("model")), "u", "m"
+        )
+        async with engine.connect() as conn:
+            taken = await conn.scalar(select(outbox.c.event_id))
+        for read_first in (False, True):
+            with pytest.raises(asyncpg.UniqueViolationError):
+                async with ModelUnitOfWork(engine, OutboxWriter("model")) as uow:
+                    if read_first:  # a transaction is open: the writes go before COMMIT
+                        assert await uow.requests.get(created.id) is not None
+                    req = handlers.ModelRequest.request(await uow.requests.next_id(), "u", "x")
+                    await uow.requests.save(req)
+                    event = req.pull_events()[0]
+                    duplicate = event.model_copy(update={"event_id": taken})
+                    await uow.outbox.add(uow.sql, duplicate)
+                    await uow.commit()
+            assert await _counts(engine) == [1, 1]
+
+        async with ModelUnitOfWork(engine, OutboxWriter("model")) as uow:
+            req = await uow.requests.get(created.id)
+            assert req is not None
+            req.approve("admin")
+            req.cancel("changed my mind", "u")
+            await uow.requests.save(req)
+            await uow.commit()
+        async with engine.connect() as conn:
+            types = list(await conn.scalars(select(outbox.c.ce_type).order_by(outbox.c.id)))
+        assert types == [
+            "nocode.model.Requested",
+            "nocode.model.Approved",
+            "nocode.model.RequestCanceled",
+        ]
+    finally:
+        await engine.dispose()
