@@ -10,6 +10,7 @@ transaction does not count the change twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -187,6 +188,7 @@ class UnitOfWork:
         self.session = Session(connection, self.sql)
         self._seen = []
         self._after_commit = []
+        self._staged = 0  # events staged in the outbox
         self.on_begin()
         return self
 
@@ -209,11 +211,16 @@ class UnitOfWork:
         for aggregate in self._seen:
             for event in aggregate.pull_events():
                 await self.outbox.add(self.sql, event)
+                self._staged += 1
         if self._depth > 1:
             return  # the outermost block commits
         await self.sql.flush()  # alone, it commits itself: then no transaction is open
         if self.session.in_transaction():
             await self.session.commit()
+        if self._staged and self.outbox.wake is not None:
+            self._staged = 0
+            self.outbox.wake()
+            await asyncio.sleep(0)  # the relay starts reading before this request answers
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             try:

@@ -6,6 +6,8 @@ the state change. :mod:`servicekit.relay` publishes the committed rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import MetaData, insert
 
 from contracts import Event
@@ -32,6 +34,9 @@ _OUTBOX_INSERT = Statement(insert(OUTBOX), columns=_COLUMNS)
 class OutboxWriter:
     def __init__(self, source: str) -> None:
         self.source = source
+        # The relay of this process (servicekit.relay_wakeups): told of each commit that
+        # staged events, so it reads them before the NOTIFY of that commit comes.
+        self.wake: Callable[[], None] | None = None
 
     async def add(self, sql: Sql, event: Event) -> None:
         """Stage ``event`` in the caller's transaction, with the current trace context: the

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from servicekit import metrics, relay_state
 from servicekit.kafka import BrokerCheck, BrokerView
 from servicekit.relay_sends import KeyOrderedSends, Row, split_by_topic
+from servicekit.relay_wakeups import Wakeups
 from servicekit.resilience import Backoff
 from servicekit.tables import OUTBOX_CHANNEL
 
@@ -77,7 +78,8 @@ class ClusterChanged(RuntimeError):
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows; woken by LISTEN/NOTIFY, polling as a fallback."""
+    """Publishes committed outbox rows; woken by its own process's commits and by
+    LISTEN/NOTIFY (:mod:`servicekit.relay_wakeups`), polling as a fallback."""
 
     def __init__(
         self,
@@ -101,7 +103,7 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self.retention = retention
         self.sends = KeyOrderedSends(producer, tracer, send_timeout_s)
-        self._wake = asyncio.Event()
+        self.wakeups = Wakeups()
         self._pruned_at = datetime.min.replace(tzinfo=UTC)
         self.memory = relay_state.Memory()
         self._interruptions = RETRY.retries()
@@ -126,7 +128,7 @@ class OutboxRelay:
             # Standby relays (other replicas) poll the lock; only the holder publishes.
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):  # noqa: ASYNC110
                 await asyncio.sleep(self.poll_interval_s * 5)
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *n: self.wakeups.notified(n[-1]))
             # A published mark lost with the server's last WAL is a resend (at least once,
             # deduplicated by event id), so its commit need not wait for the flush.
             await conn.execute("SET synchronous_commit = off")
@@ -137,7 +139,7 @@ class OutboxRelay:
             self._interruptions.reset()
             failures = RETRY.retries()
             while not conn.is_closed():
-                self._wake.clear()
+                self.wakeups.clear()
                 try:
                     published = await self.publish_batch()
                     failures.reset()
@@ -149,8 +151,7 @@ class OutboxRelay:
                     continue
                 if published < self.batch_size:
                     await self._prune()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                    await self.wakeups.wait(self.poll_interval_s)
         finally:
             self._conn = None
             with contextlib.suppress(Exception):
@@ -243,12 +244,17 @@ class OutboxRelay:
         batch does not say it: a full batch, or a re-publish that stops at its end)."""
         conn = self._leader()
         through = self.memory.republish_through
-        if through is None:
-            rows = await conn.fetch(NEXT_ROWS, self.batch_size, record_class=_Record)
-        else:  # the broker's lost rows first, then the newer ones
-            rows = await conn.fetch(
-                NEXT_ROWS_THROUGH, self.batch_size, through, record_class=_Record
-            )
+        self.wakeups.begin_read()
+        rows = None
+        try:
+            if through is None:
+                rows = await conn.fetch(NEXT_ROWS, self.batch_size, record_class=_Record)
+            else:  # the broker's lost rows first, then the newer ones
+                rows = await conn.fetch(
+                    NEXT_ROWS_THROUGH, self.batch_size, through, record_class=_Record
+                )
+        finally:
+            self.wakeups.end_read(None if rows is None else (r.id for r in rows))
         if through is None and len(rows) < self.batch_size:
             backlog = len(rows)
         else:

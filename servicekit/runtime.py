@@ -151,6 +151,7 @@ class ServiceRuntime:
                 poll_interval_s=s.outbox_poll_interval_s,
                 retention=retention,
             )
+            self.outbox.wake = self.relay.wakeups.wake
             runs.append(self.relay.run())
         for sub in self.subscriptions:
             consumer = EventConsumer(

@@ -139,8 +139,28 @@ def create_outbox(op: Operations) -> None:
     """Migration step: the outbox table and the trigger that wakes the relay."""
     op.create_table("outbox", *_outbox_columns())
     op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=_UNPUBLISHED)
+    notify_outbox_without_ids(op)  # as first made; notify_outbox_row_ids came later
+
+
+def notify_outbox_row_ids(op: Operations) -> None:
+    """Migration step: the relay's wake-up names the new row's id, so a relay that has read
+    the row already (woken by its own process's commit) does not read again for it."""
+    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute(
-        "CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', NEW.id::text); RETURN NULL; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+        "FOR EACH ROW EXECUTE FUNCTION outbox_notify()"
+    )
+
+
+def notify_outbox_without_ids(op: Operations) -> None:
+    """Undoes :func:`notify_outbox_row_ids`: one wake-up per statement, no payload."""
+    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
+    op.execute(
+        "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
         f"BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); RETURN NULL; END $$"
     )
     op.execute(
