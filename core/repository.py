@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.domain import Job, Kind, State
 from core.tables import CLAIMABLE, job_ids, jobs
 from servicekit.db import EventSource, UnitOfWork
+from servicekit.ids import IdBlocks
 from servicekit.outbox import OutboxWriter
-from servicekit.sql import IdBlocks, Sql, Statement, constant
+from servicekit.sql import Sql, Statement, constant
 from servicekit.tracing import current_traceparent
 
 _COLUMNS = (

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from model.domain import ModelRequest, State
 from model.tables import model_request_ids, model_requests
 from servicekit.db import EventSource, UnitOfWork
-from servicekit.sql import IdBlocks, Sql, Statement
+from servicekit.ids import IdBlocks
+from servicekit.sql import Sql, Statement
 
 _COLUMNS = (
     "user_id",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -33,12 +32,8 @@ from sqlalchemy import (
     Delete,
     Insert,
     Update,
-    bindparam,
-    func,
     literal_column,
-    select,
 )
-from sqlalchemy import Sequence as DbSequence
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
@@ -296,24 +291,3 @@ async def _driver_outside_transaction(conn: AsyncConnection | AsyncSession) -> C
     if isinstance(conn, AsyncSession):
         conn = await conn.connection()
     return (await conn.get_raw_connection()).dbapi_connection.driver_connection
-
-
-class IdBlocks:
-    """New ids from ``sequence``, taken ``size`` at a time: one round trip per ``size`` new
-    rows instead of one per row (a request's INSERT is then its only statement before the
-    outbox row). Ids stay unique; like a sequence's own cache, a process that stops leaves
-    the rest of its block unused (a gap), and two processes' ids interleave."""
-
-    def __init__(self, sequence: DbSequence, size: int = 16) -> None:
-        self.size = size
-        self._take = Statement(
-            select(sequence.next_value()).select_from(func.generate_series(1, bindparam("n")))
-        )
-        self._free: weakref.WeakKeyDictionary[object, deque[int]] = weakref.WeakKeyDictionary()
-
-    async def next(self, sql: Sql) -> int:
-        free = self._free.setdefault(sql.database, deque())
-        if not free:
-            taken = [row[0] for row in await sql.fetch(self._take, {"n": self.size})]
-            free.extend(sorted(taken))
-        return free.popleft()

@@ -10,7 +10,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicekit.db import EventSource, UnitOfWork
-from servicekit.sql import IdBlocks, Sql, Statement
+from servicekit.ids import IdBlocks
+from servicekit.sql import Sql, Statement
 from target.domain import ModelRecord, State, TargetRequest
 from target.tables import model_requests, target_ids, targets
 
