@@ -44,13 +44,17 @@ async def on_event(uow: MypageUow, event: Event) -> None:
     """Join ``event`` into its row and its timeline, in the caller's transaction (which
     commits). A training step of model's is skipped: core's ``ModelProgressed`` brings
     the same step to the row and is the step's timeline entry."""
-    await uow.timeline.add(timeline.entries(event))
     change = view.contribution(event)
-    if change is None:
-        return
-    # Lock-or-insert: most events find their row (one statement); a new row is inserted,
-    # and two writers of it (the live consumer and a replay's catch-up) cannot both insert
-    # it: the second one's insert does nothing, and it merges under the row lock.
+    if change is not None:
+        await _join(uow, change, event)
+    # After the row: its update and the entries then go as one statement at the commit.
+    await uow.timeline.add(timeline.entries(event))
+
+
+async def _join(uow: MypageUow, change: MyRequest, event: Event) -> None:
+    """Lock-or-insert: most events find their row (one statement); a new row is inserted,
+    and two writers of it (the live consumer and a replay's catch-up) cannot both insert
+    it: the second one's insert does nothing, and it merges under the row lock."""
     row = await uow.requests.get(change.id, for_update=True)
     if row is None:
         if await uow.requests.add_if_absent(change):

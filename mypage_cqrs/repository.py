@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mypage_cqrs.tables import my_requests, request_timeline
@@ -55,9 +55,16 @@ def _statements(table: Table) -> dict[str, Statement]:
 
 @lru_cache(maxsize=16)
 def _timeline_insert(table: Table) -> Statement:
+    """One statement for any number of entries: each column's values as one array."""
+    entries = (
+        func.unnest(*(bindparam(c, type_=ARRAY(table.c[c].type)) for c in _ENTRY_COLUMNS))
+        .table_valued(*_ENTRY_COLUMNS)
+        .render_derived(name="entries")
+    )
     return Statement(
-        insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id, table.c.part]),
-        columns=_ENTRY_COLUMNS,
+        insert(table)
+        .from_select(list(_ENTRY_COLUMNS), select(*(entries.c[c] for c in _ENTRY_COLUMNS)))
+        .on_conflict_do_nothing(index_elements=[table.c.event_id, table.c.part])
     )
 
 
@@ -125,11 +132,9 @@ class TimelineRepository:
     async def add(self, entries: Iterable[Entry]) -> None:
         """Write entries; one already there (same event and part) stays as it is."""
         values = [_entry_values(e) for e in entries]
-        statement = _timeline_insert(self.table)
-        if len(values) == 1:
-            await self.sql.defer(statement, values[0])  # written at the commit
-        elif values:
-            await self.sql.executemany(statement, values)
+        if values:  # written at the commit
+            columns = {c: [v[c] for v in values] for c in _ENTRY_COLUMNS}
+            await self.sql.defer(_timeline_insert(self.table), columns)
 
     async def of(self, request: str) -> list[Entry]:
         """One request's entries (unordered: see ``timeline.ordered``)."""

@@ -184,7 +184,7 @@ class UnitOfWork:
             self._depth = 0  # not entered: no __aexit__ comes
             raise
         # No begin(): the connection begins its transaction at the first statement.
-        self.sql = Sql(connection)
+        self.sql = Sql(connection, deferring=True)
         self.session = Session(connection, self.sql)
         self._seen = []
         self._after_commit = []

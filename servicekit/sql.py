@@ -163,10 +163,13 @@ class Sql:
     """:class:`Statement`s run on the asyncpg connection under a SQLAlchemy connection
     (or session), in its transaction; the connection is looked up at the first one."""
 
-    __slots__ = ("_conn", "_over", "_tracer", "_waiting")
+    __slots__ = ("_conn", "_deferring", "_over", "_tracer", "_waiting")
 
-    def __init__(self, over: AsyncConnection | AsyncSession) -> None:
+    def __init__(self, over: AsyncConnection | AsyncSession, *, deferring: bool = False) -> None:
+        """``deferring``: the owner flushes before it commits (a unit of work does), so
+        writes may wait (:meth:`defer`); otherwise a deferred write is run at once."""
         self._over = over
+        self._deferring = deferring
         self._conn: Connection | None = None
         self._tracer: Tracer | None = None
         self._waiting: list[tuple[Statement, list[Any]]] = []
@@ -202,10 +205,14 @@ class Sql:
         second write to a table that has one waiting sends the waiting ones first: writes
         to one table happen in the order given (an outbox's ids are its events' order).
 
-        Only statements run through this :class:`Sql` send the waiting writes first: a
-        read through the SQLAlchemy connection does not see them until the flush."""
+        Statements run through this :class:`Sql` send the waiting writes first; so do the
+        unit of work's SQLAlchemy statements (``servicekit.db.Session``). A :class:`Sql`
+        made without ``deferring`` runs the write at once."""
         if statement.writes is None:
             raise TypeError(f"only a write without RETURNING can wait: {statement.sql}")
+        if not self._deferring:
+            await self.execute(statement, params)
+            return
         if any(waiting.writes == statement.writes for waiting, _ in self._waiting):
             await self.flush()
         self._waiting.append((statement, statement.args(params)))

@@ -14,6 +14,7 @@ from model.repository import ModelUnitOfWork
 from model.tables import model_requests, outbox
 from servicekit.db import make_engine
 from servicekit.outbox import OutboxWriter
+from servicekit.sql import Sql
 from tests.support import migrated_database
 
 pytestmark = pytest.mark.connected
@@ -156,5 +157,20 @@ async def test_writes_waiting_for_the_commit_are_stored_all_or_none_and_in_order
             "nocode.model.Approved",
             "nocode.model.RequestCanceled",
         ]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_sql_that_no_unit_of_work_flushes_writes_at_once(model_db: str) -> None:
+    """A replay writes through a plain ``Sql`` on its own connection: nothing would send a
+    write left waiting, so it is run when asked."""
+    engine = make_engine(model_db)
+    try:
+        async with engine.connect() as conn:
+            event = handlers.ModelRequest.request(1, "u", "m").pull_events()[0]
+            await OutboxWriter("model").add(Sql(conn), event)
+            assert await conn.scalar(select(func.count()).select_from(outbox)) == 1
+            await conn.commit()
+        assert await _counts(engine) == [0, 1]
     finally:
         await engine.dispose()
