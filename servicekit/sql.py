@@ -171,7 +171,7 @@ class Sql:
         self._over = over
         self._deferring = deferring
         self._conn: Connection | None = None
-        self._tracer: Tracer | None = None
+        self._tracer: Tracer | None = _TRACERS.get(self.database)
         self._waiting: list[tuple[Statement, list[Any]]] = []
 
     @property
@@ -217,11 +217,6 @@ class Sql:
             await self.flush()
         self._waiting.append((statement, statement.args(params)))
 
-    @property
-    def waiting(self) -> int:
-        """How many deferred writes are not sent yet."""
-        return len(self._waiting)
-
     async def flush(self) -> None:
         """Send the deferred writes, as one statement. With no statement run before it
         (no transaction begun) that statement is its own transaction: PostgreSQL commits
@@ -245,8 +240,6 @@ class Sql:
         return await self._call(conn, method, sql, args)
 
     async def _call(self, conn: Connection, method: str, sql: str, args: Sequence[Any]) -> Any:
-        if self._tracer is None:
-            self._tracer = _TRACERS.get(self.database)
         call = getattr(conn, method)
         try:
             if self._tracer is None:
