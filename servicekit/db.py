@@ -217,8 +217,8 @@ class UnitOfWork:
         await self.sql.flush()  # alone, it commits itself: then no transaction is open
         if self.session.in_transaction():
             await self.session.commit()
-        if self._staged and self.outbox.wake is not None:
-            self._staged = 0
+        staged, self._staged = self._staged, 0
+        if staged and self.outbox.wake is not None:
             self.outbox.wake()
             await asyncio.sleep(0)  # the relay starts reading before this request answers
         callbacks, self._after_commit = self._after_commit, []

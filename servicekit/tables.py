@@ -145,27 +145,23 @@ def create_outbox(op: Operations) -> None:
 def notify_outbox_row_ids(op: Operations) -> None:
     """Migration step: the relay's wake-up names the new row's id, so a relay that has read
     the row already (woken by its own process's commit) does not read again for it."""
-    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
-    op.execute(
-        "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        f"BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', NEW.id::text); RETURN NULL; END $$"
-    )
-    op.execute(
-        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
-        "FOR EACH ROW EXECUTE FUNCTION outbox_notify()"
-    )
+    _outbox_trigger(op, payload="NEW.id::text", each="ROW")
 
 
 def notify_outbox_without_ids(op: Operations) -> None:
     """Undoes :func:`notify_outbox_row_ids`: one wake-up per statement, no payload."""
+    _outbox_trigger(op, payload="''", each="STATEMENT")
+
+
+def _outbox_trigger(op: Operations, payload: str, each: str) -> None:
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute(
         "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        f"BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); RETURN NULL; END $$"
+        f"BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', {payload}); RETURN NULL; END $$"
     )
     op.execute(
-        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
-        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
+        f"CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH {each} "
+        "EXECUTE FUNCTION outbox_notify()"
     )
 
 
