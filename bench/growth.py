@@ -13,7 +13,6 @@ their ratio. The issue's goal: the later TOTAL within 10 % of the first.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -57,11 +56,11 @@ def main() -> None:
         figures["first"] = window("first")
         filler = args.after - args.window
         if filler > 0:
-            res = asyncio.run(
+            res = bench.run(
                 load.post_models(bench.gateway, bench.user, filler, args.concurrency, "fill")
             )
             # the consumers and the chat sender work off the backlog before the next window
-            asyncio.run(hops.settle(bench.db_url, res.ids, timeout_s=3600))
+            bench.run(hops.settle(bench.db_url, res.ids, timeout_s=3600))
             print(f"filler: {len(res.ids)} POSTs, errors {res.errors}", flush=True)
         figures["later"] = window("later")
     finally:

@@ -17,8 +17,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
-import asyncpg
-
 from bench import procs
 
 CONSUMER_DBS = ("model", "target", "core", "notice", "mypage_cqrs")
@@ -36,11 +34,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _fetch(url: Callable[[str], str], db: str, query: str, *args: object) -> list:
-    conn = await asyncpg.connect(url(db))
-    try:
-        return await conn.fetch(query, *args)
-    finally:
-        await procs.close_client(conn)
+    conn = await procs.client(url(db))
+    return await conn.fetch(query, *args)
 
 
 async def event_ids(url: Callable[[str], str], request_ids: list[int]) -> dict[str, tuple]:

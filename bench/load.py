@@ -92,6 +92,7 @@ class StateWatch:
         self.interval_s = interval_s
         self.waiting: dict[tuple[str, int, str, str], list[asyncio.Future[None]]] = {}
         self.polls = 0
+        self.stopped = asyncio.Event()
 
     async def until(self, what: str, ident: int, key: str, wanted: str) -> None:
         """Until ``what`` ("model" or "target") ``ident``'s ``key`` is ``wanted``."""
@@ -100,18 +101,15 @@ class StateWatch:
         await fut
 
     async def run(self) -> None:
-        import asyncpg
-
-        model = await asyncpg.connect(self.url("model"))
-        target = await asyncpg.connect(self.url("target"))
-        try:
-            while True:
-                await asyncio.sleep(self.interval_s)
-                if self.waiting:
-                    await self._poll(model, target)
-        finally:
-            await procs.close_client(model)
-            await procs.close_client(target)
+        model = await procs.client(self.url("model"), "state watch")
+        target = await procs.client(self.url("target"), "state watch")
+        while True:  # stopped between polls, never in one: the connections are kept
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), self.interval_s)
+            if self.stopped.is_set():
+                return
+            if self.waiting:
+                await self._poll(model, target)
 
     async def _poll(self, model: Any, target: Any) -> None:
         self.polls += 1
@@ -188,9 +186,8 @@ async def sagas(
         try:
             await asyncio.gather(*(saga(n) for n in range(count)))
         finally:
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
+            watch.stopped.set()
+            await watching
         out.duration_s = time.perf_counter() - start
         out.polls = watch.polls
     return out

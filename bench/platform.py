@@ -35,11 +35,12 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import hops, load, procs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 PORTS = ("GATEWAY", "MODEL", "NOTICE", "CORE", "TARGET", "MYPAGE_CQRS", "CONSOLE", "SIMULATORS")
 
 
@@ -70,6 +71,12 @@ class Bench:
         self.gateway = f"http://127.0.0.1:{self.ports['GATEWAY']}"
         self.reference = f"http://127.0.0.1:{self.ref_port}"
         self.procs: list[subprocess.Popen[bytes]] = []
+        # One event loop for the whole run: the bench's own database connections
+        # (procs.client) are opened once and live on it.
+        self.runner = asyncio.Runner()
+
+    def run(self, work: Awaitable[T]) -> T:
+        return self.runner.run(work)  # type: ignore[arg-type]
 
     def db_url(self, db: str) -> str:
         from nocode.embedded_postgres import EmbeddedPostgres  # its password, from its file
@@ -93,7 +100,7 @@ class Bench:
         )
         self.procs.append(self.up)
         wait("nocode up", lambda: b"nocode is up" in (self.data_dir / "up.log").read_bytes())
-        asyncio.run(self._create_reference_db())
+        self.run(self._create_reference_db())
         ref_env = {**env, "REFERENCE_DATABASE_URL": self.db_url("reference")}
         self.ref = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "bench.reference:app", "--port", str(self.ref_port),
@@ -120,6 +127,10 @@ class Bench:
             await conn.close()
 
     def stop(self) -> None:
+        try:
+            self.run(procs.close_clients())
+        finally:
+            self.runner.close()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -144,7 +155,7 @@ class Bench:
         idle = self.snapshot(root).minus(before)
         start = self.snapshot(root)
         began = time.perf_counter()
-        result = asyncio.run(work())
+        result = self.run(work())
         window = time.perf_counter() - began
         spent = self.snapshot(root).minus(start)
         after = self.snapshot(root)
@@ -177,7 +188,7 @@ class Bench:
             k: round(v, 2) for k, v in self.idle.items() if k not in ("pg:reference", procs.CLIENT)
         }
         out["idle_ms_per_s"] = idle | {"TOTAL": round(sum(idle.values()), 2)}
-        out["hops_load"] = hops.summary(asyncio.run(hops.hop_latencies(url, res.ids)))
+        out["hops_load"] = hops.summary(self.run(hops.hop_latencies(url, res.ids)))
 
         async def reference_load() -> load.Outcome:
             return await load.post_models(self.reference, None, a.requests, a.concurrency, f"r{n}")
@@ -190,9 +201,9 @@ class Bench:
         )
 
         out["load_average"]["idle_hops"] = procs.load_average()
-        ids = asyncio.run(load.spaced_posts(self.gateway, self.user, a.idle_posts, 0.5))
-        asyncio.run(hops.settle(url, ids))
-        out["hops_idle"] = hops.summary(asyncio.run(hops.hop_latencies(url, ids)))
+        ids = self.run(load.spaced_posts(self.gateway, self.user, a.idle_posts, 0.5))
+        self.run(hops.settle(url, ids))
+        out["hops_idle"] = hops.summary(self.run(hops.hop_latencies(url, ids)))
 
         if a.sagas:
 
@@ -339,11 +350,11 @@ def main() -> None:
         print(
             f"platform up (data {bench.data_dir}); load average {procs.load_average()}", flush=True
         )
-        warm = asyncio.run(
+        warm = bench.run(
             load.post_models(bench.gateway, bench.user, args.warmup, args.concurrency, "w")
         )
-        asyncio.run(hops.settle(bench.db_url, warm.ids))  # the idle sample must be idle
-        asyncio.run(load.post_models(bench.reference, None, args.warmup, args.concurrency, "w"))
+        bench.run(hops.settle(bench.db_url, warm.ids))  # the idle sample must be idle
+        bench.run(load.post_models(bench.reference, None, args.warmup, args.concurrency, "w"))
         for n in range(args.rounds):
             rounds.append(bench.round(n))
             figures = {k: rounds[-1].get(k) for k in ("posts", "reference", "sagas", "status_get")}

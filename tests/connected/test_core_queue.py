@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.domain import Job, Kind, State
 from core.repository import CoreUnitOfWork
+from core.runner import JobRunner
 from core.worker import Worker
 from servicekit.db import make_engine
 from servicekit.outbox import OutboxWriter
@@ -142,3 +143,37 @@ def record_claims(worker: Worker) -> list[int]:
 
     worker.claim = claim  # type: ignore[method-assign]
     return claimed
+
+
+async def test_the_queue_depth_is_counted_at_a_claim_at_most_once_a_second(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import metrics, worker
+
+    def never(_: object) -> JobRunner:
+        raise AssertionError("no job runs here")
+
+    counts: list[int] = []
+    original = CoreUnitOfWork.on_begin
+
+    def on_begin(self: CoreUnitOfWork) -> None:
+        original(self)
+        count = self.jobs.count_queued
+
+        async def counted() -> int:
+            counts.append(n := await count())
+            return n
+
+        self.jobs.count_queued = counted  # type: ignore[method-assign]
+
+    monkeypatch.setattr(CoreUnitOfWork, "on_begin", on_begin)
+    monkeypatch.setattr(worker, "QUEUE_DEPTH_EVERY_S", 0.5)
+    await enqueue(sessions, "1", "2", "3", "4")
+    w = Worker(lambda: uow(sessions), never, concurrency=4, poll_interval_s=1, lease_s=30)
+    assert len(await w.claim(1)) == 1
+    assert counts == [3] and metrics.QUEUE_DEPTH._value.get() == 3  # counted after the claim
+    assert len(await w.claim(1)) == 1
+    assert counts == [3] and metrics.QUEUE_DEPTH._value.get() == 3  # not again so soon
+    await asyncio.sleep(0.6)
+    assert len(await w.claim(1)) == 1
+    assert counts == [3, 1] and metrics.QUEUE_DEPTH._value.get() == 1
