@@ -178,15 +178,15 @@ class JobRepository:
         self.track(job)
         await self.sql.defer(_SAVE, {**_values(job), "job_id": job.id})  # written at the commit
 
-    async def save_unchanged(self, job: Job, held_by: str, written_at: datetime) -> bool:
-        """Store ``job`` in one statement, without locking it first, if its row is still
+    async def save_unchanged(self, job: Job, held_by: str, written_at: datetime) -> None:
+        """Store ``job`` with the commit, without locking it first, if its row is still
         what ``held_by`` wrote at ``written_at``: running under that lease, no cancel
-        asked, nobody else wrote since. False (nothing stored) otherwise."""
+        asked, nobody else wrote since. Its events are stored with it, in the same one
+        statement; if the row changed, the commit raises ``ConditionFailed`` and stores
+        nothing (``servicekit.sql.Sql.defer_condition``)."""
         values = {**_values(job), "job_id": job.id, "held_by": held_by, "written_at": written_at}
-        if not await self.sql.execute(_SAVE_UNCHANGED, values):
-            return False
         self.track(job)
-        return True
+        await self.sql.defer_condition(_SAVE_UNCHANGED, values)
 
     async def requeue(self, job: Job) -> None:
         """Store a job that is queued again (re-driven); the worker wakes after the commit."""

@@ -23,6 +23,7 @@ from core.jobs import JobTypes
 from core.jobs.base import Cancel, Complete, Fail, Outcome
 from core.repository import CoreUnitOfWork
 from servicekit.resilience import Backoff
+from servicekit.sql import ConditionFailed
 from servicekit.tracing import span_from
 
 log = structlog.get_logger(__name__)
@@ -186,8 +187,9 @@ class Claim:
         this write (cancelled) unless it is the ``final`` one.
 
         A step or a renewal (a change to the job alone) is first tried as one conditional
-        UPDATE of the job as this claim last wrote it; only when something else wrote the
-        row since (a cancel asked, a takeover) is it locked and looked at, as below."""
+        UPDATE of the job as this claim last wrote it, sent with its events as one
+        statement; only when something else wrote the row since (a cancel asked, a
+        takeover) is it locked and looked at, as below."""
         async with self.uow_factory() as uow:
             if not final and (written := await self._write_unchanged(uow, change)):
                 return written
@@ -214,9 +216,11 @@ class Claim:
     async def _write_unchanged(self, uow: CoreUnitOfWork, change: Change) -> Job | None:
         job = replace(self.job, events=[])
         await change(job, uow, _now())
-        if not await uow.jobs.save_unchanged(job, self.owner, self.job.updated_at):
-            return None  # not tracked: its events go nowhere
-        await uow.commit()
+        await uow.jobs.save_unchanged(job, self.owner, self.job.updated_at)
+        try:
+            await uow.commit()  # the job and its events: one statement, its own transaction
+        except ConditionFailed:
+            return None  # nothing stored; its events were dropped with it
         self.written_at = time.monotonic()
         self.job = job
         return job

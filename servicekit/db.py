@@ -214,7 +214,11 @@ class UnitOfWork:
                 self._staged += 1
         if self._depth > 1:
             return  # the outermost block commits
-        await self.sql.flush()  # alone, it commits itself: then no transaction is open
+        try:
+            await self.sql.flush()  # alone, it commits itself: then no transaction is open
+        except BaseException:
+            self._staged = 0  # not stored
+            raise
         if self.session.in_transaction():
             await self.session.commit()
         staged, self._staged = self._staged, 0

@@ -38,12 +38,19 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
+from servicekit.deferred import together
+
 _DIALECT = asyncpg_dialect()
 _NO_VALUE = object()
 
 Params = Mapping[str, Any]
 _WORD = re.compile(r"[a-z_]+")
 _PARAMETER = re.compile(r"\$(\d+)")
+
+
+class ConditionFailed(Exception):
+    """A write deferred as a condition (:meth:`Sql.defer_condition`) changed no row: none
+    of the writes sent with it was stored."""
 
 
 def constant(value: str) -> ColumnElement[Any]:
@@ -163,7 +170,7 @@ class Sql:
     """:class:`Statement`s run on the asyncpg connection under a SQLAlchemy connection
     (or session), in its transaction; the connection is looked up at the first one."""
 
-    __slots__ = ("_conn", "_deferring", "_over", "_tracer", "_waiting")
+    __slots__ = ("_condition", "_conn", "_deferring", "_over", "_tracer", "_waiting")
 
     def __init__(self, over: AsyncConnection | AsyncSession, *, deferring: bool = False) -> None:
         """``deferring``: the owner flushes before it commits (a unit of work does), so
@@ -173,6 +180,7 @@ class Sql:
         self._conn: Connection | None = None
         self._tracer: Tracer | None = _TRACERS.get(self.database)
         self._waiting: list[tuple[Statement, list[Any]]] = []
+        self._condition: tuple[Statement, list[Any]] | None = None
 
     @property
     def database(self) -> object:
@@ -213,26 +221,51 @@ class Sql:
         if not self._deferring:
             await self.execute(statement, params)
             return
-        if any(waiting.writes == statement.writes for waiting, _ in self._waiting):
+        condition = self._condition[0].writes if self._condition else None
+        if statement.writes == condition or any(
+            waiting.writes == statement.writes for waiting, _ in self._waiting
+        ):
             await self.flush()
         self._waiting.append((statement, statement.args(params)))
+
+    async def defer_condition(self, statement: Statement, params: Params | None = None) -> None:
+        """Write with ``statement`` (an UPDATE or DELETE whose WHERE is the condition) when
+        the writes waiting are sent, and store them only if it changes a row: all of them,
+        deferred before it or after, go as one statement (``servicekit.deferred``), which
+        raises :class:`ConditionFailed` (nothing of it stored) when it changed none. Sent
+        first, on their own: a condition waiting already, and writes waiting to its table
+        (the writes of one statement do not see each other's). A :class:`Sql` made
+        without ``deferring`` sends it at once."""
+        if statement.writes is None:
+            raise TypeError(f"only a write without RETURNING can wait: {statement.sql}")
+        if self._condition is not None or any(
+            waiting.writes == statement.writes for waiting, _ in self._waiting
+        ):
+            await self.flush()
+        self._condition = (statement, statement.args(params))
+        if not self._deferring:
+            await self.flush()
 
     async def flush(self) -> None:
         """Send the deferred writes, as one statement. With no statement run before it
         (no transaction begun) that statement is its own transaction: PostgreSQL commits
         it as a whole or not at all, and nothing is left to commit."""
-        if not self._waiting:
+        if not self._waiting and self._condition is None:
             return
         waiting, self._waiting = self._waiting, []
-        sql, args = _together(waiting)
+        condition, self._condition = self._condition, None
+        sql, args = together(waiting, condition)
+        method = "execute" if condition is None else "fetchval"
         if self._conn is None and not self._over.in_transaction():
             conn = await _driver_outside_transaction(self._over)
-            await self._call(conn, "execute", sql, args)
-            return
-        await self._run("execute", sql, *args)
+            changed = await self._call(conn, method, sql, args)
+        else:
+            changed = await self._run(method, sql, *args)
+        if condition is not None and not changed:
+            raise ConditionFailed(condition[0].sql)
 
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
-        if self._waiting:
+        if self._waiting or self._condition is not None:
             await self.flush()
         conn = self._conn
         if conn is None:
@@ -253,37 +286,6 @@ class Sql:
         except BaseException as error:
             await discard_if_closed(self._over, conn, error)
             raise
-
-
-_TOGETHER: dict[tuple[Statement, ...], str] = {}
-_TOGETHER_KEPT = 256
-
-
-def _together(waiting: list[tuple[Statement, list[Any]]]) -> tuple[str, list[Any]]:
-    """One statement for ``waiting``'s writes: ``WITH w0 AS (first), … last``, each write's
-    parameters numbered after the ones before it. The text is built once per sequence of
-    statements (asyncpg prepares it once per connection)."""
-    args = [arg for _, statement_args in waiting for arg in statement_args]
-    if len(waiting) == 1:
-        return waiting[0][0].sql, args
-    key = tuple(statement for statement, _ in waiting)
-    sql = _TOGETHER.get(key)
-    if sql is None:
-        parts, before = [], 0
-        for statement, statement_args in waiting:
-            parts.append(_renumbered(statement.sql, before))
-            before += len(statement_args)
-        *first, last = parts
-        ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first))
-        sql = f"WITH {ctes} {last}"
-        if len(_TOGETHER) >= _TOGETHER_KEPT:  # statements made per table (a replay's)
-            _TOGETHER.clear()
-        _TOGETHER[key] = sql
-    return sql, args
-
-
-def _renumbered(sql: str, shift: int) -> str:
-    return _PARAMETER.sub(lambda m: f"${int(m[1]) + shift}", sql) if shift else sql
 
 
 async def _driver_outside_transaction(conn: AsyncConnection | AsyncSession) -> Connection:

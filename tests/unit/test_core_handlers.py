@@ -14,6 +14,7 @@ from core import handlers
 from core.domain import Job, Kind, State
 from servicekit.db import EventSource
 from servicekit.http import NotFound
+from servicekit.sql import ConditionFailed
 from tests.unit.fakes import AfterCommit
 
 POLICY = handlers.JobPolicy(
@@ -26,6 +27,7 @@ class FakeJobs:
         self.rows: dict[int, Job] = {}
         self.track = track
         self.ids = 0
+        self.condition: tuple[Job, str, datetime] | None = None
 
     async def next_id(self) -> int:
         self.ids += 1
@@ -73,13 +75,21 @@ class FakeJobs:
         self.track(job)
         self.rows[job.id] = job
 
-    async def save_unchanged(self, job: Job, held_by: str, written_at: datetime) -> bool:
+    async def save_unchanged(self, job: Job, held_by: str, written_at: datetime) -> None:
+        """Stored at the commit if the row is still as ``held_by`` wrote it (a condition)."""
+        self.track(job)
+        self.condition = (job, held_by, written_at)
+
+    def store_if_unchanged(self) -> bool:
+        if self.condition is None:
+            return True
+        (job, held_by, written_at), self.condition = self.condition, None
         row = self.rows.get(job.id)
         if row is None or row.state != State.RUNNING or row.lease_owner != held_by:
             return False
         if row.cancel_requested or row.updated_at != written_at:
             return False
-        await self.save(job)
+        self.rows[job.id] = job
         return True
 
 
@@ -101,8 +111,10 @@ class FakeUnitOfWork(AfterCommit):
 
     async def commit(self) -> None:
         self.committing()
-        for aggregate in self.seen:
-            self.outbox.extend(aggregate.pull_events())
+        events = [event for aggregate in self.seen for event in aggregate.pull_events()]
+        if not self.jobs.store_if_unchanged():
+            raise ConditionFailed("the job changed")  # nothing stored, its events dropped
+        self.outbox.extend(events)
         self.committed()
 
 

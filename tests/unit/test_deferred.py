@@ -1,0 +1,64 @@
+"""servicekit.deferred: the one statement the writes waiting for a commit make, and the
+conditional form of each write (checked on a real PostgreSQL by
+tests/connected/test_deferred_condition.py)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, delete, update
+from sqlalchemy.dialects.postgresql import insert
+
+from servicekit.deferred import conditional, together
+from servicekit.sql import Statement
+
+T = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
+INSERT = Statement(insert(T), columns=("id", "v"))
+UPSERT = Statement(insert(T).on_conflict_do_nothing(), columns=("id", "v"))
+UPDATE = Statement(update(T).where(T.c.id == bindparam("k")).values(v=bindparam("v")))
+UPDATE_ALL = Statement(update(T).values(v=bindparam("v")))
+DELETE = Statement(delete(T).where(T.c.id == bindparam("k")))
+
+
+def test_an_insert_selects_its_rows_only_if_the_condition_changed_one() -> None:
+    assert conditional(INSERT.sql) == (
+        "INSERT INTO t (id, v) SELECT * FROM (VALUES ($1::INTEGER, $2::VARCHAR)) AS given"
+        " WHERE EXISTS (SELECT FROM c)"
+    )
+    assert conditional(UPSERT.sql).endswith(
+        "AS given WHERE EXISTS (SELECT FROM c) ON CONFLICT DO NOTHING"
+    )
+
+
+def test_an_update_or_delete_gets_the_condition_in_its_where() -> None:
+    assert conditional(UPDATE.sql) == (
+        "UPDATE t SET v=$1::VARCHAR WHERE (t.id = $2::INTEGER) AND EXISTS (SELECT FROM c)"
+    )
+    assert conditional(UPDATE_ALL.sql) == "UPDATE t SET v=$1::VARCHAR WHERE EXISTS (SELECT FROM c)"
+    assert conditional(DELETE.sql) == (
+        "DELETE FROM t WHERE (t.id = $1::INTEGER) AND EXISTS (SELECT FROM c)"
+    )
+
+
+def test_what_cannot_be_made_conditional_is_refused() -> None:
+    with pytest.raises(TypeError, match="more than one WHERE"):
+        conditional("UPDATE t SET v = (SELECT v FROM u WHERE u.id = 1) WHERE t.id = 2")
+    with pytest.raises(TypeError, match="not a write"):
+        conditional("SELECT 1")
+
+
+def test_the_condition_goes_first_and_the_statement_answers_its_rows() -> None:
+    sql, args = together([(INSERT, [1, "a"]), (DELETE, [2])], (UPDATE, ["x", 3]))
+    assert args == ["x", 3, 1, "a", 2]
+    assert sql.startswith(
+        "WITH c AS (UPDATE t SET v=$1::VARCHAR WHERE t.id = $2::INTEGER RETURNING 1)"
+    )
+    assert "w1 AS (INSERT INTO t (id, v) SELECT * FROM (VALUES ($3::INTEGER, $4::VARCHAR))" in sql
+    assert "w2 AS (DELETE FROM t WHERE (t.id = $5::INTEGER) AND EXISTS (SELECT FROM c))" in sql
+    assert sql.endswith(" SELECT count(*) FROM c")
+
+
+def test_writes_without_a_condition_are_one_with_and_one_alone_is_itself() -> None:
+    assert together([(INSERT, [1, "a"])], None) == (INSERT.sql, [1, "a"])
+    sql, args = together([(INSERT, [1, "a"]), (DELETE, [2])], None)
+    assert sql == f"WITH w0 AS ({INSERT.sql}) DELETE FROM t WHERE t.id = $3::INTEGER"
+    assert args == [1, "a", 2]
