@@ -131,13 +131,14 @@ class Bench:
             self.run(procs.close_clients())
         finally:
             self.runner.close()
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            self.runner = asyncio.Runner()  # a bench may start again
+            for proc in reversed(self.procs):
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
 
     def snapshot(self, root: subprocess.Popen[bytes]) -> procs.Snapshot:
         return procs.Snapshot.take([root.pid], self.postmaster)

@@ -215,7 +215,7 @@ class UnitOfWork:
         if self._depth > 1:
             return  # the outermost block commits
         try:
-            await self.sql.flush()  # alone, it commits itself: then no transaction is open
+            await self.sql.flush(last=True)  # alone, it is its own transaction
         except BaseException:
             self._staged = 0  # not stored
             raise

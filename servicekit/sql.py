@@ -246,17 +246,18 @@ class Sql:
         if not self._deferring:
             await self.flush()
 
-    async def flush(self) -> None:
-        """Send the deferred writes, as one statement. With no statement run before it
-        (no transaction begun) that statement is its own transaction: PostgreSQL commits
-        it as a whole or not at all, and nothing is left to commit."""
+    async def flush(self, *, last: bool = False) -> None:
+        """Send the deferred writes, as one statement, in the transaction (begun here if
+        none is). ``last``: nothing follows it (the unit of work commits): with no
+        statement run before it, that statement is its own transaction, which
+        PostgreSQL commits as a whole or not at all, and nothing is left to commit."""
         if not self._waiting and self._condition is None:
             return
         waiting, self._waiting = self._waiting, []
         condition, self._condition = self._condition, None
         sql, args = together(waiting, condition)
         method = "execute" if condition is None else "fetchval"
-        if self._conn is None and not self._over.in_transaction():
+        if last and self._conn is None and not self._over.in_transaction():
             conn = await _driver_outside_transaction(self._over)
             changed = await self._call(conn, method, sql, args)
         else:

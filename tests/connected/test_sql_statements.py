@@ -174,3 +174,33 @@ async def test_a_sql_that_no_unit_of_work_flushes_writes_at_once(model_db: str) 
         assert await _counts(engine) == [0, 1]
     finally:
         await engine.dispose()
+
+
+async def test_writes_sent_before_the_commit_are_in_the_unit_of_works_transaction(
+    model_db: str,
+) -> None:
+    """A waiting write sent early (a read follows it, or a second write to its table) goes
+    in the unit of work's transaction, begun for it: a crash before the commit stores
+    none of it. Only the commit's own statement may be a transaction of its own."""
+    engine = make_engine(model_db)
+    try:
+        created = await handlers.request_model(
+            ModelUnitOfWork(engine, OutboxWriter("model")), "u", "m"
+        )
+        for early in ("a read", "a second write to the table"):
+            with pytest.raises(RuntimeError):
+                async with ModelUnitOfWork(engine, OutboxWriter("model")) as uow:
+                    req = handlers.ModelRequest.request(created.id + 1000, "u", "x")
+                    await uow.requests.save(req)  # the first statement of this unit of work
+                    events = req.pull_events()
+                    await uow.outbox.add(uow.sql, events[0])
+                    if early == "a read":
+                        assert await uow.requests.get(created.id) is not None
+                    else:
+                        again = events[0].model_copy(update={"event_id": "another"})
+                        await uow.outbox.add(uow.sql, again)
+                        assert await uow.session.scalar(select(func.count()).select_from(outbox))
+                    raise RuntimeError(f"crash after {early}")
+            assert await _counts(engine) == [1, 1], early
+    finally:
+        await engine.dispose()
