@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 
 class Notifications(Protocol):
-    async def add(self, notice: Notice, event_id: str, event_type: str) -> bool: ...
+    async def add(self, notice: Notice, event_id: str, event_type: str) -> None: ...
     async def get(self, id: int) -> Notification | None: ...
     async def list(self, user_id: str | None, limit: int, offset: int) -> list[Notification]: ...
 
@@ -62,13 +62,13 @@ async def on_lms_event(uow: NoticeUow, event: core.LmsSent | core.LmsFailed) -> 
 async def _store(uow: NoticeUow, event: Event, notice: Notice | None) -> None:
     if notice is None:
         return
-    if await uow.notifications.add(notice, event.event_id, event.event_type()):
-        log.debug(
-            "notification queued",
-            request_kind=notice.request_kind,
-            request_id=notice.request_id,
-            event_type=event.event_type(),
-        )
+    await uow.notifications.add(notice, event.event_id, event.event_type())
+    log.debug(
+        "notification queued",
+        request_kind=notice.request_kind,
+        request_id=notice.request_id,
+        event_type=event.event_type(),
+    )
 
 
 # Reads for the API.

@@ -76,9 +76,7 @@ def _claim_next() -> Select[Any]:
 _CLAIM_NEXT = Statement(_claim_next())
 _ADD_COLUMNS = ("event_id", "event_type", "user_id", "request_kind", "request_id", "text")
 _ADD = Statement(
-    insert(notifications)
-    .on_conflict_do_nothing(index_elements=[notifications.c.event_id])
-    .returning(notifications.c.id),
+    insert(notifications).on_conflict_do_nothing(index_elements=[notifications.c.event_id]),
     columns=(*_ADD_COLUMNS, "status", "attempts", "traceparent"),
 )
 _MARK_SENT = Statement(
@@ -106,9 +104,10 @@ class NotificationRepository:
         self.sql = sql
         self.on_added = on_added
 
-    async def add(self, notice: Notice, event_id: str, event_type: str) -> bool:
-        """Store a pending notification; False if one for this event exists already."""
-        stored = await self.sql.fetchval(
+    async def add(self, notice: Notice, event_id: str, event_type: str) -> None:
+        """Store a pending notification with the commit; none if one for this event is
+        there already (a redelivery: the inbox keeps the consumer from it)."""
+        await self.sql.defer(
             _ADD,
             {
                 "event_id": event_id,
@@ -122,10 +121,8 @@ class NotificationRepository:
                 "traceparent": current_traceparent(),
             },
         )
-        added = stored is not None
-        if added and self.on_added is not None:
+        if self.on_added is not None:
             self.on_added()
-        return added
 
     async def get(self, id: int) -> Notification | None:
         row = (

@@ -1,12 +1,16 @@
 """Consumer runtime: an idempotent, retrying, dead-lettering Kafka consumer.
 
-Records come in fetched batches. A batch is applied in one transaction: every
-event id is claimed in the inbox (one statement), each claimed event's handler
-runs in order, the whole commits once, and only then are the offsets committed (at most
-every ``commit_interval_s``, see :class:`servicekit.positions.PendingOffsets`).
-A redelivered event finds its id in the inbox and changes nothing. When any
+Records come in fetched batches. A batch is applied in one transaction: each event's
+handler runs in order, as if none was applied before, and the commit claims every
+event id in the inbox as the condition of the statement that stores their effects
+(:func:`servicekit.inbox.claim_all`); then the offsets are committed (at most every
+``commit_interval_s``, see :class:`servicekit.positions.PendingOffsets`). A redelivered
+event finds its id in the inbox: that statement stores nothing, and the batch is applied
+again with every id claimed first, skipping those applied before. When any
 handler of a batch fails, that transaction rolls back (nothing of it stays) and
-the batch is applied again one record per transaction, as follows. A handler that
+the batch is applied again one record per transaction, as follows. A record whose
+handler fails is looked up in the inbox (a handler may refuse an event it applied
+before: a duplicate, not a failure); a handler that
 keeps failing is retried with backoff (a database that cannot be
 reached spends no attempt: the outage is waited out); after ``max_attempts`` the
 record is kept in the service's own ``dead_letters`` table (the embedded broker
@@ -39,10 +43,11 @@ from servicekit import metrics
 from servicekit.db import UnitOfWork, database_unavailable
 from servicekit.dead_letters import park
 from servicekit.envelope import Envelope, UndecodableMessage, decode_mapped, header_map
-from servicekit.inbox import claim, claim_many
+from servicekit.inbox import applied, claim_all, claim_many
 from servicekit.positions import PendingOffsets, Positions
 from servicekit.record_spans import RecordSpans
 from servicekit.resilience import Backoff, backoff_delay
+from servicekit.sql import ConditionFailed
 
 log = structlog.get_logger(__name__)
 
@@ -228,8 +233,42 @@ class EventConsumer:
                 await self._apply_with_retries(work.record, work.envelope, work.handler, span)
 
     async def _apply_batch(self, run: list[_Work]) -> None:
-        """Claim every event of ``run`` and apply the claimed ones, in one transaction."""
+        """Apply ``run`` in one transaction: as new events claimed with the commit
+        (:meth:`_apply_as_new`), or, if one was applied before, with every event claimed
+        first, skipping those. A failure is the caller's (it applies them one by one)."""
         started = time.perf_counter()
+        try:
+            outcomes = await self._apply_as_new(run)
+        except ConditionFailed:  # a redelivery
+            outcomes = await self._apply_claimed(run)
+        elapsed = time.perf_counter() - started
+        for work, outcome in zip(run, outcomes, strict=True):
+            topic = work.record.topic
+            self.series.processing(topic).observe(elapsed)
+            self.series.consumed(topic, work.envelope.type, outcome).inc()
+
+    async def _apply_as_new(self, run: list[_Work]) -> list[str]:
+        """Apply ``run``'s events as events never applied here, and claim them all with the
+        commit, as the condition of its statement: if one was applied before, nothing is
+        stored (``ConditionFailed``). Most events are new: their claim costs no statement
+        of its own, and a unit of work that only writes is that one statement."""
+        outcomes: list[str] = []
+        fresh: dict[str, _Work] = {}
+        for work in run:
+            new = fresh.setdefault(work.envelope.id, work) is work
+            outcomes.append("applied" if new else "duplicate")  # given twice in the run
+        async with self.uow_factory() as uow:
+            for work in fresh.values():
+                with self.spans.open(work.record, work.headers) as span:
+                    await work.handler(uow, work.envelope.event)
+                    span.set_attribute("nocode.outcome", "applied")
+            events = [(work.record.topic, work.envelope) for work in fresh.values()]
+            await claim_all(uow.sql, self.group_id, events)
+            await uow.commit()
+        return outcomes
+
+    async def _apply_claimed(self, run: list[_Work]) -> list[str]:
+        """Claim every event of ``run`` and apply the claimed ones, in one transaction."""
         outcomes: list[str] = []
         async with self.uow_factory() as uow:
             claimed = await claim_many(
@@ -246,11 +285,7 @@ class EventConsumer:
                     span.set_attribute("nocode.outcome", "applied")
                 outcomes.append("applied")
             await uow.commit()
-        elapsed = time.perf_counter() - started
-        for work, outcome in zip(run, outcomes, strict=True):
-            topic = work.record.topic
-            self.series.processing(topic).observe(elapsed)
-            self.series.consumed(topic, work.envelope.type, outcome).inc()
+        return outcomes
 
     async def _apply_with_retries(
         self, record: ConsumerRecord, envelope: Envelope, handler: Handler, span: Span
@@ -287,12 +322,26 @@ class EventConsumer:
                 await asyncio.sleep(delay)
 
     async def _apply(self, record: ConsumerRecord, envelope: Envelope, handler: Handler) -> str:
-        async with self.uow_factory() as uow:
-            if not await claim(uow.sql, self.group_id, record.topic, envelope):
+        """Apply one event as a new one (:meth:`_apply_as_new`'s way). A failure is looked
+        up in the inbox first: a handler refusing an event applied before (an illegal
+        transition by now) makes it a duplicate, not an event to retry and dead-letter."""
+        try:
+            async with self.uow_factory() as uow:
+                await handler(uow, envelope.event)
+                await claim_all(uow.sql, self.group_id, [(record.topic, envelope)])
+                await uow.commit()
+                return "applied"
+        except ConditionFailed:
+            return "duplicate"
+        except Exception as failure:
+            try:
+                async with self.uow_factory() as uow:
+                    before = await applied(uow.sql, self.group_id, envelope)
+            except Exception:
+                raise failure from None
+            if before:
                 return "duplicate"
-            await handler(uow, envelope.event)
-            await uow.commit()
-            return "applied"
+            raise
 
     async def _dead_letter(
         self, record: ConsumerRecord, error: BaseException, attempts: int, span: Span

@@ -2,6 +2,11 @@
 
 A row per (event id, consumer group); claiming an id already there claims nothing, so a
 redelivered or re-driven event changes nothing the second time.
+
+Claimed first (:func:`claim_many`, the ids claimed now), or at the commit
+(:func:`claim_all`): the events are applied as new ones, and their inbox rows are the
+condition of the commit's statement (``servicekit.sql.Sql.defer_condition``), which
+stores nothing when any of them was applied before.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ _ROWS = (
     .table_valued("event_id", "topic", "ce_type")
     .render_derived(name="claimed")
 )
-_CLAIM = Statement(
+_INSERT = (
     insert(INBOX)
     .from_select(
         ["event_id", "consumer", "topic", "ce_type"],
@@ -33,9 +38,23 @@ _CLAIM = Statement(
         ),
     )
     .on_conflict_do_nothing()
-    .returning(INBOX.c.event_id)
 )
+_CLAIM = Statement(_INSERT.returning(INBOX.c.event_id))
 """One statement for a batch of any size (one row per event given)."""
+_CLAIM_ALL = Statement(_INSERT)
+
+
+_APPLIED = Statement(
+    select(INBOX.c.event_id).where(
+        INBOX.c.event_id == bindparam("event_id"), INBOX.c.consumer == bindparam("consumer")
+    )
+)
+
+
+async def applied(sql: Sql, group_id: str, envelope: Envelope) -> bool:
+    """Whether ``group_id`` applied ``envelope``'s event already."""
+    found = await sql.fetchval(_APPLIED, {"event_id": envelope.id, "consumer": group_id})
+    return found is not None
 
 
 async def claim(sql: Sql, group_id: str, topic: str, envelope: Envelope) -> bool:
@@ -47,16 +66,25 @@ async def claim(sql: Sql, group_id: str, topic: str, envelope: Envelope) -> bool
 async def claim_many(sql: Sql, group_id: str, events: list[tuple[str, Envelope]]) -> set[str]:
     """:func:`claim` for many ``(topic, envelope)`` in one statement: the ids claimed now
     (an id given twice is claimed once)."""
+    rows = await sql.fetch(_CLAIM, _params(group_id, events))
+    return {row["event_id"] for row in rows}
+
+
+async def claim_all(sql: Sql, group_id: str, events: list[tuple[str, Envelope]]) -> None:
+    """Claim every one of ``events`` (distinct ids) with the unit of work's commit, as the
+    condition of its writes: if any was claimed before, the commit stores nothing and
+    raises ``ConditionFailed``."""
+    params = _params(group_id, events)
+    await sql.defer_condition(_CLAIM_ALL, params, rows=len(params["event_ids"]))
+
+
+def _params(group_id: str, events: list[tuple[str, Envelope]]) -> dict[str, object]:
     unique: dict[str, tuple[str, Envelope]] = {}
     for topic, env in events:
         unique.setdefault(env.id, (topic, env))
-    rows = await sql.fetch(
-        _CLAIM,
-        {
-            "event_ids": list(unique),
-            "consumer": group_id,
-            "topics": [topic for topic, _ in unique.values()],
-            "ce_types": [env.type for _, env in unique.values()],
-        },
-    )
-    return {row["event_id"] for row in rows}
+    return {
+        "event_ids": list(unique),
+        "consumer": group_id,
+        "topics": [topic for topic, _ in unique.values()],
+        "ce_types": [env.type for _, env in unique.values()],
+    }

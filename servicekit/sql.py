@@ -170,7 +170,7 @@ class Sql:
     """:class:`Statement`s run on the asyncpg connection under a SQLAlchemy connection
     (or session), in its transaction; the connection is looked up at the first one."""
 
-    __slots__ = ("_condition", "_conn", "_deferring", "_over", "_tracer", "_waiting")
+    __slots__ = ("_condition", "_conn", "_deferring", "_over", "_rows", "_tracer", "_waiting")
 
     def __init__(self, over: AsyncConnection | AsyncSession, *, deferring: bool = False) -> None:
         """``deferring``: the owner flushes before it commits (a unit of work does), so
@@ -181,6 +181,7 @@ class Sql:
         self._tracer: Tracer | None = _TRACERS.get(self.database)
         self._waiting: list[tuple[Statement, list[Any]]] = []
         self._condition: tuple[Statement, list[Any]] | None = None
+        self._rows = 1  # what the condition must change
 
     @property
     def database(self) -> object:
@@ -228,14 +229,16 @@ class Sql:
             await self.flush()
         self._waiting.append((statement, statement.args(params)))
 
-    async def defer_condition(self, statement: Statement, params: Params | None = None) -> None:
-        """Write with ``statement`` (an UPDATE or DELETE whose WHERE is the condition) when
-        the writes waiting are sent, and store them only if it changes a row: all of them,
-        deferred before it or after, go as one statement (``servicekit.deferred``), which
-        raises :class:`ConditionFailed` (nothing of it stored) when it changed none. Sent
-        first, on their own: a condition waiting already, and writes waiting to its table
-        (the writes of one statement do not see each other's). A :class:`Sql` made
-        without ``deferring`` sends it at once."""
+    async def defer_condition(
+        self, statement: Statement, params: Params | None = None, *, rows: int = 1
+    ) -> None:
+        """Write with ``statement`` (a write whose WHERE, or conflict, is the condition)
+        when the writes waiting are sent, and store them only if it changes ``rows`` rows:
+        all of them, deferred before it or after, go as one statement
+        (``servicekit.deferred``), which raises :class:`ConditionFailed` (nothing of it
+        stored) when it changed another number. Sent first, on their own: a condition
+        waiting already, and writes waiting to its table (the writes of one statement do
+        not see each other's). A :class:`Sql` made without ``deferring`` sends it at once."""
         if statement.writes is None:
             raise TypeError(f"only a write without RETURNING can wait: {statement.sql}")
         if self._condition is not None or any(
@@ -243,6 +246,7 @@ class Sql:
         ):
             await self.flush()
         self._condition = (statement, statement.args(params))
+        self._rows = rows
         if not self._deferring:
             await self.flush()
 
@@ -255,15 +259,15 @@ class Sql:
             return
         waiting, self._waiting = self._waiting, []
         condition, self._condition = self._condition, None
-        sql, args = together(waiting, condition)
+        sql, args = together(waiting, condition, self._rows)
         method = "execute" if condition is None else "fetchval"
         if last and self._conn is None and not self._over.in_transaction():
             conn = await _driver_outside_transaction(self._over)
             changed = await self._call(conn, method, sql, args)
         else:
             changed = await self._run(method, sql, *args)
-        if condition is not None and not changed:
-            raise ConditionFailed(condition[0].sql)
+        if condition is not None and changed != self._rows:
+            raise ConditionFailed(f"{changed} rows, not {self._rows}: {condition[0].sql}")
 
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
         if self._waiting or self._condition is not None:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from servicekit.deferred import conditional, together
 from servicekit.sql import Statement
 
+HELD = "(SELECT count(*) FROM c) = $9"
 T = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
 INSERT = Statement(insert(T), columns=("id", "v"))
 UPSERT = Statement(insert(T).on_conflict_do_nothing(), columns=("id", "v"))
@@ -20,40 +21,48 @@ DELETE = Statement(delete(T).where(T.c.id == bindparam("k")))
 
 
 def test_an_insert_selects_its_rows_only_if_the_condition_changed_one() -> None:
-    assert conditional(INSERT.sql) == (
+    assert conditional(INSERT.sql, HELD) == (
         "INSERT INTO t (id, v) SELECT * FROM (VALUES ($1::INTEGER, $2::VARCHAR)) AS given"
-        " WHERE EXISTS (SELECT FROM c)"
+        " WHERE (SELECT count(*) FROM c) = $9"
     )
-    assert conditional(UPSERT.sql).endswith(
-        "AS given WHERE EXISTS (SELECT FROM c) ON CONFLICT DO NOTHING"
+    assert conditional(UPSERT.sql, HELD).endswith(
+        "AS given WHERE (SELECT count(*) FROM c) = $9 ON CONFLICT DO NOTHING"
     )
 
 
 def test_an_update_or_delete_gets_the_condition_in_its_where() -> None:
-    assert conditional(UPDATE.sql) == (
-        "UPDATE t SET v=$1::VARCHAR WHERE (t.id = $2::INTEGER) AND EXISTS (SELECT FROM c)"
+    assert conditional(UPDATE.sql, HELD) == (
+        "UPDATE t SET v=$1::VARCHAR WHERE (t.id = $2::INTEGER) AND (SELECT count(*) FROM c) = $9"
     )
-    assert conditional(UPDATE_ALL.sql) == "UPDATE t SET v=$1::VARCHAR WHERE EXISTS (SELECT FROM c)"
-    assert conditional(DELETE.sql) == (
-        "DELETE FROM t WHERE (t.id = $1::INTEGER) AND EXISTS (SELECT FROM c)"
+    assert (
+        conditional(UPDATE_ALL.sql, HELD)
+        == "UPDATE t SET v=$1::VARCHAR WHERE (SELECT count(*) FROM c) = $9"
+    )
+    assert conditional(DELETE.sql, HELD) == (
+        "DELETE FROM t WHERE (t.id = $1::INTEGER) AND (SELECT count(*) FROM c) = $9"
     )
 
 
 def test_what_cannot_be_made_conditional_is_refused() -> None:
     with pytest.raises(TypeError, match="more than one WHERE"):
-        conditional("UPDATE t SET v = (SELECT v FROM u WHERE u.id = 1) WHERE t.id = 2")
+        conditional("UPDATE t SET v = (SELECT v FROM u WHERE u.id = 1) WHERE t.id = 2", HELD)
     with pytest.raises(TypeError, match="not a write"):
-        conditional("SELECT 1")
+        conditional("SELECT 1", HELD)
 
 
 def test_the_condition_goes_first_and_the_statement_answers_its_rows() -> None:
-    sql, args = together([(INSERT, [1, "a"]), (DELETE, [2])], (UPDATE, ["x", 3]))
-    assert args == ["x", 3, 1, "a", 2]
+    sql, args = together([(INSERT, [1, "a"]), (DELETE, [2])], (UPDATE, ["x", 3]), rows=1)
+    assert args == ["x", 3, 1, "a", 2, 1]  # the rows the condition must change: last
     assert sql.startswith(
         "WITH c AS (UPDATE t SET v=$1::VARCHAR WHERE t.id = $2::INTEGER RETURNING 1)"
     )
-    assert "w1 AS (INSERT INTO t (id, v) SELECT * FROM (VALUES ($3::INTEGER, $4::VARCHAR))" in sql
-    assert "w2 AS (DELETE FROM t WHERE (t.id = $5::INTEGER) AND EXISTS (SELECT FROM c))" in sql
+    assert (
+        "w1 AS (INSERT INTO t (id, v) SELECT * FROM (VALUES ($3::INTEGER, $4::VARCHAR)) AS given"
+        " WHERE (SELECT count(*) FROM c) = $6)"
+    ) in sql
+    assert (
+        "w2 AS (DELETE FROM t WHERE (t.id = $5::INTEGER) AND (SELECT count(*) FROM c) = $6)" in sql
+    )
     assert sql.endswith(" SELECT count(*) FROM c")
 
 
@@ -62,3 +71,9 @@ def test_writes_without_a_condition_are_one_with_and_one_alone_is_itself() -> No
     sql, args = together([(INSERT, [1, "a"]), (DELETE, [2])], None)
     assert sql == f"WITH w0 AS ({INSERT.sql}) DELETE FROM t WHERE t.id = $3::INTEGER"
     assert args == [1, "a", 2]
+
+
+def test_a_condition_alone_answers_its_rows_and_takes_no_more_parameters() -> None:
+    sql, args = together([], (UPDATE, ["x", 3]), rows=1)
+    assert sql == f"WITH c AS ({UPDATE.sql} RETURNING 1) SELECT count(*) FROM c"
+    assert args == ["x", 3]

@@ -14,11 +14,8 @@ class FakeNotifications:
     def __init__(self) -> None:
         self.rows: dict[str, Notice] = {}
 
-    async def add(self, notice: Notice, event_id: str, event_type: str) -> bool:
-        if event_id in self.rows:
-            return False
-        self.rows[event_id] = notice
-        return True
+    async def add(self, notice: Notice, event_id: str, event_type: str) -> None:
+        self.rows.setdefault(event_id, notice)
 
 
 class FakeTargets:
