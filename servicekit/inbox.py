@@ -74,8 +74,8 @@ async def claim_all(sql: Sql, group_id: str, events: list[tuple[str, Envelope]])
     """Claim every one of ``events`` (distinct ids) with the unit of work's commit, as the
     condition of its writes: if any was claimed before, the commit stores nothing and
     raises ``ConditionFailed``."""
-    params = _params(group_id, events)
-    await sql.defer_condition(_CLAIM_ALL, params, rows=len(params["event_ids"]))
+    distinct = len({env.id for _, env in events})
+    await sql.defer_condition(_CLAIM_ALL, _params(group_id, events), rows=distinct)
 
 
 def _params(group_id: str, events: list[tuple[str, Envelope]]) -> dict[str, object]:

@@ -49,8 +49,8 @@ _PARAMETER = re.compile(r"\$(\d+)")
 
 
 class ConditionFailed(Exception):
-    """A write deferred as a condition (:meth:`Sql.defer_condition`) changed no row: none
-    of the writes sent with it was stored."""
+    """A write deferred as a condition (:meth:`Sql.defer_condition`) did not change the
+    rows it should have: none of the writes sent with it was stored."""
 
 
 def constant(value: str) -> ColumnElement[Any]:
