@@ -199,6 +199,13 @@ async def publish(bootstrap: str, *events: Event) -> None:
         await producer.stop()
 
 
+async def cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` (a consumer's ``run``, say) and wait until it has stopped."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def quick_consumer(service: str, topic: str, bootstrap: str, **options: Any) -> EventConsumer:
     """An ``EventConsumer`` of ``topic`` as the connected tests run one: a short session and
     heartbeat, so a test's group joins and leaves in seconds; ``options`` are the rest

@@ -4,7 +4,6 @@ committed, never when it rolled back, so a retried event is counted once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,7 +16,7 @@ from contracts.core import ModelCompleted
 from contracts.topics import CORE_EVENTS
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.outbox import OutboxWriter
-from tests.support import eventually, publish, quick_consumer
+from tests.support import cancelled, eventually, publish, quick_consumer
 
 pytestmark = pytest.mark.connected
 
@@ -131,8 +130,6 @@ async def test_a_retried_event_is_counted_once(engine: AsyncEngine, topics: str)
 
         assert await eventually(done, what="the event applied") == ["7"]
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await producer.stop()
     assert attempts == ["7", "7", "7"] and counted == ["7"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,7 +16,7 @@ from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
 from servicekit.inbox import INBOX
 from servicekit.outbox import OutboxWriter
-from tests.support import eventually, quick_consumer
+from tests.support import cancelled, eventually, quick_consumer
 
 pytestmark = pytest.mark.connected
 
@@ -84,9 +83,7 @@ async def test_training_steps_are_skipped_by_a_handler_that_follows_states_only(
         async with engine.connect() as conn:
             claimed = set(await conn.scalars(select(INBOX.c.event_id)))
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await producer.stop()
         await engine.dispose()
 

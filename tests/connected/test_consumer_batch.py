@@ -10,7 +10,6 @@ handler call (not idempotent by itself), so counting rows counts applies.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from servicekit.db import UnitOfWork, asyncpg_dsn, make_engine
 from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
 from tests.connected import batch_consumer
-from tests.support import eventually, quick_consumer, read_topic
+from tests.support import cancelled, eventually, quick_consumer, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -111,9 +110,7 @@ async def test_a_poison_event_in_a_batch_spares_the_good_ones(model_db: str, top
             ).all()
         parked = await read_topic(topics, dead_letter_topic("batchpoison"), expect=1)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await producer.stop()
         await engine.dispose()
 

@@ -6,7 +6,6 @@ its handler, run again, refuses it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -21,7 +20,7 @@ from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
 from servicekit.sql import Statement
 from tests.connected.test_sql_statements import _statements_sent
-from tests.support import eventually, quick_consumer
+from tests.support import cancelled, eventually, quick_consumer
 
 pytestmark = pytest.mark.connected
 
@@ -123,9 +122,7 @@ async def test_a_new_event_is_one_statement_and_a_redelivered_one_stores_nothing
         assert inbox == 3
         assert parked == 0  # strict's refusal of its redelivery is a duplicate, not a poison
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await producer.stop()
         await engine.dispose()
         await reader.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -17,7 +16,7 @@ from servicekit import positions as positions_module
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
-from tests.support import eventually, quick_consumer, read_topic
+from tests.support import cancelled, eventually, quick_consumer, read_topic
 
 pytestmark = pytest.mark.connected
 
@@ -64,9 +63,7 @@ async def test_redelivered_event_applies_its_effect_once(model_db: str, topics: 
                 break
             await asyncio.sleep(0.05)
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         parked = await read_topic(topics, dead_letter_topic("model"), expect=0, timeout_s=1)
         await producer.stop()
         await engine.dispose()
@@ -125,8 +122,6 @@ async def test_lag_shows_records_waiting_behind_a_stuck_one(
         release.set()
         await eventually(lambda: lag_is(0), what="lag back to 0")
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancelled(task)
         await producer.stop()
         await engine.dispose()
