@@ -14,9 +14,12 @@ applied the events and every chat message is sent (the window's CPU, idle subtra
 divided by the requests); the same load on the reference; spaced
 POSTs (one at a time) for the idle hop latencies; ``--sagas`` full sagas, whose waits for a
 state read the databases (one query per database every 0.2 s for all sagas in flight,
-``bench.load.StateWatch``), so the CPU per saga is the saga's own, not a polling client's;
-and ``--status-gets`` status GETs through the gateway of those sagas (``GET /models/{id}``,
-``GET /targets/{id}``): what one poll of a client costs, printed beside it. The tables
+``bench.load.StateWatch``), so the CPU per saga is the saga's own, not a polling client's,
+measured ``--saga-windows`` times (the round's figure is their median: a saga window
+subtracts several seconds of the platform's idle polling, whose rate drifts by more than
+a saga costs; one window is noisy, see ``bench.noise``); and ``--status-gets`` status
+GETs through the gateway of those sagas (``GET /models/{id}``, ``GET /targets/{id}``):
+what one poll of a client costs, printed beside it. The tables
 give each round's figures and the medians of the rounds. The machine's load average is
 printed with each measurement: on a shared machine, read the figures as taken under it.
 """
@@ -216,9 +219,13 @@ class Bench:
                 return res
 
             out["load_average"]["sagas"] = procs.load_average()
-            cpu, res, window = self.measure(self.up, run_sagas, a.sagas)
-            out["sagas"] = self.figures(cpu, res, window)
-            out["sagas"]["state_polls"] = res.polls
+            windows = []
+            for _ in range(a.saga_windows):
+                cpu, res, window = self.measure(self.up, run_sagas, a.sagas)
+                windows.append(self.figures(cpu, res, window) | {"state_polls": res.polls})
+            out["sagas"] = median_of_parts(windows)
+            out["sagas"]["windows"] = [w["cpu_ms"]["TOTAL"] for w in windows]
+            out["sagas"]["client_cpu_ms"] = statistics.median(w["client_cpu_ms"] for w in windows)
             models, targets = res.ids, res.targets
 
             async def run_gets() -> load.Outcome:
@@ -258,7 +265,12 @@ class Bench:
 
 
 def median_of(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    parts = [r[key] for r in rounds if key in r]
+    return median_of_parts([r[key] for r in rounds if key in r])
+
+
+def median_of_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each label's median over ``parts`` (measurements' figures), and the medians of the
+    throughput and latency figures; a TOTAL's median is not the sum of the labels'."""
     if not parts:
         return {}
     labels = sorted(
@@ -297,6 +309,8 @@ def print_report(rounds: list[dict[str, Any]], args: argparse.Namespace) -> None
             "states waited for in the databases); a client polling a status through the "
             "gateway adds the CPU per status GET for each poll."
         )
+        windows = [r["sagas"].get("windows", []) for r in rounds if "sagas" in r]
+        print(f"TOTAL per saga of each window, by round (each round's is their median): {windows}")
     client = [
         f"{statistics.median(r[k].get('client_cpu_ms', 0.0) for r in rounds if k in r):.2f} {what}"
         for k, what in (("posts", "per POST"), ("sagas", "per saga"))
@@ -333,6 +347,12 @@ def main() -> None:
     parser.add_argument("--sagas", type=int, default=20, help="full sagas per round (0: none)")
     parser.add_argument(
         "--status-gets", type=int, default=400, help="status GETs after the sagas (0: none)"
+    )
+    parser.add_argument(
+        "--saga-windows",
+        type=int,
+        default=3,
+        help="saga measurements per round; the round's figures are their medians",
     )
     parser.add_argument("--idle-posts", type=int, default=20, help="spaced POSTs for idle hops")
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle CPU sample per measure")
