@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 
 from bench import hops, load, procs
 from bench.platform import Bench
@@ -50,7 +51,8 @@ def main() -> None:
                   flush=True)  # fmt: skip
     finally:
         bench.stop()
-    print(f"spread: {min(figures):.1f} to {max(figures):.1f} CPU-ms 'per saga' of no work")
+    print(f"spread: {min(figures):.1f} to {max(figures):.1f} CPU-ms 'per saga' of no work; "
+          f"median {statistics.median(figures):.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
