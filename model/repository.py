@@ -12,7 +12,7 @@ from model.domain import ModelRequest, State
 from model.tables import model_request_ids, model_requests
 from servicekit.db import EventSource, UnitOfWork
 from servicekit.ids import IdBlocks
-from servicekit.sql import Sql, Statement
+from servicekit.sql import RowLoad, Sql, Statement
 
 _COLUMNS = (
     "user_id",
@@ -34,7 +34,7 @@ _SAVE = Statement(
 )
 _BY_ID = select(model_requests).where(model_requests.c.id == bindparam("id"))
 _GET = Statement(_BY_ID)
-_GET_FOR_UPDATE = Statement(_BY_ID.with_for_update())
+_GET_FOR_UPDATE = RowLoad(_BY_ID, model_requests)
 _IDS = IdBlocks(model_request_ids)
 
 
@@ -51,8 +51,10 @@ class ModelRequestRepository:
 
     async def get(self, id: int, *, for_update: bool = True) -> ModelRequest | None:
         """Load one request; locked by default so changes to one request serialize."""
-        query = _GET_FOR_UPDATE if for_update else _GET
-        row = await self.sql.fetchrow(query, {"id": id})
+        if for_update:
+            row = await self.sql.fetchrow_for_update(_GET_FOR_UPDATE, {"id": id})
+        else:
+            row = await self.sql.fetchrow(_GET, {"id": id})
         if row is None:
             return None
         req = ModelRequest(**{**row, "state": State(row["state"])})

@@ -15,7 +15,7 @@ from mypage_cqrs.tables import my_requests, request_timeline
 from mypage_cqrs.timeline import Entry
 from mypage_cqrs.view import MyRequest
 from servicekit.db import UnitOfWork
-from servicekit.sql import Sql, Statement
+from servicekit.sql import RowLoad, Sql, Statement
 
 INSERT_BATCH = 1000
 
@@ -40,7 +40,6 @@ def _statements(table: Table) -> dict[str, Statement]:
     by_id = select(table).where(c.id == bindparam("id"))
     return {
         "get": Statement(by_id),
-        "get_locked": Statement(by_id.with_for_update()),
         "add_if_absent": Statement(
             insert(table).on_conflict_do_nothing(index_elements=[c.id]).returning(c.id),
             columns=_ROW_COLUMNS,
@@ -51,6 +50,12 @@ def _statements(table: Table) -> dict[str, Statement]:
             .values({name: bindparam(name) for name in _ROW_COLUMNS if name != "id"})
         ),
     }
+
+
+@lru_cache(maxsize=16)
+def _row_load(table: Table) -> RowLoad:
+    """A row read to be changed (locked, or checked at the commit: ``Sql.fetchrow_for_update``)."""
+    return RowLoad(select(table).where(table.c.id == bindparam("id")), table)
 
 
 @lru_cache(maxsize=16)
@@ -78,8 +83,10 @@ class MyRequestRepository:
         self._statements = _statements(table)
 
     async def get(self, id: str, *, for_update: bool = False) -> MyRequest | None:
-        query = self._statements["get_locked" if for_update else "get"]
-        row = await self.sql.fetchrow(query, {"id": id})
+        if for_update:
+            row = await self.sql.fetchrow_for_update(_row_load(self.table), {"id": id})
+        else:
+            row = await self.sql.fetchrow(self._statements["get"], {"id": id})
         return MyRequest(**row) if row is not None else None
 
     async def add_if_absent(self, row: MyRequest) -> bool:

@@ -258,6 +258,7 @@ class EventConsumer:
             new = fresh.setdefault(work.envelope.id, work) is work
             outcomes.append("applied" if new else "duplicate")  # given twice in the run
         async with self.uow_factory() as uow:
+            uow.sql.lock_at_commit = True  # rows read to be changed: checked at the commit
             for work in fresh.values():
                 with self.spans.open(work.record, work.headers) as span:
                     await work.handler(uow, work.envelope.event)
@@ -268,7 +269,8 @@ class EventConsumer:
         return outcomes
 
     async def _apply_claimed(self, run: list[_Work]) -> list[str]:
-        """Claim every event of ``run`` and apply the claimed ones, in one transaction."""
+        """Claim every event of ``run`` and apply the claimed ones, in one transaction,
+        the rows they change locked as they are read."""
         outcomes: list[str] = []
         async with self.uow_factory() as uow:
             claimed = await claim_many(
@@ -321,17 +323,24 @@ class EventConsumer:
                 )
                 await asyncio.sleep(delay)
 
-    async def _apply(self, record: ConsumerRecord, envelope: Envelope, handler: Handler) -> str:
-        """Apply one event as a new one (:meth:`_apply_as_new`'s way). A failure is looked
-        up in the inbox first: a handler refusing an event applied before (an illegal
-        transition by now) makes it a duplicate, not an event to retry and dead-letter."""
+    async def _apply(
+        self, record: ConsumerRecord, envelope: Envelope, handler: Handler, *, locking: bool = False
+    ) -> str:
+        """Apply one event as a new one (:meth:`_apply_as_new`'s way); if a row it read
+        changed before the commit, again with the rows locked as they are read. A failure
+        is looked up in the inbox first: a handler refusing an event applied before (an
+        illegal transition by now) makes it a duplicate, not an event to retry and
+        dead-letter."""
         try:
             async with self.uow_factory() as uow:
+                uow.sql.lock_at_commit = not locking
                 await handler(uow, envelope.event)
                 await claim_all(uow.sql, self.group_id, [(record.topic, envelope)])
                 await uow.commit()
                 return "applied"
-        except ConditionFailed:
+        except ConditionFailed as failed:
+            if failed.row_changed:
+                return await self._apply(record, envelope, handler, locking=True)
             return "duplicate"
         except Exception as failure:
             try:

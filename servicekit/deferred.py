@@ -12,6 +12,14 @@ other write is made conditional on it (an INSERT's rows are selected ``WHERE`` i
 an UPDATE's or DELETE's condition gets ``AND`` it held), and the statement answers how
 many rows the condition changed. So a conditional write and what depends on it are one
 statement too: none of it is stored when the condition fails.
+
+A *guard* (:meth:`servicekit.sql.Sql.fetchrow_for_update`, optimistic) is a row read
+without a lock to be changed: ``SELECT 1 … WHERE <key> AND xmin = <as read> FOR UPDATE``,
+which locks the row if it is still the version read (a row changed since is re-checked
+after the other writer's commit, and no longer matches). Guards go first, as ``g0``, ``g1``
+…; the condition (or, without one, every write) holds only if each guard found its row,
+and the statement answers -1 if one did not. A row read and changed is then two round
+trips (the read, this statement), not four (BEGIN, the read locked, the writes, COMMIT).
 """
 
 from __future__ import annotations
@@ -31,41 +39,54 @@ _TOGETHER_KEPT = 256
 
 
 def together(
-    waiting: Waiting, condition: tuple[Statement, list[Any]] | None, rows: int = 1
+    waiting: Waiting,
+    condition: tuple[Statement, list[Any]] | None,
+    rows: int = 1,
+    guards: Waiting = (),  # type: ignore[assignment]
 ) -> tuple[str, list]:
-    """One statement for ``waiting``'s writes (after ``condition``'s, if any, which holds
-    when it changes ``rows`` rows) and its parameters. With a condition, the statement
-    returns the rows the condition changed."""
-    ordered = ([condition] if condition else []) + waiting
+    """One statement for ``waiting``'s writes (after ``guards``' and ``condition``'s, if
+    any; the condition holds when it changes ``rows`` rows) and its parameters. With a
+    condition or guards, the statement returns the rows the condition changed (0 without
+    one), or -1 if a guard's row changed since it was read."""
+    ordered = [*guards, *([condition] if condition else []), *waiting]
     args = [arg for _, statement_args in ordered for arg in statement_args]
     if len(ordered) == 1 and condition is None:
         return waiting[0][0].sql, args
     if condition is not None and waiting:
         args.append(rows)  # what the writes after the condition check (held, below)
-    key = (tuple(statement for statement, _ in ordered), condition is not None)
+    key = (tuple(statement for statement, _ in ordered), condition is not None, len(guards))
     sql = _TOGETHER.get(key)
     if sql is None:
-        parts, before = [], 0
-        held = f"(SELECT count(*) FROM c) = ${len(args)}"
-        for n, (statement, statement_args) in enumerate(ordered):
-            text = _renumbered(statement.sql, before)
-            if condition is not None:
-                text = f"{text} RETURNING 1" if n == 0 else conditional(text, held)
-            parts.append(text)
-            before += len(statement_args)
-        if condition is not None:
-            ctes = ", ".join(
-                f"{'c' if n == 0 else f'w{n}'} AS ({part})" for n, part in enumerate(parts)
-            )
-            sql = f"WITH {ctes} SELECT count(*) FROM c"
-        else:
-            *first, last = parts
-            ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(first))
-            sql = f"WITH {ctes} {last}"
+        sql = _built(ordered, len(guards), condition is not None, len(args))
         if len(_TOGETHER) >= _TOGETHER_KEPT:  # statements made per table (a replay's)
             _TOGETHER.clear()
         _TOGETHER[key] = sql
     return sql, args
+
+
+def _built(ordered: Waiting, guards: int, condition: bool, rows_parameter: int) -> str:
+    names = [f"g{n}" for n in range(guards)] + (["c"] if condition else [])
+    names += [f"w{n}" for n in range(len(names), len(ordered))]
+    found = " AND ".join(f"(SELECT count(*) FROM g{n}) = 1" for n in range(guards))
+    held = f"(SELECT count(*) FROM c) = ${rows_parameter}" if condition else found
+    parts, before = [], 0
+    for name, (statement, statement_args) in zip(names, ordered, strict=True):
+        text = _renumbered(statement.sql, before)
+        if name == "c":
+            text = f"{conditional(text, found) if guards else text} RETURNING 1"
+        elif name.startswith("w") and held:
+            text = conditional(text, held)
+        parts.append(text)
+        before += len(statement_args)
+    if not held:
+        *first, last = parts
+        ctes = ", ".join(f"{name} AS ({part})" for name, part in zip(names, first, strict=False))
+        return f"WITH {ctes} {last}"
+    ctes = ", ".join(f"{name} AS ({part})" for name, part in zip(names, parts, strict=True))
+    if not guards:
+        return f"WITH {ctes} SELECT count(*) FROM c"
+    changed = "(SELECT count(*) FROM c)" if condition else "0"
+    return f"WITH {ctes} SELECT CASE WHEN {found} THEN {changed} ELSE -1 END"
 
 
 def conditional(sql: str, held: str) -> str:

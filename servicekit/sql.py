@@ -23,22 +23,31 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-import asyncpg
 from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy import (
     ColumnElement,
     Delete,
     Insert,
+    Select,
+    Table,
     Update,
+    bindparam,
     literal_column,
+    select,
 )
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
 from servicekit.deferred import together
+from servicekit.driver import (
+    Connection,
+    discard_if_closed,
+    driver_connection,
+    driver_outside_transaction,
+)
 
 _DIALECT = asyncpg_dialect()
 _NO_VALUE = object()
@@ -50,7 +59,13 @@ _PARAMETER = re.compile(r"\$(\d+)")
 
 class ConditionFailed(Exception):
     """A write deferred as a condition (:meth:`Sql.defer_condition`) did not change the
-    rows it should have: none of the writes sent with it was stored."""
+    rows it should have, or (``row_changed``) a row read to be changed without a lock
+    (:meth:`Sql.fetchrow_for_update`) changed since: none of the writes sent with it was
+    stored."""
+
+    def __init__(self, message: str, *, row_changed: bool = False) -> None:
+        super().__init__(message)
+        self.row_changed = row_changed
 
 
 def constant(value: str) -> ColumnElement[Any]:
@@ -60,6 +75,26 @@ def constant(value: str) -> ColumnElement[Any]:
     if not _WORD.fullmatch(value):
         raise ValueError(f"not a plain word: {value!r}")
     return literal_column(f"'{value}'")
+
+
+class RowLoad:
+    """A row read to be changed, by ``statement`` (a SELECT of one row of ``table`` by its
+    ``key`` column): locked as it is read (``locked``, FOR UPDATE), or read with its
+    version (``plain``, with ``xmin``) and locked by the commit's statement only if it is
+    still that version (``guard``; :meth:`Sql.fetchrow_for_update`)."""
+
+    __slots__ = ("guard", "key", "locked", "plain")
+
+    def __init__(self, statement: Select[Any], table: Table, key: str = "id") -> None:
+        self.key = key
+        self.locked = Statement(statement.with_for_update())
+        self.plain = Statement(statement.add_columns(literal_column("xmin")))
+        self.guard = Statement(
+            select(literal_column("1"))
+            .select_from(table)
+            .where(table.c[key] == bindparam("key"), literal_column("xmin") == bindparam("xmin"))
+            .with_for_update()
+        )
 
 
 class Statement:
@@ -108,55 +143,6 @@ class Statement:
         return out
 
 
-class Connection(Protocol):
-    """What :class:`Sql` needs of a connection: asyncpg's, in an open transaction."""
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None: ...
-    async def fetchval(self, query: str, *args: Any) -> Any: ...
-    async def execute(self, query: str, *args: Any) -> str: ...
-    async def executemany(self, command: str, args: Iterable[Sequence[Any]]) -> None: ...
-    def is_closed(self) -> bool: ...
-
-
-async def driver_connection(conn: AsyncConnection | AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under ``conn``, in ``conn``'s transaction (begun here if no
-    statement began it yet), so statements on either commit or roll back together."""
-    if isinstance(conn, AsyncSession):
-        conn = await conn.connection()
-    if not conn.in_transaction():
-        await conn.begin()
-    # SQLAlchemy's asyncpg adapter begins the asyncpg transaction at its first statement;
-    # begun here the same way (its private _transaction / _start_transaction: SQLAlchemy is
-    # pinned, and tests/connected/test_sql_statements.py fails if they change).
-    adapted = (await conn.get_raw_connection()).dbapi_connection
-    driver: asyncpg.Connection = adapted.driver_connection
-    if adapted._transaction is None:
-        try:
-            await adapted._start_transaction()
-        except Exception as error:  # the adapter's translation: hand on asyncpg's own
-            await discard_if_closed(conn, driver, error)
-            raise error.__cause__ or error from None
-    return driver
-
-
-async def discard_if_closed(
-    conn: AsyncConnection | AsyncSession, driver: Connection, error: BaseException
-) -> None:
-    """If ``driver`` died under a statement (its server went away), do what SQLAlchemy does
-    when one of its own statements meets a dead server: this connection is invalidated,
-    and every connection the pool opened before it is replaced at its next checkout, so
-    the requests after it do not meet the old server's connections one by one."""
-    if not driver.is_closed():
-        return
-    if isinstance(conn, AsyncSession):
-        conn = await conn.connection()
-    sync = conn.sync_connection
-    if sync is not None and not sync.invalidated:
-        sync.engine.pool._invalidate(sync.connection, error, _checkin=False)
-        await conn.invalidate(error)
-
-
 _TRACERS: weakref.WeakKeyDictionary[object, Tracer] = weakref.WeakKeyDictionary()
 
 
@@ -170,7 +156,17 @@ class Sql:
     """:class:`Statement`s run on the asyncpg connection under a SQLAlchemy connection
     (or session), in its transaction; the connection is looked up at the first one."""
 
-    __slots__ = ("_condition", "_conn", "_deferring", "_over", "_rows", "_tracer", "_waiting")
+    __slots__ = (
+        "_condition",
+        "_conn",
+        "_deferring",
+        "_guards",
+        "_over",
+        "_rows",
+        "_tracer",
+        "_waiting",
+        "lock_at_commit",
+    )
 
     def __init__(self, over: AsyncConnection | AsyncSession, *, deferring: bool = False) -> None:
         """``deferring``: the owner flushes before it commits (a unit of work does), so
@@ -182,6 +178,8 @@ class Sql:
         self._waiting: list[tuple[Statement, list[Any]]] = []
         self._condition: tuple[Statement, list[Any]] | None = None
         self._rows = 1  # what the condition must change
+        self._guards: list[tuple[Statement, list[Any]]] = []  # rows read to be changed
+        self.lock_at_commit = False  # fetchrow_for_update: read unlocked, lock at the commit
 
     @property
     def database(self) -> object:
@@ -250,22 +248,51 @@ class Sql:
         if not self._deferring:
             await self.flush()
 
+    async def fetchrow_for_update(self, load: RowLoad, params: Params | None = None) -> Any:
+        """The row ``load`` reads, to be changed here; None if there is none. Locked as it
+        is read; or, with :attr:`lock_at_commit` before any statement ran or a write
+        waits, read without a lock (outside any transaction) and locked by the statement
+        of the writes waiting if it is still the version read: that statement stores
+        nothing otherwise and raises :class:`ConditionFailed` (``row_changed``), and the
+        caller runs its unit of work again with the row locked as it is read."""
+        if (
+            not self.lock_at_commit
+            or self._conn is not None
+            or self._waiting
+            or self._condition is not None
+            or self._over.in_transaction()
+        ):
+            return await self.fetchrow(load.locked, params)
+        conn = await driver_outside_transaction(self._over)
+        row = await self._call(conn, "fetchrow", load.plain.sql, load.plain.args(params))
+        if row is None:
+            return None
+        values = dict(row)
+        version = {"key": values[load.key], "xmin": values.pop("xmin")}
+        self._guards.append((load.guard, load.guard.args(version)))
+        return values
+
     async def flush(self, *, last: bool = False) -> None:
         """Send the deferred writes, as one statement, in the transaction (begun here if
         none is). ``last``: nothing follows it (the unit of work commits): with no
         statement run before it, that statement is its own transaction, which
         PostgreSQL commits as a whole or not at all, and nothing is left to commit."""
         if not self._waiting and self._condition is None:
+            if last:
+                self._guards = []  # nothing written: what was read needs no lock
             return
         waiting, self._waiting = self._waiting, []
         condition, self._condition = self._condition, None
-        sql, args = together(waiting, condition, self._rows)
-        method = "execute" if condition is None else "fetchval"
+        guards, self._guards = self._guards, []
+        sql, args = together(waiting, condition, self._rows, guards)
+        method = "execute" if condition is None and not guards else "fetchval"
         if last and self._conn is None and not self._over.in_transaction():
-            conn = await _driver_outside_transaction(self._over)
+            conn = await driver_outside_transaction(self._over)
             changed = await self._call(conn, method, sql, args)
         else:
             changed = await self._run(method, sql, *args)
+        if guards and changed == -1:
+            raise ConditionFailed(f"a row read changed since: {sql}", row_changed=True)
         if condition is not None and changed != self._rows:
             raise ConditionFailed(f"{changed} rows, not {self._rows}: {condition[0].sql}")
 
@@ -291,10 +318,3 @@ class Sql:
         except BaseException as error:
             await discard_if_closed(self._over, conn, error)
             raise
-
-
-async def _driver_outside_transaction(conn: AsyncConnection | AsyncSession) -> Connection:
-    """The asyncpg connection under ``conn``, no transaction begun (autocommit)."""
-    if isinstance(conn, AsyncSession):
-        conn = await conn.connection()
-    return (await conn.get_raw_connection()).dbapi_connection.driver_connection

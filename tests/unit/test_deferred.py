@@ -5,11 +5,11 @@ tests/connected/test_deferred_condition.py)."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, delete, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from servicekit.deferred import conditional, together
-from servicekit.sql import Statement
+from servicekit.sql import RowLoad, Statement
 
 HELD = "(SELECT count(*) FROM c) = $9"
 T = Table("t", MetaData(), Column("id", Integer, primary_key=True), Column("v", String))
@@ -77,3 +77,43 @@ def test_a_condition_alone_answers_its_rows_and_takes_no_more_parameters() -> No
     sql, args = together([], (UPDATE, ["x", 3]), rows=1)
     assert sql == f"WITH c AS ({UPDATE.sql} RETURNING 1) SELECT count(*) FROM c"
     assert args == ["x", 3]
+
+
+GUARD = RowLoad(select(T).where(T.c.id == bindparam("id")), T).guard
+FOUND = "(SELECT count(*) FROM g0) = 1 AND (SELECT count(*) FROM g1) = 1"
+
+
+def test_a_row_load_reads_its_version_and_its_guard_locks_only_that_version() -> None:
+    load = RowLoad(select(T).where(T.c.id == bindparam("id")), T)
+    assert load.locked.sql.endswith("WHERE t.id = $1::INTEGER FOR UPDATE")
+    assert load.plain.sql.startswith("SELECT t.id, t.v, xmin \nFROM t")
+    assert " ".join(GUARD.sql.split()) == (
+        "SELECT 1 FROM t WHERE t.id = $1::INTEGER AND xmin = $2 FOR UPDATE"
+    )
+
+
+def test_guards_go_first_and_the_condition_and_writes_hold_only_if_each_found_its_row() -> None:
+    sql, args = together(
+        [(UPDATE, ["x", 1])], (UPSERT, [2, "b"]), 1, [(GUARD, [1, 7]), (GUARD, [2, 8])]
+    )
+    assert args == [1, 7, 2, 8, 2, "b", "x", 1, 1]
+    assert sql.startswith(f"WITH g0 AS ({GUARD.sql}), g1 AS (")
+    assert (
+        "c AS (INSERT INTO t (id, v) SELECT * FROM (VALUES ($5::INTEGER, $6::VARCHAR)) AS given"
+        f" WHERE {FOUND} ON CONFLICT DO NOTHING RETURNING 1)"
+    ) in sql
+    assert (
+        "w3 AS (UPDATE t SET v=$7::VARCHAR WHERE (t.id = $8::INTEGER) AND "
+        "(SELECT count(*) FROM c) = $9)"
+    ) in sql
+    assert sql.endswith(f" SELECT CASE WHEN {FOUND} THEN (SELECT count(*) FROM c) ELSE -1 END")
+
+
+def test_without_a_condition_the_writes_hold_if_the_guard_found_its_row() -> None:
+    sql, args = together([(UPDATE, ["x", 1])], None, 1, [(GUARD, [1, 7])])
+    assert args == [1, 7, "x", 1]
+    found = "(SELECT count(*) FROM g0) = 1"
+    assert sql == (
+        f"WITH g0 AS ({GUARD.sql}), w1 AS (UPDATE t SET v=$3::VARCHAR WHERE (t.id = $4::INTEGER)"
+        f" AND {found}) SELECT CASE WHEN {found} THEN 0 ELSE -1 END"
+    )
