@@ -1,45 +1,25 @@
-"""The hot statements: declared in SQLAlchemy Core, compiled once, run on asyncpg.
+"""The hot statements (``servicekit.statement``: Core, compiled once) run on asyncpg.
 
-Every statement is declared with SQLAlchemy Core on the service's tables. Running one
-through SQLAlchemy's async layer costs about 140 µs of client CPU beyond asyncpg's own
-(the cache key, two greenlet hops, the result's wrapping: ``bench/db_layer.py``), on every
-statement of every request and every event applied. A :class:`Statement` is compiled
-once, at import, to the SQL asyncpg prepares (cached per connection) and the order of its
-parameters; :class:`Sql` runs it on the unit of work's connection, in its transaction.
-
-What a statement may hold is checked when it is compiled: no ``IN`` list expanded per
-call (use ``= ANY(:ids)``) and no Python-side column default (give the column a value or
-a server default), since those need SQLAlchemy's execution to fill them in.
+:class:`Sql` runs a :class:`Statement` on the asyncpg connection under the unit of work's
+SQLAlchemy connection, in its transaction (``servicekit.driver``), without SQLAlchemy's
+execution layer. ``Statement``, ``RowLoad`` and ``constant`` are importable from here too.
 
 A write whose result nobody reads (an aggregate's save, an event's outbox row) can wait
 for the commit (:meth:`Sql.defer`): the writes waiting go to the server as one statement
 (data-modifying ``WITH``), and a unit of work that ran nothing else sends only that one
 statement, which PostgreSQL commits on its own, instead of BEGIN, each write and COMMIT.
-A ``POST /models`` was four round trips; it is one.
+A ``POST /models`` was four round trips; it is one. A row read to be changed may be read
+without a lock and locked by that statement (:meth:`Sql.fetchrow_for_update`).
 """
 
 from __future__ import annotations
 
-import re
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Tracer
-from sqlalchemy import (
-    ColumnElement,
-    Delete,
-    Insert,
-    Select,
-    Table,
-    Update,
-    bindparam,
-    literal_column,
-    select,
-)
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from sqlalchemy.sql import ClauseElement
 
 from servicekit.deferred import together
 from servicekit.driver import (
@@ -48,13 +28,17 @@ from servicekit.driver import (
     driver_connection,
     driver_outside_transaction,
 )
+from servicekit.statement import Params, RowLoad, Statement, constant
 
-_DIALECT = asyncpg_dialect()
-_NO_VALUE = object()
-
-Params = Mapping[str, Any]
-_WORD = re.compile(r"[a-z_]+")
-_PARAMETER = re.compile(r"\$(\d+)")
+__all__ = [
+    "ConditionFailed",
+    "Params",
+    "RowLoad",
+    "Sql",
+    "Statement",
+    "constant",
+    "trace_statements",
+]
 
 
 class ConditionFailed(Exception):
@@ -66,81 +50,6 @@ class ConditionFailed(Exception):
     def __init__(self, message: str, *, row_changed: bool = False) -> None:
         super().__init__(message)
         self.row_changed = row_changed
-
-
-def constant(value: str) -> ColumnElement[Any]:
-    """``value`` (a state's name) written into the statement, not passed as a parameter:
-    a prepared statement's generic plan can then use a partial index whose predicate
-    names it (``WHERE status = 'pending'``)."""
-    if not _WORD.fullmatch(value):
-        raise ValueError(f"not a plain word: {value!r}")
-    return literal_column(f"'{value}'")
-
-
-class RowLoad:
-    """A row read to be changed, by ``statement`` (a SELECT of one row of ``table`` by its
-    ``key`` column): locked as it is read (``locked``, FOR UPDATE), or read with its
-    version (``plain``, with ``xmin``) and locked by the commit's statement only if it is
-    still that version (``guard``; :meth:`Sql.fetchrow_for_update`)."""
-
-    __slots__ = ("guard", "key", "locked", "plain")
-
-    def __init__(self, statement: Select[Any], table: Table, key: str = "id") -> None:
-        self.key = key
-        self.locked = Statement(statement.with_for_update())
-        self.plain = Statement(statement.add_columns(literal_column("xmin")))
-        self.guard = Statement(
-            select(literal_column("1"))
-            .select_from(table)
-            .where(table.c[key] == bindparam("key"), literal_column("xmin") == bindparam("xmin"))
-            .with_for_update()
-        )
-
-
-class Statement:
-    """``statement`` compiled for asyncpg. For an INSERT, ``columns`` names the columns
-    given a value (the others take their server defaults)."""
-
-    __slots__ = ("_binds", "sql", "writes")
-
-    def __init__(self, statement: ClauseElement, columns: Sequence[str] | None = None) -> None:
-        compiled = statement.compile(
-            dialect=_DIALECT,
-            column_keys=list(columns) if columns is not None else None,
-            # As for executemany: no RETURNING of a generated key nobody reads (an INSERT
-            # returns only what its statement asks for).
-            for_executemany=True,
-        )
-        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
-            raise ValueError(f"a Python-side column default needs SQLAlchemy: {compiled.string}")
-        processors: Mapping[str, Callable[[Any], Any]] = compiled._bind_processors
-        binds: list[tuple[str, Callable[[Any], Any] | None, Any]] = []
-        for name in compiled.positiontup or ():
-            bind = compiled.binds[name]
-            if bind.expanding:
-                raise ValueError(f"an expanding IN list in {compiled.string}: use = ANY(:{name})")
-            fixed = bind.value if bind.value is not None or not bind.required else _NO_VALUE
-            binds.append((name, processors.get(name), fixed))
-        self.sql: str = compiled.string
-        self._binds = tuple(binds)
-        # The table a write without RETURNING changes: such a write may wait (Sql.defer).
-        self.writes: str | None = None
-        if isinstance(statement, Insert | Update | Delete) and not compiled.returning:
-            if "$" in _PARAMETER.sub("", self.sql):
-                raise ValueError(f"a '$' not a parameter's, in {self.sql}")
-            self.writes = statement.table.name  # type: ignore[union-attr]
-
-    def args(self, params: Params | None) -> list[Any]:
-        """The positional arguments for ``params`` (by bind name); a bind the statement
-        fixed (a literal, a limit) takes its own value unless ``params`` names it."""
-        given = params or {}
-        out = []
-        for name, process, fixed in self._binds:
-            value = given.get(name, fixed)
-            if value is _NO_VALUE:
-                raise KeyError(f"no value for :{name} in {self.sql}")
-            out.append(process(value) if process is not None and value is not None else value)
-        return out
 
 
 _TRACERS: weakref.WeakKeyDictionary[object, Tracer] = weakref.WeakKeyDictionary()
@@ -256,7 +165,7 @@ class Sql:
         nothing otherwise and raises :class:`ConditionFailed` (``row_changed``), and the
         caller runs its unit of work again with the row locked as it is read."""
         if (
-            not self.lock_at_commit
+            not (self.lock_at_commit and self._deferring)  # guards go with deferred writes
             or self._conn is not None
             or self._waiting
             or self._condition is not None

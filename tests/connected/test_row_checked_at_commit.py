@@ -10,17 +10,18 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Column, Integer, MetaData, Table, bindparam, func, select, text, update
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, select, text, update
 
 from contracts.core import ModelCompleted
 from contracts.topics import CORE_EVENTS
 from model import handlers
 from model.repository import ModelUnitOfWork
-from model.tables import model_requests, outbox
+from model.tables import model_requests
 from servicekit.db import UnitOfWork, make_engine
 from servicekit.envelope import Envelope
 from servicekit.outbox import OutboxWriter
 from servicekit.sql import ConditionFailed, RowLoad, Statement
+from tests.connected.test_deferred_condition import _state
 from tests.connected.test_sql_statements import _statements_sent
 from tests.support import cancelled, eventually, quick_consumer
 
@@ -28,16 +29,9 @@ pytestmark = pytest.mark.connected
 
 
 async def _request(engine, rid: int) -> tuple[str, str, int]:  # type: ignore[no-untyped-def]
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(model_requests.c.state, model_requests.c.model_name).where(
-                    model_requests.c.id == rid
-                )
-            )
-        ).one()
-        events = await conn.scalar(select(func.count()).select_from(outbox))
-    return row.state, row.model_name, events
+    """The request's state and name, and the events in model's outbox."""
+    state, name, events, _ = await _state(engine, rid)
+    return state, name, events
 
 
 async def _rename(engine, rid: int, name: str) -> None:  # type: ignore[no-untyped-def]
