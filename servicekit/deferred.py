@@ -25,12 +25,14 @@ trips (the read, this statement), not four (BEGIN, the read locked, the writes, 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from servicekit.sql import Statement
 
-Waiting = list[tuple["Statement", list[Any]]]
+Write = tuple["Statement", list[Any]]  # a statement and its parameters
+Waiting = list[Write]
 
 _PARAMETER = re.compile(r"\$(\d+)")
 _INSERT_INTO = re.compile(r"^INSERT INTO [\w.\"]+ \([^()]*\) ")
@@ -42,7 +44,7 @@ def together(
     waiting: Waiting,
     condition: tuple[Statement, list[Any]] | None,
     rows: int = 1,
-    guards: Waiting = (),  # type: ignore[assignment]
+    guards: Sequence[Write] = (),
 ) -> tuple[str, list]:
     """One statement for ``waiting``'s writes (after ``guards``' and ``condition``'s, if
     any; the condition holds when it changes ``rows`` rows) and its parameters. With a
@@ -64,7 +66,7 @@ def together(
     return sql, args
 
 
-def _built(ordered: Waiting, guards: int, condition: bool, rows_parameter: int) -> str:
+def _built(ordered: Sequence[Write], guards: int, condition: bool, rows_parameter: int) -> str:
     names = [f"g{n}" for n in range(guards)] + (["c"] if condition else [])
     names += [f"w{n}" for n in range(len(names), len(ordered))]
     found = " AND ".join(f"(SELECT count(*) FROM g{n}) = 1" for n in range(guards))
